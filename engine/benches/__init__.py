@@ -1,0 +1,1 @@
+"""Benchmark targets for ``python -m engine bench``; see :mod:`engine.bench`."""

@@ -1,0 +1,61 @@
+"""``python -m engine <command> …``: one argparse CLI whose subcommands live beside the code they drive.
+
+Each module listed in :data:`COMMAND_MODULES` defines ``add_commands(subparsers)``, registering its parsers with
+``set_defaults(func=handler)``; a handler takes the parsed ``argparse.Namespace`` and returns an exit code.
+Errors derived from :class:`engine.errors.EquiLabError` are printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from engine.errors import EquiLabError
+
+# Modules that contribute subcommands, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "engine.data.cli",  # data info|preview
+    "engine.augment.cli",  # augment preview
+    "engine.train",  # train
+    "engine.embed",  # embed
+    "engine.evaluate",  # eval
+    "engine.bench",  # bench augment|train|embed|knn
+    "engine.warmup",  # warmup
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="EquiLab engine: pretrain, embed and evaluate SimCLR, E-SSL, EquiMod and CLeVER models.",
+        epilog="Run `python -m engine <command> --help` for the options of each command.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # a capability not built yet: leave its command out
+                continue
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    try:
+        return int(args.func(args) or 0)
+    except EquiLabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
