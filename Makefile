@@ -42,6 +42,7 @@ run: install
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
 
 pytest: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
