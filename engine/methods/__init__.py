@@ -1,0 +1,85 @@
+"""SSL methods registry: one ``nn.Module`` per method, built from a backbone name and a frozen config.
+
+Every method class has ``Config`` (frozen dataclass of its hyper-parameters, paper defaults, including
+``lr_scale``: the recommended multiplier on the base learning rate) and ``trainable`` (False for ``none``), and
+exposes ``make_views(images_uint8, generator)``, ``forward(views) -> {"loss", "loss/<part>", diagnostics}``
+and ``embed(x01) -> {space: Tensor}``. Built modules carry ``build_kwargs`` (everything ``build_method``
+needs to rebuild them, for checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from engine.errors import ConfigError
+from engine.methods.clever import CLeVER
+from engine.methods.equimod import EquiMod
+from engine.methods.essl import ESSL
+from engine.methods.options import make_config
+from engine.methods.rotation import NoTraining, Rotation
+from engine.methods.simclr import SimCLR
+from engine.models import BACKBONES
+
+METHODS: dict[str, type[nn.Module]] = {
+    "simclr": SimCLR,
+    "essl": ESSL,
+    "equimod": EquiMod,
+    "clever": CLeVER,
+    "rotation": Rotation,
+    "none": NoTraining,
+}
+
+# Embedding spaces each method's embed() returns (for stores, the app and tests).
+SPACES: dict[str, tuple[str, ...]] = {
+    "simclr": ("backbone", "projector"),
+    "essl": ("backbone", "projector", "rotation_logits"),
+    "equimod": ("backbone", "projector", "equivariant"),
+    "clever": ("backbone", "projector", "invariant_part", "equivariant_part"),
+    "rotation": ("backbone", "rotation_logits"),
+    "none": ("backbone",),
+}
+
+
+def method_class(name: str) -> type[nn.Module]:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def method_config(name: str, options: dict[str, Any] | None = None) -> Any:
+    """The method's frozen ``Config`` with ``options`` applied; ConfigError for unknown names, keys or values."""
+    return make_config(method_class(name).Config, name, options)
+
+
+def build_method(
+    name: str,
+    backbone: str = "resnet18_cifar",
+    width: float = 1.0,
+    image_size: int = 32,
+    options: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Build method ``name`` on a fresh ``backbone`` of channel ``width`` for ``image_size`` px views."""
+    cls = method_class(name)
+    config = method_config(name, options)
+    if backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
+    if not (isinstance(width, int | float) and 0.03 <= width <= 4.0):
+        raise ConfigError(f"backbone width {width!r} out of range; allowed [0.03, 4.0]")
+    if not (isinstance(image_size, int) and 8 <= image_size <= 1024):
+        raise ConfigError(f"image_size {image_size!r} out of range; allowed integers in [8, 1024]")
+    model = cls(BACKBONES[backbone](width=float(width)), config, image_size)
+    model.name = name
+    model.build_kwargs = {
+        "name": name,
+        "backbone": backbone,
+        "width": float(width),
+        "image_size": image_size,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
+    }
+    return model
+
+
+__all__ = ["METHODS", "SPACES", "build_method", "method_class", "method_config"]
