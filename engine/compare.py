@@ -1,0 +1,106 @@
+"""Model comparison and map-selection helpers for the dashboard: pure numpy, no Streamlit.
+
+Two stores of the same dataset share one id space (row i is the same image in both), so neighbourhoods can be
+compared item by item. Plotly selection events carry per-trace point indices; the map puts the global row id
+in ``customdata`` and :func:`selection_ids` maps an event back to those ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OverlapRanking:
+    """Items ordered from most to least changed neighbourhood between two models."""
+
+    ids: np.ndarray  # int64 [n] global row ids, most changed first
+    overlap: np.ndarray  # float [n] overlap@k of those ids, ascending
+
+
+def knn_ids(embeddings: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """Exact cosine k nearest neighbours of every row among the other rows: int64 [N, k].
+
+    Self is excluded (an item is not its own neighbour). Ties are broken by the lower id so the result is
+    deterministic. Rows are processed in chunks so memory stays at ``chunk * N`` floats.
+    """
+    x = np.asarray(embeddings, dtype=np.float32)
+    n = x.shape[0]
+    if not 0 < k < n:
+        raise ConfigError(f"k={k} must be between 1 and the number of items minus one ({n - 1})")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        sims = x[start : start + chunk] @ x.T  # [c, N]
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = -np.inf  # exclude self
+        # stable sort of -sim: highest similarity first, lower id on ties
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        out[start : start + chunk] = order
+    return out
+
+
+def neighbour_overlap(nbrs_a: np.ndarray, nbrs_b: np.ndarray) -> np.ndarray:
+    """Per-item overlap@k: |N_a(i) ∩ N_b(i)| / k for two [N, k] neighbour-id arrays; float [N] in [0, 1]."""
+    a, b = np.asarray(nbrs_a), np.asarray(nbrs_b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ConfigError(f"neighbour arrays must have the same [N, k] shape, got {a.shape} and {b.shape}")
+    # [N, k, k] equality is cheap for the small k used here and avoids a Python set per item.
+    hits = (a[:, :, None] == b[:, None, :]).any(axis=2)
+    return hits.sum(axis=1) / a.shape[1]
+
+
+def overlap_at_k(emb_a: np.ndarray, emb_b: np.ndarray, k: int = 10) -> np.ndarray:
+    """Overlap@k between the cosine kNN of the same items under two models: float [N]."""
+    if len(emb_a) != len(emb_b):
+        raise ConfigError(
+            f"stores hold different numbers of items ({len(emb_a)} vs {len(emb_b)}): same dataset?"
+        )
+    return neighbour_overlap(knn_ids(emb_a, k), knn_ids(emb_b, k))
+
+
+def rank_changed(overlap: np.ndarray, top: int = 20) -> OverlapRanking:
+    """The ``top`` items whose neighbourhoods changed most (lowest overlap; lower id first on ties)."""
+    ov = np.asarray(overlap, dtype=np.float64)
+    order = np.lexsort((np.arange(len(ov)), ov))[:top]
+    return OverlapRanking(ids=order.astype(np.int64), overlap=ov[order])
+
+
+def selection_ids(selection: Mapping[str, Any] | None) -> np.ndarray:
+    """Global row ids of a Plotly selection event (``event.selection``), read from each point's customdata.
+
+    ``point_index`` is per trace, so it is never used. Points without customdata (e.g. a highlight overlay
+    trace) are ignored. Returns sorted unique int64 ids.
+    """
+    if not selection:
+        return np.zeros(0, dtype=np.int64)
+    ids = []
+    for point in selection.get("points", []) or []:
+        cd = point.get("customdata")
+        if cd is None:
+            continue
+        ids.append(int(cd[0] if isinstance(cd, list | tuple) else cd))
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def stratified_sample(labels: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``max_points`` row ids, drawn per class in proportion to class size (each class keeps >= 1).
+
+    Returns sorted int64 ids; all ids when the store is small enough (no sampling).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = max(1, round(len(members) * max_points / n))
+        picked.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    return np.sort(np.concatenate(picked)).astype(np.int64)

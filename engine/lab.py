@@ -1,0 +1,188 @@
+"""Augmentation-lab logic for the dashboard: slider values -> AugParams, sweeps, and linear 2-D bases.
+
+Displacement arrows are drawn in a LINEAR basis (the store's PCA plane, or the axis of the mean displacement
+plus the cloud's main direction orthogonal to it) because UMAP is non-linear: distances and directions of
+transformed new points there mean nothing. Everything here is pure; no Streamlit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SliderValues:
+    """One augmentation as the lab's sliders describe it (identity by default)."""
+
+    crop_area: float = 1.0  # fraction of the image area kept by the square crop, (0, 1]
+    crop_cx: float = 0.5  # crop centre, fraction of width (clamped so the box fits)
+    crop_cy: float = 0.5  # crop centre, fraction of height
+    flip: bool = False
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    hue: float = 0.0  # shift in turns, [-0.5, 0.5]
+    gray: bool = False
+    blur_sigma: float = 0.0  # 0 = no blur
+    rotation: float = 0.0  # degrees
+
+
+# name -> (field of SliderValues, low, high): the parameters a sweep can vary.
+SWEEPS: dict[str, tuple[str, float, float]] = {
+    "hue shift": ("hue", -0.5, 0.5),
+    "crop scale": ("crop_area", 0.08, 1.0),
+    "rotation angle": ("rotation", -180.0, 180.0),
+    "brightness": ("brightness", 0.2, 1.8),
+    "contrast": ("contrast", 0.2, 1.8),
+    "saturation": ("saturation", 0.0, 2.0),
+    "blur sigma": ("blur_sigma", 0.0, 2.0),
+}
+
+
+def crop_box(values: SliderValues, image_hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(top, left, height, width) in source pixels of the square crop the sliders describe."""
+    h, w = image_hw
+    if not 0.0 < values.crop_area <= 1.0:
+        raise ConfigError(f"crop_area={values.crop_area} must be in (0, 1]")
+    side = float(np.sqrt(values.crop_area) * min(h, w))
+    top = float(np.clip(values.crop_cy * h - side / 2, 0.0, h - side))
+    left = float(np.clip(values.crop_cx * w - side / 2, 0.0, w - side))
+    return top, left, side, side
+
+
+def compose_params(values: SliderValues, image_hw: tuple[int, int], size: int, device: str = "cpu"):
+    """An ``engine.augment.AugParams`` for one image (B = 1) reproducing the slider values exactly."""
+    import torch
+
+    from engine.augment import identity_params
+
+    base = identity_params(1, image_hw, size, device)
+
+    def t(v, dtype=torch.float32):
+        return torch.tensor([v], dtype=dtype, device=device)
+
+    colour = (values.brightness, values.contrast, values.saturation, values.hue) != (1.0, 1.0, 1.0, 0.0)
+    return dataclasses.replace(
+        base,
+        crop=torch.tensor([crop_box(values, image_hw)], dtype=torch.float32, device=device),
+        flip=t(values.flip, torch.bool),
+        jitter=t(colour, torch.bool),
+        brightness=t(values.brightness),
+        contrast=t(values.contrast),
+        saturation=t(values.saturation),
+        hue=t(values.hue),
+        gray=t(values.gray, torch.bool),
+        blur=t(values.blur_sigma > 0, torch.bool),
+        sigma=t(max(values.blur_sigma, 1e-3)),
+        rotation=t(values.rotation),
+    )
+
+
+def sweep_values(values: SliderValues, sweep: str, n: int = 9) -> tuple[np.ndarray, list[SliderValues]]:
+    """``n`` copies of ``values`` with the swept parameter spread evenly over its range: (grid, values)."""
+    if sweep not in SWEEPS:
+        raise ConfigError(f"unknown sweep {sweep!r}: choose from {sorted(SWEEPS)}")
+    field, lo, hi = SWEEPS[sweep]
+    grid = np.linspace(lo, hi, n)
+    return grid, [dataclasses.replace(values, **{field: float(v)}) for v in grid]
+
+
+def random_values(seed: int) -> SliderValues:
+    """A SimCLR-like random augmentation, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    jitter = rng.random() < 0.8
+    return SliderValues(
+        crop_area=float(rng.uniform(0.08, 1.0)),
+        crop_cx=float(rng.uniform(0, 1)),
+        crop_cy=float(rng.uniform(0, 1)),
+        flip=bool(rng.random() < 0.5),
+        brightness=float(rng.uniform(0.6, 1.4)) if jitter else 1.0,
+        contrast=float(rng.uniform(0.6, 1.4)) if jitter else 1.0,
+        saturation=float(rng.uniform(0.6, 1.4)) if jitter else 1.0,
+        hue=float(rng.uniform(-0.1, 0.1)) if jitter else 0.0,
+        gray=bool(rng.random() < 0.2),
+        blur_sigma=0.0,
+        rotation=0.0,
+    )
+
+
+@dataclass(frozen=True)
+class Basis2D:
+    """A linear map R^D -> R^2: ``(x - origin) @ axes.T`` with orthonormal rows in ``axes``."""
+
+    origin: np.ndarray  # float [D]
+    axes: np.ndarray  # float [2, D]
+    name: str
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Coordinates [N, 2] of vectors ``x`` [N, D] (or [D] -> [2])."""
+        return (np.asarray(x, dtype=np.float64) - self.origin) @ self.axes.T
+
+
+def _top_direction(x: np.ndarray) -> np.ndarray:
+    """Unit first principal direction of centred rows ``x`` (sign fixed: largest |entry| positive)."""
+    _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    v = vt[0]
+    return v * np.sign(v[np.argmax(np.abs(v))])
+
+
+def pca_basis(embeddings: np.ndarray) -> Basis2D:
+    """The plane of the two leading principal components of a store's embeddings."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        raise ConfigError(f"need at least 3 embeddings [N, D] for a PCA basis, got shape {x.shape}")
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    top = vt[:2]
+    # deterministic sign: each axis's largest-magnitude entry is positive
+    axes = top * np.sign(top[np.arange(2), np.argmax(np.abs(top), axis=1)])[:, None]
+    return Basis2D(origin=mean, axes=axes, name="PCA 1-2 of the store")
+
+
+def displacement_basis(deltas: np.ndarray, cloud: np.ndarray) -> Basis2D:
+    """Axis 1 = direction of the mean displacement; axis 2 = the cloud's main direction orthogonal to it."""
+    d = np.asarray(deltas, dtype=np.float64).reshape(-1, np.shape(cloud)[1]).mean(axis=0)
+    norm = np.linalg.norm(d)
+    if norm < 1e-12:
+        raise ConfigError("the mean displacement is zero (identity augmentation?): use the PCA basis")
+    a1 = d / norm
+    c = np.asarray(cloud, dtype=np.float64)
+    residual = c - np.outer(c @ a1, a1)  # remove the a1 component, then take the main remaining direction
+    a2 = _top_direction(residual)
+    a2 = a2 - (a2 @ a1) * a1
+    a2 /= max(np.linalg.norm(a2), 1e-12)
+    return Basis2D(origin=c.mean(axis=0), axes=np.stack([a1, a2]), name="mean displacement axis")
+
+
+@dataclass(frozen=True)
+class DisplacementMetrics:
+    """Displacement of one view: ``delta = z(view) - z(original)``, ``delta_hat`` = predicted."""
+
+    norm: float  # |delta|
+    cos: float  # cos(delta, delta_hat); nan without a predictor
+    rel_err: float  # |delta_hat - delta| / |delta|; nan without a predictor
+    invariance: float  # cos(z(original), z(view)): 1 = perfectly invariant
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den > 1e-12 else float("nan")
+
+
+def displacement_metrics(
+    z0: np.ndarray, z1: np.ndarray, z_hat: np.ndarray | None = None
+) -> DisplacementMetrics:
+    """Metrics of one view from the original's embedding, the view's, and the predicted view embedding."""
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    delta = z1 - z0
+    norm = float(np.linalg.norm(delta))
+    if z_hat is None:
+        return DisplacementMetrics(norm=norm, cos=float("nan"), rel_err=float("nan"), invariance=_cos(z0, z1))
+    delta_hat = np.asarray(z_hat, np.float64) - z0
+    rel = float(np.linalg.norm(delta_hat - delta) / norm) if norm > 1e-12 else float("nan")
+    return DisplacementMetrics(norm=norm, cos=_cos(delta, delta_hat), rel_err=rel, invariance=_cos(z0, z1))

@@ -1,0 +1,77 @@
+"""engine.compare: kNN ids, overlap@k, ranking, Plotly selection -> ids, stratified sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.compare import (
+    knn_ids,
+    neighbour_overlap,
+    overlap_at_k,
+    rank_changed,
+    selection_ids,
+    stratified_sample,
+)
+from engine.errors import ConfigError
+
+
+def test_knn_ids_on_a_line_excludes_self_and_breaks_ties_by_id():
+    # points at angles 0, 10, 20, 90 degrees on the unit circle: cosine neighbours are the angular ones
+    ang = np.deg2rad([0.0, 10.0, 20.0, 90.0])
+    x = np.stack([np.cos(ang), np.sin(ang)], axis=1) * np.array([[1.0], [3.0], [0.5], [2.0]])  # norms ignored
+    nb = knn_ids(x, 2)
+    assert nb.tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
+    # identical vectors tie: the lower id comes first
+    assert knn_ids(np.ones((4, 3)), 3)[3].tolist() == [0, 1, 2]
+
+
+def test_knn_ids_rejects_bad_k():
+    with pytest.raises(ConfigError, match="k=5"):
+        knn_ids(np.eye(3), 5)
+
+
+def test_neighbour_overlap_hand_computed():
+    a = np.array([[1, 2, 3], [0, 2, 3]])
+    b = np.array([[3, 1, 9], [7, 8, 9]])
+    assert neighbour_overlap(a, b).tolist() == [2 / 3, 0.0]
+    with pytest.raises(ConfigError):
+        neighbour_overlap(a, b[:, :2])
+
+
+def test_overlap_at_k_is_one_for_a_rotated_copy_and_low_for_a_shuffle():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8))
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    assert np.allclose(overlap_at_k(x, x @ q, k=5), 1.0)  # rotation keeps cosine neighbourhoods
+    shuffled = x[rng.permutation(60)]
+    assert overlap_at_k(x, shuffled, k=5).mean() < 0.3
+
+
+def test_rank_changed_orders_by_overlap_then_id():
+    r = rank_changed(np.array([0.5, 0.1, 0.1, 1.0]), top=3)
+    assert r.ids.tolist() == [1, 2, 0]
+    assert r.overlap.tolist() == [0.1, 0.1, 0.5]
+
+
+def test_selection_ids_reads_customdata_not_point_index():
+    sel = {
+        "points": [
+            {"curve_number": 2, "point_index": 0, "customdata": [41]},
+            {"curve_number": 0, "point_index": 0, "customdata": 7},
+            {"curve_number": 3, "point_index": 5},  # highlight overlay without ids
+            {"curve_number": 2, "point_index": 1, "customdata": [41]},
+        ]
+    }
+    assert selection_ids(sel).tolist() == [7, 41]
+    assert selection_ids(None).tolist() == []
+    assert selection_ids({"points": []}).tolist() == []
+
+
+def test_stratified_sample_keeps_class_proportions_and_every_class():
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    ids = stratified_sample(labels, 100, np.random.default_rng(0))
+    counts = np.bincount(labels[ids])
+    assert counts.tolist() == [90, 9, 1]
+    assert np.all(np.diff(ids) > 0)
+    assert stratified_sample(labels[:50], 100, np.random.default_rng(0)).tolist() == list(range(50))
