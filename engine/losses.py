@@ -26,23 +26,27 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = Fal
     Returns: mean loss over the local 2N rows.
     """
     q1, q2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
-    k1, k2 = q1, q2
-    offset, n_all = 0, q1.shape[0]
     if gather and distributed.is_distributed():
         k1, k2 = distributed.all_gather_with_grad(q1), distributed.all_gather_with_grad(q2)
-        offset, n_all = distributed.rank() * q1.shape[0], k1.shape[0]
-    n = q1.shape[0]
+        return nt_xent_keys(q1, q2, k1, k2, distributed.rank() * q1.shape[0], temperature)
+    return nt_xent_keys(q1, q2, q1, q2, 0, temperature)
+
+
+def nt_xent_keys(q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, offset: int, temperature: float) -> Tensor:
+    """NT-Xent of local L2-normalised queries ``q1, q2 [n, D]`` against keys ``k1, k2 [M, D]`` (all ranks'
+    views, this rank's rows at ``offset``): the positive of ``q1[i]`` is ``k2[offset+i]``, its own copy
+    ``k1[offset+i]`` is masked out, and symmetrically for ``q2``. With ``k = q`` and offset 0 it is plain
+    2N-way NT-Xent; averaged over ranks it equals NT-Xent of the global batch."""
+    n, n_all = q1.shape[0], k1.shape[0]
     queries = torch.cat([q1, q2])  # [2n, D]
-    keys = torch.cat([k1, k2])  # [2 n_all, D]
-    logits = queries @ keys.T / temperature  # [2n, 2 n_all]
-    local = torch.arange(n, device=z1.device) + offset
+    keys = torch.cat([k1, k2])  # [2M, D]
+    logits = queries @ keys.T / temperature  # [2n, 2M]
+    local = torch.arange(n, device=q1.device) + offset
     self_idx = torch.cat([local, local + n_all])  # where each query sits among the keys
     pos_idx = torch.cat([local + n_all, local])  # its other view
-    rows = torch.arange(2 * n, device=z1.device)
     self_mask = torch.zeros_like(logits, dtype=torch.bool)
-    self_mask[rows, self_idx] = True
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    return F.cross_entropy(logits, pos_idx)
+    self_mask[torch.arange(2 * n, device=q1.device), self_idx] = True
+    return F.cross_entropy(logits.masked_fill(self_mask, float("-inf")), pos_idx)
 
 
 def equimod_loss(y_t: Tensor, y_hat_t: Tensor, temperature: float = 0.2, gather: bool = False) -> Tensor:

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from engine.losses import equimod_loss, head_norm_gap, nt_xent, rotation_ce, separation_loss
+from engine.losses import equimod_loss, head_norm_gap, nt_xent, nt_xent_keys, rotation_ce, separation_loss
 
 
 def _cos(a: list[float], b: list[float]) -> float:
@@ -53,6 +54,17 @@ def test_nt_xent_gather_flag_is_identity_on_one_process():
     g = torch.Generator().manual_seed(2)
     z1, z2 = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
     assert nt_xent(z1, z2, 0.5, gather=True).item() == pytest.approx(nt_xent(z1, z2, 0.5).item())
+
+
+def test_gathered_keys_averaged_over_ranks_equal_the_global_batch_loss():
+    """What DDP with gather=True computes: each rank's local queries vs all ranks' keys at its offset."""
+    g = torch.Generator().manual_seed(5)
+    z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    k1, k2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    per_rank = [
+        nt_xent_keys(k1[r * 3 : r * 3 + 3], k2[r * 3 : r * 3 + 3], k1, k2, r * 3, 0.5) for r in range(2)
+    ]
+    assert (sum(per_rank) / 2).item() == pytest.approx(nt_xent(z1, z2, 0.5).item(), rel=1e-5)
 
 
 def test_equimod_loss_matches_hand_computation_over_4n_set():
