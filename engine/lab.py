@@ -186,3 +186,58 @@ def displacement_metrics(
     delta_hat = np.asarray(z_hat, np.float64) - z0
     rel = float(np.linalg.norm(delta_hat - delta) / norm) if norm > 1e-12 else float("nan")
     return DisplacementMetrics(norm=norm, cos=_cos(delta, delta_hat), rel_err=rel, invariance=_cos(z0, z1))
+
+
+@dataclass(frozen=True)
+class LabViews:
+    """Embeddings of one original and its views in one space, plus per-view displacement metrics."""
+
+    views: np.ndarray  # float [V, 3, S, S] in [0, 1]: the augmented images
+    z0: np.ndarray  # float [D]: the original's embedding
+    z: np.ndarray  # float [V, D]: the views' embeddings
+    z_hat: np.ndarray | None  # float [V, D]: predicted view embeddings, None without a predictor
+    metrics: tuple[DisplacementMetrics, ...]
+    predictor: str  # "equimod", "post-hoc" or "none"
+
+
+def lab_views(model, image: np.ndarray, values: list[SliderValues], space: str, predictor=None) -> LabViews:
+    """Augment ``image`` (uint8 [H, W, 3]) once per slider setting and measure the displacements in ``space``.
+
+    Uses the very same ``engine.augment.apply`` and ``equimod_vector`` as training. The prediction comes from
+    EquiMod's own predictor in its "equivariant" space, else from ``predictor(z0 [V, D], p [V, 15]) -> [V, D]``
+    (a post-hoc predictor), else there is none.
+    """
+    import torch
+
+    from engine.augment import apply, equimod_vector, identity_params
+
+    device = next(model.parameters()).device
+    size = int(getattr(model, "image_size", image.shape[0]))
+    hw = (int(image.shape[0]), int(image.shape[1]))
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)  # uint8 [1, 3, H, W]
+    params = [compose_params(v, hw, size, str(device)) for v in values]
+    with torch.no_grad():
+        x0 = apply(x, identity_params(1, hw, size, str(device)))
+        views = torch.cat([apply(x, p) for p in params])  # [V, 3, S, S]
+        emb = model.embed(torch.cat([x0, views]))
+        if space not in emb:
+            raise ConfigError(f"space {space!r} not produced by this model: choose from {sorted(emb)}")
+        zs = emb[space].float().cpu().numpy()
+        pvec = torch.cat([equimod_vector(p, hw) for p in params]).float()
+        z0 = zs[:1].repeat(len(values), axis=0)
+        if space == "equivariant" and hasattr(model, "predict"):
+            z_hat, kind = (
+                model.predict(emb[space][:1].expand(len(values), -1), pvec.to(device)).cpu().numpy(),
+                "equimod",
+            )
+        elif predictor is not None:
+            z_hat, kind = np.asarray(predictor(z0, pvec.numpy()), dtype=np.float32), "post-hoc"
+        else:
+            z_hat, kind = None, "none"
+    metrics = tuple(
+        displacement_metrics(zs[0], zs[i + 1], None if z_hat is None else z_hat[i])
+        for i in range(len(values))
+    )
+    return LabViews(
+        views=views.cpu().numpy(), z0=zs[0], z=zs[1:], z_hat=z_hat, metrics=metrics, predictor=kind
+    )

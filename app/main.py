@@ -1,0 +1,48 @@
+"""EquiLab dashboard entry point: ``streamlit run app/main.py``. Draws the shared sidebar and routes pages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts app/ on sys.path; the engine lives beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import streamlit as st
+
+from app import ui
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="EquiLab", page_icon=":material/science:", layout="wide")
+
+PAGES = {
+    "Explore": [
+        st.Page(
+            PAGES_DIR / "lab.py",
+            title="Augmentation lab",
+            url_path="lab",
+            icon=":material/tune:",
+            default=True,
+        ),
+        st.Page(PAGES_DIR / "map.py", title="Map", url_path="map", icon=":material/scatter_plot:"),
+        st.Page(
+            PAGES_DIR / "retrieval.py", title="Retrieval", url_path="retrieval", icon=":material/search:"
+        ),
+        st.Page(
+            PAGES_DIR / "compare.py", title="Compare models", url_path="compare", icon=":material/compare:"
+        ),
+    ],
+    "Runs": [
+        st.Page(
+            PAGES_DIR / "training.py", title="Training", url_path="training", icon=":material/monitoring:"
+        )
+    ],
+    "Learn": [
+        st.Page(PAGES_DIR / "about.py", title="About / teach", url_path="about", icon=":material/school:")
+    ],
+}
+
+page = st.navigation(PAGES)
+ui.sidebar()
+page.run()

@@ -1,0 +1,159 @@
+"""Compare models: two stores of one dataset side by side, linked selection, neighbourhood overlap@k, probes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import cached, ui
+from engine.compare import overlap_at_k, rank_changed, selection_ids, stratified_sample
+
+MAX_POINTS = 5000
+
+st.title("Compare models")
+sel = ui.selection()
+models = ui.discover_models()
+others = [m for m in models if m != sel.model]
+if not others:
+    st.info(f"Comparison needs two checkpoints; found {len(models)}. Train another, e.g.:")
+    st.code("python -m engine train --method simclr --dataset shapes", language="bash")
+    st.stop()
+want_b = ui.qp("model_b")
+label_b = st.selectbox("Model B", others, index=others.index(want_b) if want_b in others else 0, key="cmp_b")
+ui.set_qp(model_b=label_b)
+ref_a = cached.store_for(sel)
+ref_b = cached.store_for(sel, models[label_b])
+info_a = cached.summary(str(ref_a.path), ref_a.stamp)
+info_b = cached.summary(str(ref_b.path), ref_b.stamp)
+if info_a["n"] != info_b["n"] or not np.array_equal(info_a["labels"], info_b["labels"]):
+    st.error(
+        "The two stores do not hold the same items (different dataset or split); rebuild them on one dataset."
+    )
+    st.stop()
+common = [s for s in info_a["spaces"] if s in info_b["spaces"]]
+space = ui.pick_space(common, key="cmp_space", label="Shared space")
+k = int(st.slider("k for overlap@k", 5, 50, 10, key="cmp_k"))
+classes, labels, n = info_a["classes"], info_a["labels"], info_a["n"]
+
+
+@st.cache_data(max_entries=8, show_spinner="Neighbourhood overlap on the full stores…")
+def overlap(pa: str, sa: float, pb: str, sb: float, space: str, k: int) -> np.ndarray:
+    return overlap_at_k(cached.embeddings(pa, sa, space), cached.embeddings(pb, sb, space), k)
+
+
+ov = overlap(str(ref_a.path), ref_a.stamp, str(ref_b.path), ref_b.stamp, space, k)
+st.metric(
+    f"Mean overlap@{k}", f"{ov.mean():.3f}", help="share of each item's k neighbours common to both models"
+)
+colour = st.radio("Colour", ["label", f"overlap@{k}"], horizontal=True, key="cmp_colour")
+shown = stratified_sample(labels, MAX_POINTS, np.random.default_rng(0))
+st.caption(f"Showing {len(shown):,} of {n:,} items per map (per-class sample); overlap uses the full stores.")
+
+
+def figure(xy: np.ndarray, highlight: np.ndarray) -> go.Figure:
+    c = labels[shown] if colour == "label" else ov[shown]
+    fig = go.Figure(
+        go.Scattergl(
+            x=xy[shown, 0],
+            y=xy[shown, 1],
+            customdata=shown,
+            mode="markers",
+            name="items",
+            marker=dict(
+                size=4,
+                color=c,
+                colorscale="Turbo" if colour == "label" else "Viridis",
+                showscale=colour != "label",
+            ),
+            hovertemplate="id %{customdata}<extra></extra>",
+        )
+    )
+    if len(
+        highlight
+    ):  # linked selection: the other map's picks drawn on top (no customdata: not selectable ids)
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[highlight, 0],
+                y=xy[highlight, 1],
+                mode="markers",
+                name="selected",
+                marker=dict(size=9, color="rgba(0,0,0,0)", line=dict(width=2, color="black")),
+            )
+        )
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, dragmode="select")
+    return fig
+
+
+prev = st.session_state.get("cmp_sel", {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64)})
+ca, cb = st.columns(2)
+with ca:
+    st.caption(f"A: {sel.model}")
+    xy_a = cached.coords(str(ref_a.path), ref_a.stamp, space, "umap")
+    ev_a = st.plotly_chart(
+        figure(xy_a, prev["b"]), key="cmp_map_a", on_select="rerun", selection_mode=("box", "lasso", "points")
+    )
+with cb:
+    st.caption(f"B: {label_b}")
+    xy_b = cached.coords(str(ref_b.path), ref_b.stamp, space, "umap")
+    ev_b = st.plotly_chart(
+        figure(xy_b, prev["a"]), key="cmp_map_b", on_select="rerun", selection_mode=("box", "lasso", "points")
+    )
+now = {"a": selection_ids(ev_a.selection), "b": selection_ids(ev_b.selection)}
+if any(not np.array_equal(now[s], prev[s]) for s in "ab"):
+    st.session_state["cmp_sel"] = now
+    st.rerun()  # re-render both maps with the other side's highlight
+picked = np.union1d(now["a"], now["b"])
+if len(picked):
+    st.write(f"{len(picked)} selected; their mean overlap@{k}: {ov[picked].mean():.3f}")
+
+st.subheader("Neighbourhoods that changed most")
+rank = rank_changed(ov, top=20)
+th = cached.thumbs(str(ref_a.path), ref_a.stamp)
+st.dataframe(
+    pd.DataFrame(
+        {"id": rank.ids, "label": [classes[labels[i]] for i in rank.ids], f"overlap@{k}": rank.overlap}
+    ),
+    hide_index=True,
+    width="stretch",
+    height=220,
+)
+
+st.subheader("Same query, both models")
+q = int(st.number_input("Query id", 0, n - 1, int(rank.ids[0]), key="cmp_q"))
+for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
+    emb = cached.embeddings(str(ref.path), ref.stamp, space)
+    ids = [int(i) for i in np.asarray(cached.search(ref, space, emb[q], 9).ids)[0] if int(i) != q][:8]
+    st.image(
+        [th[q]] + [th[i] for i in ids],
+        caption=[f"query ({name})"] + [classes[labels[i]] for i in ids],
+        width=64,
+    )
+
+st.subheader("Per-factor probes")
+rows = []
+for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
+    files = sorted(p for p in ref.path.glob("*.json") if "probe" in p.name or "eval" in p.name)
+    if not files:
+        st.info(f"No probe results beside the {name} store yet. Compute them with:")
+        st.code(f"python -m engine eval --store {ref.path}", language="bash")
+        continue
+    res = json.loads(files[0].read_text())
+    probes = res.get("probes", res)
+    rows += [
+        {
+            "model": name,
+            "factor": f,
+            "score": float(v if not isinstance(v, dict) else v.get("accuracy", v.get("score", np.nan))),
+        }
+        for f, v in probes.items()
+        if isinstance(v, int | float | dict)
+    ]
+if rows:
+    df = pd.DataFrame(rows)
+    fig = go.Figure([go.Bar(x=g["factor"], y=g["score"], name=m) for m, g in df.groupby("model")])
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, key="cmp_probes")

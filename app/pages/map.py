@@ -1,0 +1,114 @@
+"""Map: UMAP / PCA of a store, coloured by label, factor, kNN-correctness or a score; select to inspect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import cached, ui
+from engine.compare import knn_ids, selection_ids, stratified_sample
+
+MAX_POINTS = 20000
+GRID = 48
+
+st.title("Map")
+sel = ui.selection()
+ref = cached.store_for(sel)
+info = cached.summary(str(ref.path), ref.stamp)
+space = ui.pick_space(info["spaces"])
+meta: pd.DataFrame = info["meta"]
+labels = info["labels"]
+n = info["n"]
+
+
+@st.cache_data(max_entries=16, show_spinner="kNN on the full store…")
+def knn_correct(path: str, stamp: float, space: str, k: int = 10) -> np.ndarray:
+    """Fraction of each item's k nearest neighbours (full store, cosine) sharing its label."""
+    emb = cached.embeddings(path, stamp, space)
+    nb = knn_ids(emb, min(k, len(emb) - 1))
+    lab = cached.summary(path, stamp)["labels"]
+    return (lab[nb] == lab[:, None]).mean(axis=1)
+
+
+c1, c2, c3 = st.columns(3)
+kind = c1.radio("Projection", ["umap", "pca2"], horizontal=True, key="map_kind")
+factors = [c for c in meta.columns if c not in ("id", "label", "path") and meta[c].nunique() < 10_000]
+colour = c2.selectbox("Colour by", ["label", *factors, "kNN-correctness"], key="map_colour")
+cap = int(c3.number_input("Max points drawn", 500, MAX_POINTS, min(5000, MAX_POINTS), 500, key="map_cap"))
+
+xy = cached.coords(str(ref.path), ref.stamp, space, kind)
+shown = stratified_sample(labels, cap, np.random.default_rng(0))
+st.caption(f"Showing {len(shown):,} of {n:,} items (per-class sample); metrics use the full store.")
+
+if colour == "label":
+    values, names = labels, info["classes"]
+elif colour == "kNN-correctness":
+    values, names = knn_correct(str(ref.path), ref.stamp, space), None
+else:
+    col = meta[colour]
+    if pd.api.types.is_numeric_dtype(col) and col.nunique() > 12:
+        values, names = col.to_numpy(dtype=np.float64), None
+    else:
+        codes, uniq = pd.factorize(col, sort=True)
+        values, names = codes, [str(u) for u in uniq]
+
+fig = go.Figure()
+if names is not None:  # one trace per category: legend + stable colours
+    for c, name in enumerate(names):
+        ids = shown[values[shown] == c]
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[ids, 0],
+                y=xy[ids, 1],
+                customdata=ids,
+                mode="markers",
+                name=name,
+                marker=dict(size=4),
+                hovertemplate="id %{customdata}<extra>" + name + "</extra>",
+            )
+        )
+else:
+    fig.add_trace(
+        go.Scattergl(
+            x=xy[shown, 0],
+            y=xy[shown, 1],
+            customdata=shown,
+            mode="markers",
+            name=colour,
+            marker=dict(size=4, color=values[shown], colorscale="Viridis", showscale=True),
+            hovertemplate="id %{customdata}<extra></extra>",
+        )
+    )
+fig.update_layout(
+    height=520, margin=dict(l=10, r=10, t=10, b=10), dragmode="select", uirevision=f"{space}{kind}"
+)
+event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+picked = selection_ids(event.selection if event else None)
+
+th = cached.thumbs(str(ref.path), ref.stamp)
+table = meta.assign(id=np.arange(n), label=[info["classes"][c] for c in labels])
+if len(picked) > 1:
+    st.subheader(f"Selection: {len(picked)} items")
+    first = picked[:GRID]
+    st.image([th[i] for i in first], caption=[str(i) for i in first], width=56)
+    if len(picked) > GRID:
+        st.caption(f"First {GRID} thumbnails of {len(picked)}.")
+    st.dataframe(table.iloc[picked], width="stretch", hide_index=True)
+
+st.subheader("Inspect one item")
+default = int(picked[0]) if len(picked) == 1 else ui.qp_int("item", 0)
+item = int(st.number_input("Item id", 0, n - 1, min(max(default, 0), n - 1), key=f"map_item_{default}"))
+ui.set_qp(item=item)
+a, b = st.columns([1, 3])
+a.image(th[item], caption=f"#{item} · {info['classes'][labels[item]]}", width=128)
+a.dataframe(table.iloc[[item]].T, width="stretch")
+emb = cached.embeddings(str(ref.path), ref.stamp, space)
+hits = cached.search(ref, space, emb[item], 9)
+ids = [int(i) for i in np.asarray(hits.ids)[0] if int(i) != item][:8]
+scores = dict(zip(np.asarray(hits.ids)[0].tolist(), np.asarray(hits.scores)[0].tolist()))
+b.caption("Nearest neighbours (cosine, full store)")
+b.image(
+    [th[i] for i in ids], caption=[f"{info['classes'][labels[i]]} · {scores[i]:.2f}" for i in ids], width=72
+)

@@ -1,0 +1,62 @@
+"""Retrieval: top-k neighbours of a dataset image, an uploaded image, or the lab's current augmented view."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import cached, ui
+
+st.title("Retrieval")
+sel = ui.selection()
+ref = cached.store_for(sel)
+info = cached.summary(str(ref.path), ref.stamp)
+space = ui.pick_space(info["spaces"])
+labels, classes = info["labels"], info["classes"]
+
+c1, c2 = st.columns([2, 1])
+source = c1.radio("Query", ["Dataset image", "Upload", "Lab view"], horizontal=True, key="ret_source")
+k = int(c2.slider("k", 1, 32, 8, key="ret_k"))
+
+query, query_label, show = None, None, None
+if source == "Dataset image":
+    idx = int(st.number_input("Image id", 0, info["n"] - 1, ui.qp_int("q", 0), key="ret_idx"))
+    ui.set_qp(q=idx)
+    query = cached.embeddings(str(ref.path), ref.stamp, space)[idx]
+    query_label, show = int(labels[idx]), cached.thumbs(str(ref.path), ref.stamp)[idx]
+elif source == "Upload":
+    up = st.file_uploader("Query image (≤ 10 MB)", key="ret_upload")
+    img = ui.decode_upload(up)
+    if img is not None:
+        model, _ = ui.load_model(sel.checkpoint)
+        from engine.lab import SliderValues, lab_views
+
+        res = lab_views(model, img, [SliderValues()], space)
+        query, show = res.z0, img
+else:
+    view = st.session_state.get("lab_view")
+    if view is None:
+        st.info("No lab view yet: open the Augmentation lab, compose a view, then come back.")
+    elif view["space"] != space or view["store"] != str(ref.path):
+        st.info(f"The lab view was embedded with another model/space ({view['space']}); revisit the lab.")
+    else:
+        query, show = view["z"], np.transpose(view["image"], (1, 2, 0)).clip(0, 1)
+
+if query is None:
+    st.stop()
+
+st.image(show, caption="query", width=112)
+res = cached.search(ref, space, query, k)
+ids, scores = np.asarray(res.ids)[0], np.asarray(res.scores)[0]
+st.metric("Query latency", f"{float(res.latency_ms):.2f} ms")
+th = cached.thumbs(str(ref.path), ref.stamp)
+caps = []
+for i, s in zip(ids, scores):
+    mark = "" if query_label is None else (" ✓" if labels[i] == query_label else " ✗")
+    caps.append(f"{classes[labels[i]]} · {s:.3f}{mark}")
+st.subheader(f"Top {k}")
+st.image([th[i] for i in ids], caption=caps, width=80)
+if query_label is not None:
+    st.caption(
+        f"{int((labels[ids] == query_label).sum())} of {k} share the query's label (the query itself may be #1)."
+    )

@@ -1,0 +1,246 @@
+"""Shared dashboard plumbing: allowed roots, the sidebar, URL state, cached loaders and error boxes.
+
+Pages import this module and stay thin. User-typed paths only ever resolve inside the configured roots
+(checkpoints/, runs/, stores/, overridable with EQUILAB_CHECKPOINTS / EQUILAB_RUNS / EQUILAB_STORES).
+Heavy engine imports happen inside functions so the first paint is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+REPO = Path(__file__).resolve().parent.parent
+ROOT_ENV: dict[str, str] = {
+    "checkpoints": "EQUILAB_CHECKPOINTS",
+    "runs": "EQUILAB_RUNS",
+    "stores": "EQUILAB_STORES",
+}
+DEFAULT_DATASET = "shapes"
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+def roots() -> dict[str, Path]:
+    """The directories a widget may reach: name -> absolute path (env override, else under the repo)."""
+    return {k: Path(os.environ.get(env, REPO / k)).resolve() for k, env in ROOT_ENV.items()}
+
+
+def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path | None:
+    """``text`` resolved (relative paths against each root) if it lies inside one of the allowed roots."""
+    if not text or "\x00" in text:
+        return None
+    allowed = [roots()[k] for k in kinds]
+    raw = Path(text).expanduser()
+    candidates = [raw.resolve()] if raw.is_absolute() else [(r / raw).resolve() for r in allowed]
+    candidates += [] if raw.is_absolute() else [(REPO / raw).resolve()]
+    for c in candidates:
+        if any(c == r or c.is_relative_to(r) for r in allowed) and c.exists():
+            return c
+    return None
+
+
+def discover_models() -> dict[str, Path]:
+    """Checkpoints the sidebar offers: label -> .safetensors path (checkpoints/ first, then runs/ and stores/)."""
+    found: dict[str, Path] = {}
+    r = roots()
+    for kind in ("checkpoints", "runs", "stores"):
+        base = r[kind]
+        if not base.is_dir():
+            continue
+        pattern = "*.safetensors" if kind == "checkpoints" else "**/*.safetensors"
+        for p in sorted(base.glob(pattern)):
+            if p.with_suffix(".json").exists():
+                label = p.stem if kind == "checkpoints" else f"{kind}/{p.relative_to(base).with_suffix('')}"
+                found.setdefault(label, p)
+    return found
+
+
+def engine(module: str, *names: str) -> Any:
+    """Import ``engine.<module>``; if it or one of ``names`` is missing, explain on the page and stop."""
+    try:
+        mod = importlib.import_module(f"engine.{module}")
+        missing = [n for n in names if not hasattr(mod, n)]
+    except ImportError as e:
+        mod, missing = None, [f"({e})"]
+    if missing:
+        st.info(
+            f"This part needs `engine.{module}` ({', '.join(names) or 'module'}), which is not available in "
+            f"this checkout yet: missing {', '.join(missing)}. The other pages keep working."
+        )
+        st.stop()
+    return mod
+
+
+def show_error(err: Exception, fix: str | None = None) -> None:
+    """A red box with the engine's message and, when known, the command that fixes it."""
+    st.error(f"{type(err).__name__}: {err}")
+    if fix:
+        st.code(fix, language="bash")
+
+
+# ---------------------------------------------------------------- URL and session state
+
+
+def qp(name: str, default: str | None = None) -> str | None:
+    """A query parameter (shareable state) or ``default``."""
+    return st.query_params.get(name, default)
+
+
+def set_qp(**values: Any) -> None:
+    """Write shareable state to the URL, only when it changed (each write costs a message)."""
+    for k, v in values.items():
+        if v is None:
+            continue
+        if st.query_params.get(k) != str(v):
+            st.query_params[k] = str(v)
+
+
+def qp_int(name: str, default: int) -> int:
+    try:
+        return int(qp(name, str(default)))
+    except (TypeError, ValueError):
+        return default
+
+
+# ---------------------------------------------------------------- sidebar
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar picked; every page reads it from ``st.session_state["selection"]``."""
+
+    model: str | None  # label in discover_models()
+    checkpoint: Path | None
+    dataset: str
+    split: str
+    space: str | None  # chosen after the store is open (only spaces the model has)
+
+
+def _dataset_names() -> list[str]:
+    try:
+        from engine.data import DATASETS
+
+        return sorted(DATASETS)
+    except ImportError:
+        return [DEFAULT_DATASET]
+
+
+def sidebar() -> Selection:
+    """Model / dataset pickers shared by all pages (the space picker is added by :func:`store_for`)."""
+    models = discover_models()
+    labels = list(models)
+    if st.session_state.pop("apply_qp", False):  # a one-click example or shared link set the URL
+        if qp("model") in labels:
+            st.session_state["sb_model"] = qp("model")
+        st.session_state["sb_space"] = qp("space")
+    with st.sidebar:
+        st.header("EquiLab")
+        if labels:
+            want = qp("model")
+            idx = labels.index(want) if want in labels else 0
+            model = st.selectbox(
+                "Model", labels, index=idx, key="sb_model", help="checkpoints/, runs/, stores/"
+            )
+        else:
+            model = None
+            st.warning(
+                "No checkpoints found under " + ", ".join(str(p) for p in roots().values()) + ". Train one:"
+            )
+            st.code("python -m engine train --method simclr --dataset shapes", language="bash")
+        names = _dataset_names()
+        want_ds = qp("dataset", DEFAULT_DATASET)
+        dataset = st.selectbox(
+            "Dataset", names, index=names.index(want_ds) if want_ds in names else 0, key="sb_ds"
+        )
+        split = "test"
+    set_qp(model=model, dataset=dataset)
+    sel = Selection(model=model, checkpoint=models.get(model), dataset=dataset, split=split, space=None)
+    st.session_state["selection"] = sel
+    return sel
+
+
+def selection() -> Selection:
+    """The current sidebar selection (pages run after the router drew the sidebar)."""
+    sel = st.session_state.get("selection")
+    return sel if sel is not None else sidebar()
+
+
+def pick_space(spaces: list[str], key: str = "sb_space", label: str = "Embedding space") -> str:
+    """Space picker in the sidebar restricted to the spaces the store has; synced with ?space=."""
+    want = qp("space")
+    default = want if want in spaces else ("projector" if "projector" in spaces else spaces[0])
+    if st.session_state.get(key) not in spaces:
+        st.session_state[key] = default
+    space = st.sidebar.selectbox(label, spaces, key=key)
+    set_qp(space=space)
+    return space
+
+
+# ---------------------------------------------------------------- cached loaders
+
+
+def _stamp(path: Path) -> float:
+    """Cache key part that changes when the file (or the store manifest) is rewritten."""
+    p = path / "manifest.json" if path.is_dir() else path
+    return p.stat().st_mtime_ns if p.exists() else 0.0
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def _load_model(path: str, stamp: float):
+    from engine.checkpoint import load_model
+
+    return load_model(path)
+
+
+def load_model(path: Path):
+    """(model, info) for a checkpoint, cached on path + mtime; shared across sessions, never mutated."""
+    return _load_model(str(path), _stamp(path))
+
+
+def float_rows(x: Any) -> np.ndarray:
+    """A float32 numpy copy of a tensor or array (one row per item)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+# ---------------------------------------------------------------- images
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def dataset_image(dataset: str, split: str, idx: int) -> np.ndarray:
+    """One uint8 [H, W, 3] image of a dataset (the dataset itself is a memory-mapped cache on disk)."""
+    from engine.data import load_dataset
+
+    return np.array(load_dataset(dataset, split).images[idx])
+
+
+def decode_upload(up: Any) -> np.ndarray | None:
+    """An uploaded file as uint8 [H, W, 3] via engine.data.decode_image, or None after a clear st.error."""
+    if up is None:
+        return None
+    data = up.getvalue()
+    if len(data) > MAX_UPLOAD_BYTES:
+        st.error(f"{up.name}: {len(data) / 1e6:.1f} MB is over the 10 MB upload limit.")
+        return None
+    mod = engine("data", "decode_image")
+    from engine.errors import EquiLabError
+
+    try:
+        return _decode(mod, data)
+    except EquiLabError as e:
+        st.error(f"Cannot use {up.name}: {e}")
+    except Exception as e:  # the decoder promises DataError; anything else is still the upload's fault
+        st.error(f"Cannot use {up.name}: not a readable image ({type(e).__name__}: {e})")
+    return None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _decode(_mod: Any, data: bytes) -> np.ndarray:
+    return np.asarray(_mod.decode_image(data), dtype=np.uint8)
