@@ -1,0 +1,83 @@
+"""AppTest: the Training and About pages, the router, and path restriction (no engine store needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+
+
+@pytest.fixture
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    out = {}
+    for kind, env in (
+        ("checkpoints", "EQUILAB_CHECKPOINTS"),
+        ("runs", "EQUILAB_RUNS"),
+        ("stores", "EQUILAB_STORES"),
+    ):
+        out[kind] = tmp_path / kind
+        out[kind].mkdir()
+        monkeypatch.setenv(env, str(out[kind]))
+    return out
+
+
+def write_run(d: Path, n: int, lr: float) -> None:
+    d.mkdir(parents=True)
+    lines = [json.dumps({"step": i, "loss": 5.0 - i, "lr": lr, "knn/top1": 0.1 * i}) for i in range(n)]
+    (d / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 99, "loss"')  # half-written last line
+
+
+def app_on(page: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    return at.switch_page(f"pages/{page}.py").run()
+
+
+def test_training_page_plots_runs_and_overlays(roots):
+    write_run(roots["runs"] / "a", 4, 0.1)
+    write_run(roots["runs"] / "b", 3, 0.2)
+    at = app_on("training")
+    assert not at.exception
+    assert sorted(at.multiselect[0].options) == ["a", "b"]
+    at.multiselect[0].set_value(["a", "b"]).run()
+    charts = at.get("plotly_chart")
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
+    assert titles == ["loss", "lr", "knn / accuracy"]
+    loss = json.loads(charts[0].proto.spec)
+    assert [t["name"] for t in loss["data"]] == ["a · loss", "b · loss"]
+    last = at.dataframe[0].value
+    assert last.loc["a", "loss"] == 2.0 and last.loc["b", "step"] == 2.0  # half line skipped
+
+
+def test_training_page_refuses_paths_outside_the_roots(roots, tmp_path):
+    outside = tmp_path / "elsewhere"
+    write_run(outside, 2, 0.1)
+    write_run(roots["runs"] / "inside", 2, 0.1)
+    at = app_on("training")
+    for typed in (str(outside), "../elsewhere", "/etc"):
+        at.text_input[0].input(typed).run()
+        assert at.error and "allowed roots" in at.error[0].value, typed
+    at.text_input[0].input("inside").run()
+    assert not at.error and "inside" in at.multiselect[0].options
+
+
+def test_training_page_without_runs_says_how_to_start_one(roots):
+    at = app_on("training")
+    assert "No runs" in at.info[0].value
+    assert "engine train" in at.code[0].value
+
+
+def test_about_example_button_switches_page_with_url_state(roots):
+    at = app_on("about")
+    assert at.title[0].value == "About EquiLab"
+    assert len(at.button) == 4
+    at.button(key="example_SimCLR").click().run()
+    assert not at.exception
+    assert at.query_params["sweep"] == "hue shift"
+    assert at.session_state["example"]["sweep"] == "hue shift"
+    # no checkpoints in the fixture roots: the sidebar says so and shows the training command
+    assert "No checkpoints" in at.sidebar.warning[0].value
