@@ -79,5 +79,11 @@ def test_about_example_button_switches_page_with_url_state(roots):
     assert not at.exception
     assert at.query_params["sweep"] == "hue shift"
     assert at.session_state["example"]["sweep"] == "hue shift"
-    # no checkpoints in the fixture roots: the sidebar says so and shows the training command
+    assert at.title[0].value == "Augmentation lab"
+
+
+def test_sidebar_without_checkpoints_shows_the_training_command(roots):
+    at = AppTest.from_file(MAIN, default_timeout=120).run()
     assert "No checkpoints" in at.sidebar.warning[0].value
+    assert "engine train" in at.sidebar.code[0].value
+    assert at.sidebar.selectbox(key="sb_ds").value == "shapes"
