@@ -12,7 +12,8 @@ import streamlit as st
 
 from app import ui
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# Not "pages/": that name switches Streamlit into its legacy multipage mode beside st.navigation.
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="EquiLab", page_icon=":material/science:", layout="wide")
 

@@ -34,7 +34,7 @@ def write_run(d: Path, n: int, lr: float) -> None:
 def app_on(page: str) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
-    return at.switch_page(f"pages/{page}.py").run()
+    return at.switch_page(f"views/{page}.py").run()
 
 
 def test_training_page_plots_runs_and_overlays(roots):

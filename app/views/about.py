@@ -72,4 +72,4 @@ for name, (text, example, page, settings) in METHODS.items():
                 )
             st.session_state["example"] = settings
             st.session_state["apply_qp"] = True  # the sidebar adopts model/space from the URL once
-            st.switch_page(f"pages/{page}.py", query_params=settings)
+            st.switch_page(f"views/{page}.py", query_params=settings)
