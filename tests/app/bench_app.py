@@ -55,7 +55,7 @@ def rerun_times(page: str, repeats: int) -> list[float]:
     for i in range(repeats):
         if kind:
             widget = getattr(at, kind)(key=key)
-            getattr(widget, "set_value")(values[i % 2])
+            widget.set_value(values[i % 2])
         t0 = time.perf_counter()
         at.run()
         out.append(time.perf_counter() - t0)
