@@ -75,13 +75,15 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
 
 def _ensure(mod, ckpt: Path, sel: ui.Selection) -> Path:
     """ensure_store with a progress display when it has to build; returns the store directory."""
-    status = st.status(f"Opening store for {ckpt.stem} on {sel.dataset}/{sel.split}…", expanded=True)
-    with status:
-        bar = st.progress(0.0)
-        result = mod.ensure_store(
-            ckpt, sel.dataset, sel.split, root=ui.roots()["stores"], progress=_progress_cb(status, bar)
-        )
-    status.update(label="Store ready", state="complete", expanded=False)
+    slot = st.empty()  # the progress box disappears once the store is ready
+    with slot.container():
+        status = st.status(f"Opening the {sel.dataset}/{sel.split} store of {ckpt.stem}…", expanded=True)
+        with status:
+            bar = st.progress(0.0)
+            result = mod.ensure_store(
+                ckpt, sel.dataset, sel.split, root=ui.roots()["stores"], progress=_progress_cb(status, bar)
+            )
+    slot.empty()
     return Path(getattr(result, "path", result))
 
 

@@ -98,8 +98,11 @@ if len(picked) > 1:
     st.dataframe(table.iloc[picked], width="stretch", hide_index=True)
 
 st.subheader("Inspect one item")
-default = int(picked[0]) if len(picked) == 1 else ui.qp_int("item", 0)
-item = int(st.number_input("Item id", 0, n - 1, min(max(default, 0), n - 1), key=f"map_item_{default}"))
+if "map_item" not in st.session_state:
+    st.session_state["map_item"] = min(max(ui.qp_int("item", 0), 0), n - 1)
+if len(picked) == 1 and st.session_state.get("map_last_pick") != int(picked[0]):
+    st.session_state["map_item"] = st.session_state["map_last_pick"] = int(picked[0])  # a clicked point
+item = int(st.number_input("Item id", 0, n - 1, key="map_item"))
 ui.set_qp(item=item)
 a, b = st.columns([1, 3])
 a.image(th[item], caption=f"#{item} · {info['classes'][labels[item]]}", width=128)
