@@ -1,0 +1,230 @@
+"""``shapes``: the embedded default dataset, generated from known factors (no files needed).
+
+Each 32x32 RGB image shows one coloured shape on a flat coloured background. Every factor is sampled
+**independently and uniformly** in the range listed in :data:`FACTOR_RANGES` (the shape class exactly balanced),
+so a probe on an embedding can tell which factors a representation keeps and which it discards:
+
+===============  ==================  ===========================================================
+column           range               meaning
+===============  ==================  ===========================================================
+label / shape    0 .. 9              class index into :data:`CLASSES`
+hue              [0, 1)              shape hue (HSV)
+saturation       [0.5, 1]            shape saturation
+value            [0.6, 1]            shape brightness; the background is darker, see bg_value
+scale            [0.5, 1]            shape radius = scale * 11 px
+angle            [0, 360)            counter-clockwise rotation in degrees
+x, y             [11.5, 20.5]        shape centre in pixels (x right, y down; image centre 16)
+bg_hue           [0, 1)              background hue (saturation fixed at 0.35)
+bg_value         [0, 0.35]           background brightness: always >= 0.25 below the shape's
+symmetry         per class           rotational symmetry order (0 = continuous, e.g. circle)
+angle_mod        [0, 360/symmetry)   angle modulo the symmetry (0 for the circle)
+===============  ==================  ===========================================================
+
+A rotation probe should regress ``angle_mod`` (better: sin/cos of ``symmetry * angle``), because a square turned
+by 90 degrees is the same image. Rasterisation is vectorised numpy with 4x4 supersampling for anti-aliasing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from engine.data.dataset import Arrays, ImageDataset, cached
+from engine.errors import ConfigError
+
+GENERATOR_VERSION = 1
+IMAGE_SIZE = 32
+SUPERSAMPLE = 4
+MAX_RADIUS_PX = 11.0
+BG_SATURATION = 0.35
+DEFAULT_SIZES = {"train": 20_000, "test": 5_000}
+SPLIT_SALT = {"train": 0, "test": 1}  # train and test draw from different streams of the same seed
+CHUNK = 256  # images rasterised at once: ~16k supersamples each, keeps temporaries near 100 MB
+
+FACTOR_RANGES: dict[str, tuple[float, float]] = {
+    "hue": (0.0, 1.0),
+    "saturation": (0.5, 1.0),
+    "value": (0.6, 1.0),
+    "scale": (0.5, 1.0),
+    "angle": (0.0, 360.0),
+    "x": (11.5, 20.5),
+    "y": (11.5, 20.5),
+    "bg_hue": (0.0, 1.0),
+    "bg_value": (0.0, 0.35),
+}
+
+Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _star(points: int, r_out: float, r_in: float) -> Mask:
+    """Regular star/polygon with a vertex pointing up: fold the angle into one half-spike, test one edge."""
+    half = np.pi / points
+    ax, bx, by = r_out, r_in * np.cos(half), r_in * np.sin(half)
+
+    def mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        rho = np.hypot(u, v)
+        t = np.mod(np.arctan2(v, u) - np.pi / 2, 2 * half)
+        a = np.minimum(t, 2 * half - t)  # angle from the nearest spike, in [0, half]
+        qx, qy = rho * np.cos(a), rho * np.sin(a)
+        return (bx - ax) * qy - by * (qx - ax) >= 0  # on the origin's side of the spike edge
+
+    return mask
+
+
+def _box(u: np.ndarray, v: np.ndarray, u0: float, u1: float, v0: float, v1: float) -> np.ndarray:
+    return (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
+
+
+# Shapes in a unit frame (v points up, radius <= 1), with their rotational symmetry order.
+SHAPES: dict[str, tuple[Mask, int]] = {
+    "circle": (lambda u, v: u * u + v * v <= 0.8**2, 0),
+    "square": (lambda u, v: np.maximum(np.abs(u), np.abs(v)) <= 0.68, 4),
+    "triangle": (_star(3, 1.0, 0.5), 3),
+    "plus": (lambda u, v: _box(u, v, -0.28, 0.28, -0.9, 0.9) | _box(u, v, -0.9, 0.9, -0.28, 0.28), 4),
+    "star": (_star(5, 1.0, 0.45), 5),
+    "hexagon": (_star(6, 0.92, 0.92 * np.cos(np.pi / 6)), 6),
+    "semicircle": (lambda u, v: (u * u + (v + 0.35) ** 2 <= 0.9**2) & (v >= -0.35), 1),
+    "arrow": (
+        lambda u, v: _box(u, v, -0.2, 0.2, -0.95, 0.15) | ((v >= 0.15) & (np.abs(u) <= 0.75 * (0.95 - v))),
+        1,
+    ),
+    "L": (lambda u, v: _box(u, v, -0.6, -0.15, -0.85, 0.85) | _box(u, v, -0.6, 0.6, -0.85, -0.4), 1),
+    "T": (lambda u, v: _box(u, v, -0.75, 0.75, 0.4, 0.85) | _box(u, v, -0.22, 0.22, -0.85, 0.85), 1),
+}
+CLASSES: tuple[str, ...] = tuple(SHAPES)
+SYMMETRY: dict[str, int] = {name: order for name, (_, order) in SHAPES.items()}
+
+
+@dataclass(frozen=True)
+class ShapeFactors:
+    """The generative factors of one ``shapes`` item (see the module docstring for ranges)."""
+
+    shape: str = "circle"
+    hue: float = 0.0
+    saturation: float = 1.0
+    value: float = 1.0
+    scale: float = 1.0
+    angle: float = 0.0
+    x: float = 16.0
+    y: float = 16.0
+    bg_hue: float = 0.0
+    bg_value: float = 0.0
+
+
+def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV in [0, 1] to RGB floats in [0, 1], shape ``[..., 3]``."""
+    h6 = np.mod(h, 1.0) * 6.0
+    i = np.floor(h6).astype(np.int64) % 6
+    f = h6 - np.floor(h6)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = np.stack(
+        [np.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
+    )
+    return np.take_along_axis(table, i[None, ..., None], 0)[0]
+
+
+def angle_mod_symmetry(angle: np.ndarray, symmetry: np.ndarray) -> np.ndarray:
+    """Angle in degrees modulo ``360 / symmetry`` (0 where the symmetry is continuous, order 0)."""
+    period = np.where(symmetry > 0, 360.0 / np.maximum(symmetry, 1), 1.0)
+    return np.where(symmetry > 0, np.mod(angle, period), 0.0).astype(np.float32)
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    """Supersample centres in pixel coordinates, flattened ``[P]``, ordered (row, sub-row, col, sub-col)."""
+    k = (np.arange(IMAGE_SIZE * SUPERSAMPLE, dtype=np.float32) + 0.5) / SUPERSAMPLE
+    yy, xx = np.meshgrid(k, k, indexing="ij")
+    return xx.ravel(), yy.ravel()
+
+
+def _coverage(labels: np.ndarray, f: dict[str, np.ndarray]) -> np.ndarray:
+    """Fraction of each pixel covered by the shape, float32 ``[B, 32, 32]``."""
+    xx, yy = _grid()
+    s = IMAGE_SIZE
+    cover = np.zeros((len(labels), s, s), np.float32)
+    theta = np.deg2rad(f["angle"]).astype(np.float32)
+    for c, name in enumerate(CLASSES):
+        idx = np.flatnonzero(labels == c)
+        if idx.size == 0:
+            continue
+        dx = xx[None] - f["x"][idx, None]  # [b, P]
+        dy = f["y"][idx, None] - yy[None]  # v points up: flip the image's y
+        cos, sin = np.cos(theta[idx, None]), np.sin(theta[idx, None])
+        r = (f["scale"][idx, None] * MAX_RADIUS_PX).astype(np.float32)
+        u, v = (cos * dx + sin * dy) / r, (cos * dy - sin * dx) / r  # undo the rotation, unit frame
+        inside = SHAPES[name][0](u, v).astype(np.float32)
+        cover[idx] = inside.reshape(-1, s, SUPERSAMPLE, s, SUPERSAMPLE).mean(axis=(2, 4))
+    return cover
+
+
+def render_batch(labels: np.ndarray, factors: dict[str, np.ndarray]) -> np.ndarray:
+    """Rasterise items from class indices and factor columns (the keys of :data:`FACTOR_RANGES`).
+
+    Returns uint8 ``[N, 32, 32, 3]``; the same factors always give the same pixels.
+    """
+    f = {k: np.asarray(factors[k], np.float32) for k in FACTOR_RANGES}
+    labels = np.asarray(labels, np.int64)
+    out = np.empty((len(labels), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    for lo in range(0, len(labels), CHUNK):
+        sl = slice(lo, lo + CHUNK)
+        fc = {k: v[sl] for k, v in f.items()}
+        fg = hsv_to_rgb(fc["hue"], fc["saturation"], fc["value"])[:, None, None, :]  # [b, 1, 1, 3]
+        bg = hsv_to_rgb(fc["bg_hue"], np.full_like(fc["bg_hue"], BG_SATURATION), fc["bg_value"])
+        bg = bg[:, None, None, :]
+        alpha = _coverage(labels[sl], fc)[..., None]  # [b, 32, 32, 1]
+        out[sl] = np.clip(np.rint((bg + alpha * (fg - bg)) * 255.0), 0, 255).astype(np.uint8)
+    return out
+
+
+def render_shape(factors: ShapeFactors) -> np.ndarray:
+    """One uint8 ``[32, 32, 3]`` image from its factors (for the app, tests and figures)."""
+    if factors.shape not in SHAPES:
+        raise ConfigError(f"unknown shape {factors.shape!r}; choose from {list(CLASSES)}.")
+    cols = {k: np.array([v], np.float32) for k, v in asdict(factors).items() if k != "shape"}
+    return render_batch(np.array([CLASSES.index(factors.shape)]), cols)[0]
+
+
+def sample_factors(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Class indices (exactly balanced, shuffled) and independent uniform factors for ``n`` items."""
+    labels = rng.permutation(np.arange(n) % len(CLASSES)).astype(np.int64)
+    factors = {k: rng.uniform(lo, hi, n).astype(np.float32) for k, (lo, hi) in FACTOR_RANGES.items()}
+    return labels, factors
+
+
+def generate(n: int, seed: int, split: str) -> Arrays:
+    """Sample and render ``n`` items of ``split`` from ``seed`` (pure; no cache)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_SALT[split]]))
+    labels, factors = sample_factors(n, rng)
+    symmetry = np.array([SYMMETRY[c] for c in CLASSES], np.int64)[labels]
+    meta = {
+        "shape": labels.copy(),
+        **factors,
+        "symmetry": symmetry,
+        "angle_mod": angle_mod_symmetry(factors["angle"], symmetry),
+    }
+    return Arrays(images=render_batch(labels, factors), labels=labels, meta=meta)
+
+
+def load_shapes(
+    split: str = "train", root: str | None = None, *, size: int | None = None, seed: int = 0
+) -> ImageDataset:
+    """The ``shapes`` dataset: generated once per (version, seed, size, split), then memory-mapped from cache.
+
+    Args:
+        split: ``train`` (default 20,000 items) or ``test`` (default 5,000 items).
+        root: ignored (nothing is read from disk); accepted so every loader takes the same arguments.
+        size: number of items instead of the split's default.
+        seed: main seed; train and test use different streams derived from it.
+    """
+    del root
+    if split not in DEFAULT_SIZES:
+        raise ConfigError(f"shapes has no split {split!r}; choose from {sorted(DEFAULT_SIZES)}.")
+    n = DEFAULT_SIZES[split] if size is None else size
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ConfigError(f"shapes size={n!r} must be a positive integer number of items.")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"shapes seed={seed!r} must be a non-negative integer.")
+    parts = {"version": GENERATOR_VERSION, "seed": int(seed), "size": int(n)}
+    arrays, _ = cached("shapes", split, parts, lambda: generate(int(n), int(seed), split))
+    return ImageDataset("shapes", split, arrays.images, arrays.labels, CLASSES, arrays.meta)
