@@ -1,0 +1,152 @@
+"""Metrics on frozen features (arrays in, floats out): linear probes, factor probes, displacement scores.
+
+The weighted kNN classifier lives in :mod:`engine.knn` (shared with the trainer's online monitor); this module
+adds the linear probe, the per-factor probes of the shapes dataset and the displacement metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A probe's test score: accuracy for classes, R^2 for continuous (or circular) factors."""
+
+    name: str
+    kind: str  # "accuracy" | "r2" | "circular_r2"
+    score: float
+    n_train: int
+    n_test: int
+
+
+def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = train.mean(axis=0)
+    sd = train.std(axis=0) + 1e-6
+    return (train - mu) / sd, (test - mu) / sd
+
+
+def linear_probe(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, c: float = 1.0
+) -> float:
+    """Test accuracy of a multinomial logistic regression (L2, C=``c``, lbfgs) on standardised frozen features."""
+    from sklearn.linear_model import LogisticRegression
+
+    tr, te = _standardize(np.asarray(train_x, np.float64), np.asarray(test_x, np.float64))
+    clf = LogisticRegression(C=c, max_iter=500)
+    clf.fit(tr, np.asarray(train_y))
+    return float((clf.predict(te) == np.asarray(test_y)).mean())
+
+
+def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form ridge ``y ~ x @ w + b`` (bias unpenalised): returns (w [D, T], b [T])."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64).reshape(len(x), -1)
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    xc, yc = x - mx, y - my
+    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ yc)
+    return w, my - mx @ w
+
+
+def r2_score(y: np.ndarray, y_hat: np.ndarray) -> float:
+    """Coefficient of determination pooled over all target columns: 1 - SSE / SST."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    y_hat = np.asarray(y_hat, np.float64).reshape(len(y), -1)
+    sst = float(((y - y.mean(axis=0)) ** 2).sum())
+    return 1.0 - float(((y - y_hat) ** 2).sum()) / max(sst, 1e-12)
+
+
+def factor_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    period: float | None = None,
+    alpha: float = 1.0,
+) -> float:
+    """Test R^2 of a ridge regression from standardised features to a factor.
+
+    A circular factor (``period`` set, e.g. 1.0 for hue or 360/order for a rotation of symmetry ``order``)
+    is regressed as the pair (cos, sin) of its angle, and the R^2 of the pair is pooled over both columns,
+    so the wrap-around (hue 0.99 ~ 0.01) costs nothing.
+    """
+    tr, te = _standardize(np.asarray(train_x, np.float64), np.asarray(test_x, np.float64))
+    ytr, yte = np.asarray(train_y, np.float64), np.asarray(test_y, np.float64)
+    if period is not None:
+        ytr, yte = _circle(ytr, period), _circle(yte, period)
+    w, b = ridge_fit(tr, ytr, alpha=alpha * len(tr) / 100.0)
+    return r2_score(yte, te @ w + b)
+
+
+def _circle(v: np.ndarray, period: float) -> np.ndarray:
+    a = 2 * np.pi * v / period
+    return np.stack([np.cos(a), np.sin(a)], axis=1)
+
+
+def class_probe(train_x, train_y, test_x, test_y) -> float:
+    """Alias of :func:`linear_probe` for a discrete factor (shape class)."""
+    return linear_probe(train_x, train_y, test_x, test_y)
+
+
+# ---------------------------------------------------------------- displacement metrics (rows are items)
+
+
+def row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows of ``a`` and ``b`` ([N, D] -> [N]); 0 where a row is zero."""
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, (a * b).sum(axis=1) / np.maximum(den, 1e-300), 0.0)
+
+
+def rel_error(delta: np.ndarray, delta_hat: np.ndarray) -> np.ndarray:
+    """|delta - delta_hat| / |delta| per row (nan where the actual displacement is zero)."""
+    delta, delta_hat = np.atleast_2d(delta).astype(np.float64), np.atleast_2d(delta_hat).astype(np.float64)
+    n = np.linalg.norm(delta, axis=1)
+    err = np.linalg.norm(delta - delta_hat, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, err / n, np.nan)
+
+
+def eqgain(y_t: np.ndarray, y_hat_t: np.ndarray, y_0: np.ndarray) -> np.ndarray:
+    """EquiMod's gain: cos(y_t, y_hat_t) - cos(y_t, y_0) per row (> 0: the predictor beats 'no change')."""
+    return row_cos(y_t, y_hat_t) - row_cos(y_t, y_0)
+
+
+def top1_retrieval(y_t: np.ndarray, y_hat_t: np.ndarray) -> float:
+    """Fraction of rows whose prediction is closest (cosine) to its own actual view among the batch."""
+    a = np.asarray(y_t, np.float64)
+    p = np.asarray(y_hat_t, np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    return float((np.argmax(p @ a.T, axis=1) == np.arange(len(a))).mean())
+
+
+@dataclass(frozen=True)
+class DisplacementScores:
+    """Means over a batch of (image, augmentation) pairs."""
+
+    cos: float  # mean cos(delta, delta_hat)
+    rel_err: float  # median |delta - delta_hat| / |delta| (median: a few near-zero |delta| dominate a mean)
+    eqgain: float  # mean cos(y_t, y_hat_t) - cos(y_t, y_0)
+    invariance: float  # mean cos(y_t, y_0)
+    top1: float  # retrieval of the actual view among the batch from the prediction
+    norm: float  # mean |delta|
+    n: int
+
+
+def displacement_scores(y0: np.ndarray, yt: np.ndarray, y_hat: np.ndarray) -> DisplacementScores:
+    """Score predicted view embeddings ``y_hat`` against actual ``yt`` given originals ``y0`` (all [N, D])."""
+    y0, yt, y_hat = (np.atleast_2d(np.asarray(v, np.float64)) for v in (y0, yt, y_hat))
+    delta, delta_hat = yt - y0, y_hat - y0
+    rel = rel_error(delta, delta_hat)
+    return DisplacementScores(
+        cos=float(row_cos(delta, delta_hat).mean()),
+        rel_err=float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan"),
+        eqgain=float(eqgain(yt, y_hat, y0).mean()),
+        invariance=float(row_cos(yt, y0).mean()),
+        top1=top1_retrieval(yt, y_hat),
+        norm=float(np.linalg.norm(delta, axis=1).mean()),
+        n=len(y0),
+    )

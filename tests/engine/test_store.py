@@ -1,0 +1,119 @@
+"""Store round-trip and every verification failure path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.errors import StoreError
+from engine.store import MANIFEST_VERSION, StoreArrays, StoreOptions, open_store, write_store
+
+SHA = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 60
+    arrays = StoreArrays(
+        embeddings={"backbone": rng.normal(size=(n, 16)), "projector": rng.normal(size=(n, 8))},
+        labels=np.arange(n) % 3,
+        classes=("a", "b", "c"),
+        images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+        meta={"hue": rng.uniform(size=n)},
+    )
+    source = {"checkpoint": "ck.safetensors", "checkpoint_sha256": SHA, "dataset": "toy", "split": "test"}
+    path = tmp_path_factory.mktemp("stores") / "toy"
+    write_store(path, arrays, source, StoreOptions(umap=False))
+    return path, arrays
+
+
+def _copy(built, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(built[0], dst)
+    return dst
+
+
+def test_round_trip(built):
+    path, arrays = built
+    s = open_store(path, expect_checkpoint_sha=SHA)
+    assert s.spaces == ("backbone", "projector")
+    assert s.classes == ("a", "b", "c")
+    np.testing.assert_array_equal(s.labels, arrays.labels)
+    np.testing.assert_allclose(s.embeddings("backbone"), arrays.embeddings["backbone"].astype(np.float32))
+    assert s.embeddings("projector").dtype == np.float32 and isinstance(s.embeddings("projector"), np.memmap)
+    np.testing.assert_array_equal(s.thumbnails, arrays.images)
+    np.testing.assert_allclose(s.meta["hue"].to_numpy(), arrays.meta["hue"])
+    with pytest.raises(StoreError, match="without umap"):
+        s.coords("backbone", "umap")  # UMAP itself is tested in test_projection (numba JIT is slow)
+    assert s.coords("projector", "pca3").shape == (60, 3)
+    b = s.pca_basis("backbone")
+    np.testing.assert_allclose(b.project(s.embeddings("backbone")), s.coords("backbone", "pca3"), atol=1e-4)
+    assert s.index("backbone").ntotal == 60
+    m = s.manifest
+    assert m["spaces"]["backbone"] == {"dim": 16, "dtype": "float32"}
+    assert m["umap"]["seed"] == 0 and "faiss-cpu" in m["versions"]
+    assert set(m["files"]) >= {"backbone.npy", "meta.parquet", "thumbs.npy", "backbone.faiss"}
+
+
+def test_float16_option(tmp_path, built):
+    _, arrays = built
+    path = write_store(
+        tmp_path / "h", arrays, {"checkpoint_sha256": SHA}, StoreOptions(dtype="float16", umap=False)
+    )
+    assert open_store(path).embeddings("backbone").dtype == np.float16
+
+
+def test_truncated_npy(built, tmp_path):
+    p = _copy(built, tmp_path)
+    data = (p / "backbone.npy").read_bytes()
+    (p / "backbone.npy").write_bytes(data[:-100])
+    with pytest.raises(StoreError, match=r"truncated.*python -m engine embed"):
+        open_store(p, verify=False)
+
+
+def test_modified_byte(built, tmp_path):
+    p = _copy(built, tmp_path)
+    data = bytearray((p / "projector.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (p / "projector.npy").write_bytes(bytes(data))
+    open_store(p, verify=False)  # same size: only the full hash notices
+    with pytest.raises(StoreError, match=r"modified.*python -m engine embed"):
+        open_store(p)
+
+
+def test_missing_index(built, tmp_path):
+    p = _copy(built, tmp_path)
+    (p / "backbone.faiss").unlink()
+    with pytest.raises(StoreError, match=r"missing.*python -m engine embed"):
+        open_store(p)
+
+
+def test_newer_manifest_version(built, tmp_path):
+    p = _copy(built, tmp_path)
+    m = json.loads((p / "manifest.json").read_text())
+    m["version"] = MANIFEST_VERSION + 1
+    (p / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StoreError, match=r"version.*python -m engine embed"):
+        open_store(p)
+
+
+def test_wrong_checkpoint(built):
+    with pytest.raises(StoreError, match=r"not cdcdcdcd.*python -m engine embed"):
+        open_store(built[0], expect_checkpoint_sha="cd" * 32)
+
+
+def test_missing_store_and_space(built, tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(tmp_path / "nope")
+    with pytest.raises(StoreError, match="no space 'nope'"):
+        open_store(built[0]).embeddings("nope")
+
+
+def test_existing_store_needs_overwrite(built):
+    with pytest.raises(StoreError, match="overwrite"):
+        write_store(built[0], built[1], {})
