@@ -106,7 +106,7 @@ item = int(st.number_input("Item id", 0, n - 1, key="map_item"))
 ui.set_qp(item=item)
 a, b = st.columns([1, 3])
 a.image(th[item], caption=f"#{item} · {info['classes'][labels[item]]}", width=128)
-a.dataframe(table.iloc[[item]].T, width="stretch")
+a.dataframe(table.iloc[[item]].T.astype(str), width="stretch")
 emb = cached.embeddings(str(ref.path), ref.stamp, space)
 hits = cached.search(ref, space, emb[item], 9)
 ids = [int(i) for i in np.asarray(hits.ids)[0] if int(i) != item][:8]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -77,6 +78,42 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
         proc.terminate()
         raise
     return proc, url
+
+
+def _load_fixture_module():
+    """tests/app/fixture_store.py (the tiny checkpoint + store builder shared with the AppTest suite)."""
+    spec = importlib.util.spec_from_file_location(
+        "equilab_fixture_store", REPO / "tests/app/fixture_store.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment pointing the app at fixture roots holding two tiny checkpoints and their stores."""
+    return _load_fixture_module().build(tmp_path_factory.mktemp("app-roots"))
+
+
+@pytest.fixture(scope="module")
+def server(app_env: dict[str, str]) -> Iterator[str]:
+    """Base URL of a `streamlit run app/main.py` subprocess on a free port."""
+    proc, url = start_server(app_env)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def idle():
+    return wait_app_idle
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
 
 
 @pytest.fixture(scope="session")
