@@ -1,0 +1,238 @@
+"""Self-describing, pickle-free checkpoints: ``<stem>.safetensors`` (weights) + ``<stem>.json`` (sidecar).
+
+The sidecar holds the method and its build arguments, the full resolved config, parameter-encoding statistics
+where the method has them, epoch/step/metrics, versions and the sha256 of the weights. Resume state (optimizer
+tensors, RNG state) goes to ``<stem>.state`` (safetensors format; named so model pickers that look for
+``*.safetensors`` never offer it) with its scalars and sha256 in the sidecar. Files are written state, weights,
+sidecar, each atomically, so a sidecar never points to a missing or partial file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from engine import __version__, io
+from engine.errors import CheckpointError, EquiLabError
+
+FORMAT = "equilab-checkpoint/1"
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ opcode; torch.save's zip container
+
+
+def stem_of(path: str | Path) -> Path:
+    """``run_dir`` -> ``run_dir/checkpoints/last``; ``x.json`` / ``x.safetensors`` / ``x`` -> ``x`` (no suffix)."""
+    p = Path(path)
+    if p.is_dir():
+        for cand in (p / "checkpoints" / "last", p / "last", p / "model"):
+            if cand.with_suffix(".json").is_file():
+                return cand
+        raise CheckpointError(
+            f"{p} holds no checkpoint (looked for checkpoints/last.json); train or pass a file"
+        )
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{p} is a pickle-based file ({p.suffix}); EquiLab never unpickles checkpoints because that can run "
+            "arbitrary code. Use a .safetensors + .json checkpoint written by `python -m engine train`."
+        )
+    return p.with_suffix("") if p.suffix in (".json", ".safetensors", ".state") else p
+
+
+def _refuse_pickle(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == PICKLE_MAGIC[0] or head == PICKLE_MAGIC[1]:
+        raise CheckpointError(
+            f"{path} looks like a pickle/torch.save file, which is refused (never unpickled)."
+        )
+
+
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    # clone: safetensors refuses tensors that share storage; contiguous CPU copies are what it writes
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt/{idx}/{name}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars[f"{idx}/{name}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(
+    stem: str | Path,
+    model: nn.Module,
+    *,
+    config: dict[str, Any],
+    epoch: int,
+    step: int,
+    metrics: dict[str, float] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra_state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``stem.safetensors`` + ``stem.json`` (+ ``stem.state`` when ``optimizer`` is given); returns the json.
+
+    ``model`` must come from ``engine.methods.build_method`` (it carries ``build_kwargs``).
+    """
+    stem = Path(stem)
+    build = getattr(model, "build_kwargs", None)
+    if build is None:
+        raise CheckpointError("model has no build_kwargs; build it with engine.methods.build_method")
+    info: dict[str, Any] = {
+        "format": FORMAT,
+        "method": build["name"],
+        "build": build,
+        "backbone": build["backbone"],
+        "width": build["width"],
+        "image_size": build["image_size"],
+        "config": config,
+        "epoch": int(epoch),
+        "step": int(step),
+        "metrics": dict(metrics or {}),
+        "versions": {"engine": __version__, "torch": torch.__version__},
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "state": None,
+    }
+    if hasattr(model, "param_mean"):
+        info["param_stats"] = {"mean": model.param_mean.tolist(), "std": model.param_std.tolist()}
+    if optimizer is not None:
+        tensors, scalars = _optimizer_split(optimizer)
+        tensors.update(
+            {f"extra/{k}": v.detach().cpu().contiguous().clone() for k, v in (extra_state or {}).items()}
+        )
+        state_path = stem.with_suffix(".state")
+        io.atomic_write(state_path, lambda p: save_file(tensors, str(p)))
+        info["state"] = {"file": state_path.name, "sha256": io.sha256_file(state_path), "optimizer": scalars}
+    weights = stem.with_suffix(".safetensors")
+    io.atomic_write(weights, lambda p: save_file(_tensors(model), str(p), metadata={"format": FORMAT}))
+    info["weights"] = {
+        "file": weights.name,
+        "sha256": io.sha256_file(weights),
+        "bytes": weights.stat().st_size,
+    }
+    return io.atomic_write_json(stem.with_suffix(".json"), info)
+
+
+def read_info(path: str | Path) -> dict[str, Any]:
+    """The validated sidecar of a checkpoint (path: run dir, ``.json``, ``.safetensors`` or stem)."""
+    stem = stem_of(path)
+    side = stem.with_suffix(".json")
+    if not side.is_file():
+        raise CheckpointError(
+            f"checkpoint sidecar {side} not found; pass a .json/.safetensors pair or a run dir"
+        )
+    try:
+        info = json.loads(side.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint sidecar {side}: {e}") from e
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{side} is not an EquiLab checkpoint sidecar (format {FORMAT!r} expected)")
+    from engine.methods import METHODS
+
+    if info.get("method") not in METHODS:
+        raise CheckpointError(f"{side}: unknown method {info.get('method')!r}; known: {sorted(METHODS)}")
+    return info
+
+
+def _load_verified(path: Path, sha: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing (its sidecar refers to it)")
+    _refuse_pickle(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated or damaged?): {e}"
+        ) from e
+    if io.sha256_file(path) != sha:
+        raise CheckpointError(f"{path}: sha256 does not match its sidecar; the file was changed or damaged")
+    return tensors
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Verified weights ``(state_dict, info)``."""
+    info = read_info(path)
+    stem = stem_of(path)
+    w = info.get("weights") or {}
+    return _load_verified(stem.with_name(w.get("file", "")), w.get("sha256", "")), info
+
+
+def check_shapes(model: nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> None:
+    """CheckpointError naming the first missing, unexpected or differently-shaped tensor."""
+    want = model.state_dict()
+    for k, v in want.items():
+        if k not in state:
+            raise CheckpointError(f"{where}: tensor {k!r} {tuple(v.shape)} is missing from the checkpoint")
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{where}: tensor {k!r} has shape {tuple(state[k].shape)} in the checkpoint but the architecture "
+                f"expects {tuple(v.shape)}"
+            )
+    extra = sorted(set(state) - set(want))
+    if extra:
+        raise CheckpointError(f"{where}: unexpected tensors {extra[:5]} not in the architecture")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the method from the sidecar, load verified weights, return ``(model.eval() on device, info)``."""
+    from engine.methods import build_method
+
+    state, info = load_state(path)
+    try:
+        model = build_method(**info["build"])
+    except (EquiLabError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{stem_of(path)}.json: cannot rebuild the model ({e})") from e
+    check_shapes(model, state, stem_of(path).with_suffix(".safetensors"))
+    model.load_state_dict(state)
+    return model.to(device).eval(), info
+
+
+def load_train_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Restore ``optimizer`` from ``<stem>.state``; returns the extra tensors saved with it (RNG state ...)."""
+    info = read_info(path)
+    st = info.get("state")
+    if not st:
+        raise CheckpointError(f"{stem_of(path)}.json has no resume state (an exported model?); cannot resume")
+    tensors = _load_verified(stem_of(path).with_name(st["file"]), st["sha256"])
+    saved = st["optimizer"]
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for key, v in saved["scalars"].items():
+        idx, name = key.split("/", 1)
+        state.setdefault(int(idx), {})[name] = v
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{stem_of(path)}.state does not fit this optimizer: {e}") from e
+    return {k.removeprefix("extra/"): v for k, v in tensors.items() if k.startswith("extra/")}
+
+
+def export(src: str | Path, dest_stem: str | Path) -> Path:
+    """Copy a checkpoint's weights + sidecar (no resume state) to ``dest_stem``; returns the new json path."""
+    state, info = load_state(src)
+    dest = Path(dest_stem)
+    dest = dest.with_suffix("") if dest.suffix in (".json", ".safetensors") else dest
+    weights = dest.with_suffix(".safetensors")
+    io.atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+    info = {**info, "state": None}
+    info["weights"] = {
+        "file": weights.name,
+        "sha256": io.sha256_file(weights),
+        "bytes": weights.stat().st_size,
+    }
+    return io.atomic_write_json(dest.with_suffix(".json"), info)

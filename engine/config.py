@@ -1,0 +1,285 @@
+"""Training configuration: frozen dataclasses, per-(method, dataset) defaults, YAML files and ``key=value`` overrides.
+
+Keys are dotted ``section.field`` (``optim.lr=0.1``, ``model.width=0.25``, ``model.options.temperature=0.2``); a
+bare field name (``epochs=10``) works when it names exactly one field. Values are parsed as YAML scalars
+(``true``, ``null``, ``1e-3``, ``[512, 128]``). Precedence: defaults < ``--config file.yaml`` < overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import ConfigError
+
+KNOWN_DATASETS = ("shapes", "cifar10", "cifar100", "stl10", "imagefolder")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "shapes"
+    root: str | None = None  # data root for file-backed datasets (--data-root)
+    options: dict = field(default_factory=dict)  # extra load_dataset options (shapes: size=, seed=)
+    train_subset: int = 0  # train on the first N items of a seeded permutation (0 = all)
+    knn_bank: int = 5000  # un-augmented train items in the kNN memory bank
+    knn_queries: int = 2000  # test items queried by the kNN monitor
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    method: str = "simclr"
+    backbone: str = "resnet18_cifar"
+    width: float = 1.0  # ResNet channel multiplier (1.0 = paper)
+    image_size: int = 0  # view side in pixels (0 = the dataset's image side)
+    options: dict = field(default_factory=dict)  # method hyper-parameters (engine.methods.method_config)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"  # sgd | lars
+    lr: float = 0.03  # base lr; peak = lr * batch_size / 256 * method lr_scale
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 10.0
+    epochs: int = 800
+    batch_size: int = 512  # global batch (split across DDP ranks)
+    final_lr_ratio: float = 0.0  # cosine ends at final_lr_ratio * peak
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast (CUDA only)
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the model
+    checkpoint_every: int = 10  # keep epoch_XXXX checkpoints every N epochs (last is saved every epoch)
+    knn_every: int = 10  # kNN monitor every N epochs (0 = never; always after the last epoch when > 0)
+    knn_k: int = 200
+    knn_t: float = 0.1
+    log_every: int = 20  # steps between metrics.jsonl step records
+    out: str = ""  # run directory ("" = runs/<method>-<dataset>)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+
+# Defaults per dataset (paper settings for CIFAR, methods.md §1.4; CPU-friendly for the generated shapes).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "shapes": {
+        "model.width": 0.125,
+        "data.train_subset": 5000,
+        "data.knn_bank": 2000,
+        "data.knn_queries": 1000,
+        "optim.batch_size": 128,
+        "optim.epochs": 20,
+        "optim.warmup_epochs": 2.0,
+        "train.knn_every": 5,
+        "train.checkpoint_every": 5,
+        "train.log_every": 10,
+    },
+    "cifar10": {},
+    "cifar100": {},
+    "stl10": {"model.backbone": "resnet18", "model.image_size": 64},
+    "imagefolder": {"model.backbone": "resnet18"},
+}
+# Method-specific changes to the trainer defaults (the lr multiplier lives in each method's own config).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+# Allowed ranges (inclusive) and choices; every numeric field not listed must be >= 0 and finite.
+RANGES: dict[str, tuple[float, float]] = {
+    "model.width": (0.03, 4.0),
+    "model.image_size": (0, 1024),
+    "optim.lr": (1e-8, 100.0),
+    "optim.momentum": (0.0, 0.999),
+    "optim.weight_decay": (0.0, 1.0),
+    "optim.warmup_epochs": (0.0, 1e6),
+    "optim.epochs": (1, 1e6),
+    "optim.batch_size": (1, 1 << 20),
+    "optim.final_lr_ratio": (0.0, 1.0),
+    "train.knn_k": (1, 1 << 20),
+    "train.knn_t": (1e-4, 100.0),
+    "train.log_every": (1, 1 << 30),
+    "train.checkpoint_every": (0, 1 << 30),
+    "train.knn_every": (0, 1 << 30),
+    "data.train_subset": (0, 1 << 40),
+    "data.knn_bank": (1, 1 << 40),
+    "data.knn_queries": (1, 1 << 40),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optim.optimizer": ("sgd", "lars"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "data.dataset": KNOWN_DATASETS,
+}
+
+
+def _methods() -> tuple[str, ...]:
+    from engine.methods import METHODS
+
+    return tuple(sorted(METHODS))
+
+
+def _datasets() -> tuple[str, ...]:
+    try:
+        from engine.data import DATASETS
+    except ImportError:  # the data package may be missing pieces; fall back to the documented names
+        return KNOWN_DATASETS
+    return tuple(sorted(DATASETS))
+
+
+def all_keys() -> dict[str, type]:
+    """Every dotted key -> its field's declared type string."""
+    return {f"{s}.{f.name}": f.type for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+
+def resolve_key(key: str) -> str:
+    """Canonical dotted key for ``key`` (dotted or a unique bare field name); ``model.options.X`` passes through."""
+    key = key.strip().lstrip("-").replace("-", "_")
+    keys = all_keys()
+    if key in keys or key.startswith(("model.options.", "data.options.")):
+        return key
+    matches = [k for k in keys if k.split(".", 1)[1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    hint = f"ambiguous, write one of {matches}" if matches else f"allowed keys: {sorted(keys)}"
+    raise ConfigError(f"unknown config key {key!r}; {hint} (method options: model.options.<name>)")
+
+
+def _coerce(key: str, value: Any, default: Any, type_name: str) -> Any:
+    if key in CHOICES:
+        allowed = _datasets() if key == "data.dataset" else CHOICES[key]
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not allowed; choose from {list(allowed)}")
+        return value
+    if key == "model.method":
+        if value not in _methods():
+            raise ConfigError(f"model.method={value!r} is unknown; choose from {list(_methods())}")
+        return value
+    if "dict" in type_name:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if "None" in type_name and value is None:
+        return None
+    if isinstance(default, int | float):
+        is_int = isinstance(default, int)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or (is_int and int(value) != value):
+            kind = "an integer" if is_int else "a finite number"
+            raise ConfigError(f"{key} must be {kind}, got {value!r}")
+        value = int(value) if is_int else float(value)
+        lo, hi = RANGES.get(key, (0, math.inf))
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key}={value!r} is out of range; allowed [{lo}, {hi}]")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """A ``key=value`` override's value, parsed as a YAML scalar/list (``0.1``, ``true``, ``null``, ``[1, 2]``)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=0.1", "epochs=5"]`` -> ``{"optim.lr": 0.1, "optim.epochs": 5}`` (canonical keys)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=0.1)")
+        key, text = item.split("=", 1)
+        out[resolve_key(key)] = parse_value(text)
+    return out
+
+
+def flatten_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file (nested ``section: {field: value}`` or dotted keys) -> canonical flat overrides."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(doc).__name__}")
+    flat: dict[str, Any] = {}
+    for k, v in doc.items():
+        if k in SECTIONS and isinstance(v, dict):
+            flat.update({resolve_key(f"{k}.{f}"): x for f, x in v.items()})
+        else:
+            flat[resolve_key(str(k))] = v
+    return flat
+
+
+def build_config(overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults for the chosen method and dataset, then ``overrides`` (canonical or bare keys), validated."""
+    overrides = {resolve_key(k): v for k, v in (overrides or {}).items()}
+    method = _coerce("model.method", overrides.get("model.method", ModelConfig.method), None, "str")
+    dataset = _coerce("data.dataset", overrides.get("data.dataset", DataConfig.dataset), None, "str")
+    merged = {**DATASET_DEFAULTS.get(dataset, {}), **METHOD_DEFAULTS.get(method, {}), **overrides}
+    values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in merged.items():
+        section, name = key.split(".", 1)
+        if "." in name:  # model.options.temperature / data.options.size
+            sub, opt = name.split(".", 1)
+            values[section].setdefault(sub, {})[opt] = value
+            continue
+        f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        coerced = _coerce(key, value, default, str(f.type))
+        values[section][name] = (
+            {**values[section].get(name, {}), **coerced} if isinstance(coerced, dict) else coerced
+        )
+    cfg = Config(**{s: SECTIONS[s](**v) for s, v in values.items()})
+    from engine.methods import method_config
+
+    method_config(cfg.model.method, cfg.model.options)  # ConfigError for unknown/bad method options
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+    """``build_config`` from a YAML file (optional) and overrides (``key=value`` strings or a dict)."""
+    flat = flatten_yaml(path) if path else {}
+    extra = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    return build_config({**flat, **{resolve_key(k): v for k, v in extra.items()}})
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild (and re-validate) a config from ``to_dict`` output, e.g. a run's config.yaml or a checkpoint."""
+    flat = {f"{s}.{k}": v for s, sec in d.items() for k, v in (sec or {}).items()}
+    return build_config(flat)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def peak_lr(cfg: Config) -> float:
+    """Peak learning rate: ``lr * batch / 256 * method lr_scale``."""
+    from engine.methods import method_config
+    from engine.optim import scaled_lr
+
+    scale = getattr(method_config(cfg.model.method, cfg.model.options), "lr_scale", 1.0)
+    return scaled_lr(cfg.optim.lr, cfg.optim.batch_size, scale)

@@ -1,0 +1,101 @@
+"""What a training run reads: the seeded training subset (in RAM), the kNN monitor's bank and queries, host ->
+device transfer of uint8 batches, and backbone embeddings for the monitor."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.config import Config
+from engine.errors import EquiLabError
+from engine.knn import knn_accuracy
+
+
+def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``[B,H,W,3]`` numpy -> uint8 ``[B,3,H,W]`` tensor on ``device`` (pinned, non-blocking on CUDA)."""
+    x = torch.from_numpy(np.array(images, copy=not images.flags.writeable, order="C")).permute(0, 3, 1, 2)
+    if device.type == "cuda":
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
+def autocast(device: torch.device, enabled: bool):
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and enabled else nullcontext()
+    )
+
+
+@torch.no_grad()
+def embed_backbone(model: nn.Module, images: np.ndarray, device: torch.device, amp: bool, batch: int = 512):
+    """Backbone embeddings of un-augmented uint8 images (float32, CPU)."""
+    was = model.training
+    model.eval()
+    outs = []
+    for i in range(0, len(images), batch):
+        x = to_device(images[i : i + batch], device).float() / 255
+        if x.shape[-1] != model.image_size:
+            x = nn.functional.interpolate(x, size=model.image_size, mode="bilinear", antialias=True)
+        with autocast(device, amp):
+            outs.append(model.embed(x)["backbone"].float().cpu())
+    model.train(was)
+    return torch.cat(outs)
+
+
+@dataclass(frozen=True)
+class RunData:
+    train_images: np.ndarray
+    bank_images: np.ndarray
+    bank_labels: np.ndarray
+    query_images: np.ndarray
+    query_labels: np.ndarray
+    num_classes: int
+    image_side: int
+
+
+def load_run_data(cfg: Config) -> RunData:
+    """The training subset (in RAM) and the kNN bank/queries, chosen by a seeded permutation."""
+    from engine.data import load_dataset
+
+    d = cfg.data
+    train = load_dataset(d.dataset, "train", d.root, **d.options)
+    order = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 7])).permutation(len(train))
+    subset = np.sort(order[: d.train_subset] if d.train_subset else order)
+    images = np.ascontiguousarray(train.images[subset])
+    bank = np.sort(subset[: d.knn_bank])
+    try:
+        test = load_dataset(d.dataset, "test", d.root, **d.options)
+        q_img, q_lab = test.images[: d.knn_queries], test.labels[: d.knn_queries]
+    except EquiLabError:  # no test split: query held-out train items
+        held = np.sort(order[len(subset) :][: d.knn_queries])
+        q_img, q_lab = train.images[held], train.labels[held]
+    return RunData(
+        images,
+        np.ascontiguousarray(train.images[bank]),
+        train.labels[bank],
+        np.ascontiguousarray(q_img),
+        np.asarray(q_lab),
+        len(train.classes),
+        int(train.images.shape[1]),
+    )
+
+
+def knn_monitor(model: nn.Module, data: RunData, cfg: Config, device: torch.device) -> float:
+    """Weighted kNN accuracy (backbone, cosine) of the held-out queries against the un-augmented train bank."""
+    if len(data.query_images) == 0:
+        return float("nan")
+    bank = embed_backbone(model, data.bank_images, device, cfg.train.amp)
+    queries = embed_backbone(model, data.query_images, device, cfg.train.amp)
+    labels = torch.from_numpy(data.bank_labels)
+    return knn_accuracy(
+        bank,
+        labels,
+        queries,
+        torch.from_numpy(data.query_labels),
+        data.num_classes,
+        cfg.train.knn_k,
+        cfg.train.knn_t,
+    )
