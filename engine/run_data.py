@@ -17,7 +17,9 @@ from engine.knn import knn_accuracy
 
 def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 ``[B,H,W,3]`` numpy -> uint8 ``[B,3,H,W]`` tensor on ``device`` (pinned, non-blocking on CUDA)."""
-    x = torch.from_numpy(np.array(images, copy=not images.flags.writeable, order="C")).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.array(images, copy=None if images.flags.writeable else True, order="C")).permute(
+        0, 3, 1, 2
+    )
     if device.type == "cuda":
         x = x.pin_memory()
     return x.to(device, non_blocking=True)
