@@ -150,3 +150,28 @@ def displacement_scores(y0: np.ndarray, yt: np.ndarray, y_hat: np.ndarray) -> Di
         norm=float(np.linalg.norm(delta, axis=1).mean()),
         n=len(y0),
     )
+
+
+def knn_eval(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    k: int = 200,
+    t: float = 0.1,
+) -> float:
+    """Weighted cosine kNN accuracy (k=200, T=0.1) through :func:`engine.knn.knn_accuracy` on numpy arrays."""
+    import torch
+
+    from engine.knn import knn_accuracy
+
+    n_cls = int(max(np.max(train_y), np.max(test_y))) + 1
+    return knn_accuracy(
+        torch.as_tensor(np.asarray(train_x, np.float32)),
+        torch.as_tensor(np.asarray(train_y, np.int64)),
+        torch.as_tensor(np.asarray(test_x, np.float32)),
+        torch.as_tensor(np.asarray(test_y, np.int64)),
+        n_cls,
+        k=k,
+        temperature=t,
+    )
