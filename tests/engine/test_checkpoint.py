@@ -1,0 +1,168 @@
+"""Checkpoints: round trip, export, and refusal of pickles, damaged files, wrong sidecars and wrong shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.checkpoint import export, load_model, load_train_state, read_info, save_checkpoint
+from engine.errors import CheckpointError
+from engine.methods import build_method
+
+
+def _model(width: float = 0.0625):
+    torch.manual_seed(0)
+    return build_method("simclr", width=width, image_size=16)
+
+
+@pytest.fixture()
+def saved(tmp_path: Path) -> tuple[torch.nn.Module, Path, torch.optim.Optimizer]:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.rand(8, 3, 16, 16)
+    out = model({"x1": x, "x2": x.flip(-1)})
+    out["loss"].backward()
+    opt.step()  # momentum buffers exist now
+    stem = tmp_path / "run" / "checkpoints" / "last"
+    save_checkpoint(
+        stem,
+        model,
+        config={"model": {"method": "simclr"}},
+        epoch=3,
+        step=30,
+        metrics={"knn_acc": 0.5},
+        optimizer=opt,
+    )
+    return model, stem, opt
+
+
+def test_round_trip_weights_and_embeddings(saved) -> None:
+    model, stem, _opt = saved
+    x = torch.rand(4, 3, 16, 16)
+    for path in (stem.with_suffix(".json"), stem.with_suffix(".safetensors"), stem.parent.parent):
+        loaded, info = load_model(path)
+        assert not loaded.training
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, loaded.state_dict()[k]), k
+        model.eval()
+        assert torch.equal(model.embed(x)["projector"], loaded.embed(x)["projector"])
+    info = read_info(stem)
+    assert (info["method"], info["epoch"], info["step"], info["width"], info["image_size"]) == (
+        "simclr",
+        3,
+        30,
+        0.0625,
+        16,
+    )
+    assert info["metrics"] == {"knn_acc": 0.5} and info["versions"]["torch"] == torch.__version__
+    assert len(info["weights"]["sha256"]) == 64 and info["config"]["model"]["method"] == "simclr"
+
+
+def test_optimizer_state_round_trip(saved) -> None:
+    model, stem, opt = saved
+    fresh = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    extra = load_train_state(stem, fresh)
+    assert extra == {}
+    a, b = opt.state_dict(), fresh.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for i, st in a["state"].items():
+        assert torch.equal(st["momentum_buffer"], b["state"][i]["momentum_buffer"])
+
+
+def test_export_has_no_resume_state(saved, tmp_path: Path) -> None:
+    model, stem, _ = saved
+    side = export(stem, tmp_path / "ship" / "shapes-simclr")
+    assert sorted(p.name for p in side.parent.iterdir()) == [
+        "shapes-simclr.json",
+        "shapes-simclr.safetensors",
+    ]
+    loaded, info = load_model(side)
+    assert info["state"] is None
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    with pytest.raises(CheckpointError, match="no resume state"):
+        load_train_state(side, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling would create the marker directory
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_pickles_are_refused_without_executing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    for name in ("evil.pt", "evil.pth", "evil.ckpt"):
+        p = tmp_path / name
+        p.write_bytes(pickle.dumps(_Evil(marker)))
+        with pytest.raises(CheckpointError, match="pickle"):
+            load_model(p)
+    # a pickle disguised as .safetensors with a plausible sidecar
+    (tmp_path / "fake.safetensors").write_bytes(pickle.dumps(_Evil(marker)))
+    (tmp_path / "fake.json").write_text(
+        json.dumps(
+            {
+                "format": "equilab-checkpoint/1",
+                "method": "simclr",
+                "weights": {"file": "fake.safetensors", "sha256": "0"},
+            }
+        )
+    )
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(tmp_path / "fake.safetensors")
+    assert not marker.exists()
+
+
+def test_truncated_weights(saved) -> None:
+    _, stem, _ = saved
+    w = stem.with_suffix(".safetensors")
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"truncated|sha256"):
+        load_model(stem)
+
+
+def test_sha_mismatch(saved) -> None:
+    _, stem, _ = saved
+    w = stem.with_suffix(".safetensors")
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF  # flip bits inside the last tensor: still parseable, different content
+    w.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(stem)
+
+
+def test_bad_sidecars(saved) -> None:
+    _, stem, _ = saved
+    side = stem.with_suffix(".json")
+    info = json.loads(side.read_text())
+    side.write_text(json.dumps({**info, "method": "byol"}))
+    with pytest.raises(CheckpointError, match="unknown method 'byol'"):
+        load_model(stem)
+    side.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(CheckpointError, match="not an EquiLab checkpoint"):
+        load_model(stem)
+    side.unlink()
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(stem)
+
+
+def test_architecture_mismatch_names_tensor_and_shapes(saved) -> None:
+    _, stem, _ = saved
+    side = stem.with_suffix(".json")
+    info = json.loads(side.read_text())
+    info["build"]["width"] = 0.125  # same weights file, sidecar claims a wider backbone
+    side.write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=r"tensor 'backbone\.[\w.]+' has shape \(\d+, .*expects \(\d+"):
+        load_model(stem)
+
+
+def test_missing_run_dir_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_model(tmp_path)
