@@ -107,7 +107,7 @@ def decode_files(files: FileList, size: int, workers: int | None = None) -> np.n
         results = pool.map(lambda p: _decode_one(files.base / p, size), files.paths, chunksize=64)
         for i, r in enumerate(results):
             if isinstance(r, DataError):
-                bad.append(str(r))
+                bad.append(str(r).rstrip("."))
             else:
                 out[i] = r
     if bad:

@@ -26,6 +26,15 @@ DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: any real photo; far below PIL's own bo
 WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# Magic numbers, so a file that starts like an image but cannot be opened is called damaged, not "not an image".
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
 
 
 def _label(data: bytes | str | Path) -> str:
@@ -52,6 +61,12 @@ def _open(raw: bytes, label: str, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DataError(f"{label}: refused as a decompression bomb ({e}); use a smaller image.") from e
     except UnidentifiedImageError as e:
+        kind = next((k for sig, k in _SIGNATURES.items() if raw.startswith(sig)), None)
+        if kind:
+            raise DataError(
+                f"{label}: starts like a {kind} file but its header is truncated or corrupt; "
+                "re-export or re-download the file."
+            ) from e
         raise DataError(
             f"{label}: not an image PIL can identify (first bytes {raw[:8]!r}); "
             "upload a JPEG, PNG, BMP, GIF, WebP or TIFF file."

@@ -79,6 +79,12 @@ def test_truncated_files(fmt):
         decode_image(data[: len(data) // 2])
 
 
+def test_truncated_header_is_called_damaged_not_foreign():
+    data = encode(Image.new("RGB", (12, 8)), "PNG")
+    with pytest.raises(DataError, match="starts like a PNG file but its header is truncated or corrupt"):
+        decode_image(data[:30])
+
+
 def test_corrupt_png_checksum():
     data = bytearray(encode(Image.fromarray(noise(32, 32)), "PNG"))
     data[60] ^= 0xFF  # inside the IDAT payload: zlib stream and CRC no longer match
