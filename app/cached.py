@@ -26,9 +26,10 @@ class StoreRef:
 
 
 def _open(path: str):
+    """Re-open a store that store_for() already verified in full: sizes checked, hashes skipped."""
     from engine.store import open_store
 
-    return open_store(path)
+    return open_store(path, verify=False)
 
 
 def _progress_cb(status, bar):
@@ -44,6 +45,40 @@ def _progress_cb(status, bar):
     return cb
 
 
+def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
+    """A store under the stores root built from ``ckpt`` (same path or weights sha256) on dataset/split."""
+    import json
+
+    try:
+        sha = json.loads(ckpt.with_suffix(".json").read_text()).get("weights", {}).get("sha256")
+    except (OSError, ValueError):
+        sha = None
+    base = ui.roots()["stores"]
+    for manifest in sorted([*base.glob("*/manifest.json"), *base.glob("*/*/manifest.json")]):
+        try:
+            src = json.loads(manifest.read_text()).get("source", {})
+        except (OSError, ValueError):
+            continue
+        same_ckpt = (sha and src.get("checkpoint_sha256") == sha) or src.get("checkpoint") == str(ckpt)
+        if same_ckpt and src.get("dataset") == dataset and src.get("split") == split:
+            return manifest.parent
+    return None
+
+
+def _ensure_fn():
+    """engine's ensure_store (build on first open), wherever the engine put it; None if not available."""
+    import importlib
+
+    for name in ("engine.store", "engine.embed"):
+        try:
+            fn = getattr(importlib.import_module(name), "ensure_store", None)
+        except ImportError:
+            fn = None
+        if fn is not None:
+            return fn
+    return None
+
+
 def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     """The store of (checkpoint, dataset, split), built on first open with a visible progress bar.
 
@@ -51,36 +86,48 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     """
     from engine.errors import EquiLabError
 
-    mod = ui.engine("store", "ensure_store", "open_store")
+    mod = ui.engine("store", "open_store")
     ckpt = checkpoint or sel.checkpoint
     if ckpt is None:
         st.info("Pick a model in the sidebar (no checkpoints found).")
         st.stop()
     key = ("store_path", str(ckpt), ui._stamp(ckpt), sel.dataset, sel.split)
     memo = st.session_state.setdefault("_stores", {})
+    fix = (
+        f"python -m engine embed --checkpoint {ckpt} --dataset {sel.dataset} --split {sel.split} "
+        f"--out {ui.roots()['stores']}"
+    )
     if key not in memo:
         try:
-            path = _ensure(mod, ckpt, sel)
+            path = find_store(ckpt, sel.dataset, sel.split)
+            if path is None:
+                ensure = _ensure_fn()
+                if ensure is None:
+                    st.info(
+                        f"No store of {ckpt.stem} on {sel.dataset}/{sel.split} yet, and this engine cannot build one on open. Build it with:"
+                    )
+                    st.code(fix, language="bash")
+                    st.stop()
+                path = _ensure(ensure, ckpt, sel)
+            mod.open_store(path, verify=True)  # full checksum check once per session
         except EquiLabError as e:
-            ui.show_error(
-                e,
-                f"python -m engine embed --checkpoint {ckpt} --dataset {sel.dataset} --split {sel.split} "
-                f"--out {ui.roots()['stores']}",
-            )
+            ui.show_error(e, fix + " --overwrite")
             st.stop()
         memo[key] = path
     path = Path(memo[key])
     return StoreRef(path=path, stamp=ui._stamp(path))
 
 
-def _ensure(mod, ckpt: Path, sel: ui.Selection) -> Path:
-    """ensure_store with a progress display when it has to build; returns the store directory."""
+def _ensure(ensure, ckpt: Path, sel: ui.Selection) -> Path:
+    """ensure_store with a progress display while it builds; returns the store directory."""
     slot = st.empty()  # the progress box disappears once the store is ready
     with slot.container():
-        status = st.status(f"Opening the {sel.dataset}/{sel.split} store of {ckpt.stem}…", expanded=True)
+        status = st.status(
+            f"Building the {sel.dataset}/{sel.split} store of {ckpt.stem} (first open only)…", expanded=True
+        )
         with status:
             bar = st.progress(0.0)
-            result = mod.ensure_store(
+            result = ensure(
                 ckpt, sel.dataset, sel.split, root=ui.roots()["stores"], progress=_progress_cb(status, bar)
             )
     slot.empty()
@@ -107,10 +154,48 @@ def embeddings(path: str, stamp: float, space: str) -> np.ndarray:
     return np.asarray(_open(path).embeddings(space), dtype=np.float32)
 
 
-@st.cache_data(max_entries=32, show_spinner="Projecting (first time only)…")
-def coords(path: str, stamp: float, space: str, kind: str) -> np.ndarray:
-    """[N, 2] float32 map coordinates ("umap" or "pca2"), computed once by the store and cached on disk."""
-    return np.asarray(_open(path).coords(space, kind), dtype=np.float32)
+@st.cache_data(max_entries=32, show_spinner=False)
+def _coords(path: str, stamp: float, space: str, kind: str) -> np.ndarray:
+    return np.asarray(_open(path).coords(space, kind), dtype=np.float32)[:, :2]
+
+
+def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
+    """[N, 2] map coordinates precomputed by the store; PCA with a note when the store has no UMAP."""
+    from engine.errors import StoreError
+
+    try:
+        return _coords(str(ref.path), ref.stamp, space, kind)
+    except StoreError as e:
+        if kind == "pca2":
+            raise
+        st.caption(f"No {kind} coordinates in this store ({str(e).split(';')[0]}); showing PCA instead.")
+        return _coords(str(ref.path), ref.stamp, space, "pca2")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _item_image(path: str, stamp: float, idx: int) -> np.ndarray:
+    from engine.data import load_dataset
+    from engine.errors import EquiLabError
+
+    s = _open(path)
+    src = s.manifest.get("source", {})
+    try:
+        ds = load_dataset(
+            src["dataset"],
+            src.get("split", "test"),
+            root=src.get("data_root"),
+            **src.get("dataset_options", {}),
+        )
+        if len(ds.labels) == s.n:
+            return np.array(ds.images[idx])
+    except (EquiLabError, KeyError, TypeError):
+        pass  # dataset not reachable with the recorded options: the thumbnail is the best we have
+    return np.array(s.thumbnails[idx])
+
+
+def item_image(ref: StoreRef, idx: int) -> np.ndarray:
+    """Full-size uint8 [H, W, 3] image of store item ``idx`` (from the dataset the store was built on)."""
+    return _item_image(str(ref.path), ref.stamp, int(idx))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -139,10 +224,11 @@ def _index(path: str, stamp: float, space: str):
     return _open(path).index(space)
 
 
-def search(ref: StoreRef, space: str, queries: np.ndarray, k: int):
+def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.ndarray | None = None):
     """Top-k of each query row in the store: engine.index SearchResult (ids, scores, latency_ms)."""
     mod = ui.engine("index", "search")
-    return mod.search(_index(str(ref.path), ref.stamp, space), np.atleast_2d(queries).astype(np.float32), k)
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    return mod.search(_index(str(ref.path), ref.stamp, space), q, k, space=space, exclude=exclude)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

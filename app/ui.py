@@ -213,14 +213,6 @@ def float_rows(x: Any) -> np.ndarray:
 # ---------------------------------------------------------------- images
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def dataset_image(dataset: str, split: str, idx: int) -> np.ndarray:
-    """One uint8 [H, W, 3] image of a dataset (the dataset itself is a memory-mapped cache on disk)."""
-    from engine.data import load_dataset
-
-    return np.array(load_dataset(dataset, split).images[idx])
-
-
 def decode_upload(up: Any) -> np.ndarray | None:
     """An uploaded file as uint8 [H, W, 3] via engine.data.decode_image, or None after a clear st.error."""
     if up is None:

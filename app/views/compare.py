@@ -92,13 +92,13 @@ prev = st.session_state.get("cmp_sel", {"a": np.zeros(0, np.int64), "b": np.zero
 ca, cb = st.columns(2)
 with ca:
     st.caption(f"A: {sel.model}")
-    xy_a = cached.coords(str(ref_a.path), ref_a.stamp, space, "umap")
+    xy_a = cached.coords(ref_a, space, "umap")
     ev_a = st.plotly_chart(
         figure(xy_a, prev["b"]), key="cmp_map_a", on_select="rerun", selection_mode=("box", "lasso", "points")
     )
 with cb:
     st.caption(f"B: {label_b}")
-    xy_b = cached.coords(str(ref_b.path), ref_b.stamp, space, "umap")
+    xy_b = cached.coords(ref_b, space, "umap")
     ev_b = st.plotly_chart(
         figure(xy_b, prev["a"]), key="cmp_map_b", on_select="rerun", selection_mode=("box", "lasso", "points")
     )
@@ -126,7 +126,7 @@ st.subheader("Same query, both models")
 q = int(st.number_input("Query id", 0, n - 1, int(rank.ids[0]), key="cmp_q"))
 for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
     emb = cached.embeddings(str(ref.path), ref.stamp, space)
-    ids = [int(i) for i in np.asarray(cached.search(ref, space, emb[q], 9).ids)[0] if int(i) != q][:8]
+    ids = [int(i) for i in np.asarray(cached.search(ref, space, emb[q], 8, exclude=np.array([q])).ids)[0]]
     st.image(
         [th[q]] + [th[i] for i in ids],
         caption=[f"query ({name})"] + [classes[labels[i]] for i in ids],

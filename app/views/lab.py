@@ -37,7 +37,7 @@ with src_col:
             st.session_state["lab_idx"] = int(rng.choice(pool))
         idx = st.number_input("Index", 0, n - 1, key="lab_idx", step=1)
         ui.set_qp(idx=idx)
-        image = ui.dataset_image(sel.dataset, sel.split, int(idx))
+        image = cached.item_image(ref, int(idx))
         caption = f"#{idx} · {info['classes'][info['labels'][idx]]}"
     else:
         up = st.file_uploader("PNG / JPEG / WebP / BMP (≤ 10 MB)", key="lab_upload")
@@ -73,6 +73,7 @@ with aug_col:
         n_views = c2.slider("Views", 1, 4, 2, key="lab_nviews")
         values = [random_values(int(seed) + i) for i in range(n_views)]
 
+ui.engine("augment", "apply", "identity_params", "equimod_vector")
 model, _ = ui.load_model(sel.checkpoint)
 try:
     res = lab_views(model, image, values, space, predictor=cached.predictor(ref, space))

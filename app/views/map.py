@@ -38,7 +38,7 @@ factors = [c for c in meta.columns if c not in ("id", "label", "path") and meta[
 colour = c2.selectbox("Colour by", ["label", *factors, "kNN-correctness"], key="map_colour")
 cap = int(c3.number_input("Max points drawn", 500, MAX_POINTS, min(5000, MAX_POINTS), 500, key="map_cap"))
 
-xy = cached.coords(str(ref.path), ref.stamp, space, kind)
+xy = cached.coords(ref, space, kind)
 shown = stratified_sample(labels, cap, np.random.default_rng(0))
 st.caption(f"Showing {len(shown):,} of {n:,} items (per-class sample); metrics use the full store.")
 
@@ -108,8 +108,8 @@ a, b = st.columns([1, 3])
 a.image(th[item], caption=f"#{item} · {info['classes'][labels[item]]}", width=128)
 a.dataframe(table.iloc[[item]].T.astype(str), width="stretch")
 emb = cached.embeddings(str(ref.path), ref.stamp, space)
-hits = cached.search(ref, space, emb[item], 9)
-ids = [int(i) for i in np.asarray(hits.ids)[0] if int(i) != item][:8]
+hits = cached.search(ref, space, emb[item], 8, exclude=np.array([item]))
+ids = [int(i) for i in np.asarray(hits.ids)[0] if i >= 0]
 scores = dict(zip(np.asarray(hits.ids)[0].tolist(), np.asarray(hits.scores)[0].tolist()))
 b.caption("Nearest neighbours (cosine, full store)")
 b.image(

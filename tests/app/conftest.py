@@ -1,0 +1,49 @@
+"""AppTest fixtures: tiny checkpoints + stores (tests/app/fixture_store.py) and the app pointed at them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+MAIN = str(HERE.parents[1] / "app" / "main.py")
+
+
+def _fixture_module():
+    spec = importlib.util.spec_from_file_location("equilab_fixture_store", HERE / "fixture_store.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def store_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Env vars pointing at fixture roots with two untrained checkpoints and their shapes stores."""
+    return _fixture_module().build(tmp_path_factory.mktemp("app-roots"))
+
+
+@pytest.fixture
+def app_env(store_roots: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for k, v in store_roots.items():
+        monkeypatch.setenv(k, v)
+    return store_roots
+
+
+@pytest.fixture
+def open_app(app_env):
+    """``open_app("map")``: an AppTest of the whole app (router + sidebar) switched to one page and run."""
+    from streamlit.testing.v1 import AppTest
+
+    def _open(page: str, **query: str):
+        at = AppTest.from_file(MAIN, default_timeout=120)
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.run()
+        if page != "lab":
+            at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    return _open

@@ -1,0 +1,137 @@
+"""AppTest: Map, Retrieval and Compare on fixture stores, uploads of bad images, and a damaged store."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.compare import overlap_at_k
+from engine.store import open_store
+
+N = 160
+
+
+def spec(at, i: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[i].proto.spec)
+
+
+def store_emb(env: dict[str, str], label: str, space: str = "backbone") -> np.ndarray:
+    return np.asarray(open_store(Path(env["EQUILAB_STORES"]) / f"{label}-shapes-test").embeddings(space))
+
+
+def array(v) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def test_map_draws_every_item_once_with_ids_in_customdata(open_app, app_env):
+    at = open_app("map")
+    assert any("Showing 160 of 160" in c.value for c in at.caption)
+    fig = spec(at)
+    assert fig["data"][0]["type"] == "scattergl"
+    model = at.sidebar.selectbox(key="sb_model").value
+    store = open_store(Path(app_env["EQUILAB_STORES"]) / f"{model}-shapes-test")
+    assert [t["name"] for t in fig["data"]] == list(store.classes)  # one trace per class, coloured by label
+    ids = np.concatenate([array(t["customdata"]) for t in fig["data"]])
+    assert sorted(ids.tolist()) == list(range(N))  # global row ids, each once
+    for t in fig["data"]:  # the x of each point is that id's coordinate
+        xy = store.coords("backbone", "pca2")
+        assert np.allclose(array(t["x"]), xy[array(t["customdata"]), 0], atol=1e-5)
+        assert (store.labels[array(t["customdata"])] == store.classes.index(t["name"])).all()
+    at.selectbox(key="map_colour").set_value("kNN-correctness").run()
+    assert not at.exception
+    assert len(spec(at)["data"]) == 1 and spec(at)["data"][0]["marker"]["showscale"]
+
+
+def test_map_item_from_url_and_neighbours(open_app):
+    at = open_app("map", item="7")
+    assert at.number_input(key="map_item").value == 7
+    assert at.dataframe[-1].value.columns.tolist() == [7]
+    at.number_input(key="map_item").set_value(12).run()
+    assert at.query_params["item"] == "12"
+
+
+def test_retrieval_label_matches_equal_a_brute_force_search(open_app, app_env):
+    at = open_app("retrieval", q="3")
+    model = at.sidebar.selectbox(key="sb_model").value
+    emb = store_emb(app_env, model)
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    top = np.argsort(-(x @ x[3]), kind="stable")[:8]
+    labels = open_store(Path(app_env["EQUILAB_STORES"]) / f"{model}-shapes-test").labels
+    want = int((labels[top] == labels[3]).sum())
+    assert at.metric[0].label == "Query latency"
+    assert at.caption[-1].value.startswith(f"{want} of 8 share the query's label")
+    at.slider(key="ret_k").set_value(4).run()
+    assert " of 4 share" in at.caption[-1].value
+
+
+def png(mode: str, size=(20, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "not-an-image.png": b"hello, this is text",
+    "truncated.png": png("RGB")[:40],
+    "empty.png": b"",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_UPLOADS))
+def test_bad_uploads_get_a_clear_error_and_the_app_keeps_running(open_app, name):
+    at = open_app("retrieval")
+    at.radio(key="ret_source").set_value("Upload").run()
+    at.file_uploader(key="ret_upload").set_value((name, BAD_UPLOADS[name], "image/png")).run()
+    assert not at.exception
+    assert at.error and f"Cannot use {name}" in at.error[0].value
+
+
+def test_bomb_upload_is_refused(open_app):
+    buf = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(buf, format="PNG")  # 144 Mpx of zeros: a few KB compressed
+    at = open_app("retrieval")
+    at.radio(key="ret_source").set_value("Upload").run()
+    at.file_uploader(key="ret_upload").set_value(("bomb.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert at.error and "Cannot use bomb.png" in at.error[0].value
+
+
+def test_compare_overlap_matches_engine_compare(open_app, app_env):
+    at = open_app("compare")
+    a = at.sidebar.selectbox(key="sb_model").value
+    b = at.selectbox(key="cmp_b").value
+    assert {a, b} == {"shapes-none", "shapes-none-b"}
+    want = overlap_at_k(store_emb(app_env, a), store_emb(app_env, b), k=10)
+    assert at.metric[0].value == f"{want.mean():.3f}"
+    ranked = at.dataframe[0].value
+    assert np.all(np.diff(ranked["overlap@10"].to_numpy()) >= 0)
+    assert np.isclose(ranked["overlap@10"].iloc[0], want.min())
+    assert len(at.get("plotly_chart")) == 2  # the two linked maps
+
+
+def test_damaged_store_shows_the_problem_and_the_fixing_command(store_roots, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    roots = {k: tmp_path / Path(v).name for k, v in store_roots.items()}
+    for k, v in store_roots.items():
+        shutil.copytree(v, roots[k])
+        monkeypatch.setenv(k, str(roots[k]))
+    for store in roots["EQUILAB_STORES"].iterdir():
+        emb = store / "backbone.npy"
+        emb.write_bytes(emb.read_bytes()[:-64])  # truncated file
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/map.py").run()
+    assert not at.exception
+    assert "StoreError" in at.error[0].value and "truncated" in at.error[0].value
+    assert "python -m engine embed" in at.code[0].value
