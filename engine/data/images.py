@@ -14,6 +14,7 @@ before decoding them (decompression bombs), applies EXIF orientation, and conver
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from pathlib import Path
 
@@ -52,12 +53,24 @@ def _read(data: bytes | str | Path, label: str) -> bytes:
     return bytes(data)
 
 
+def _open_strict(raw: bytes) -> Image.Image:
+    """``Image.open`` with PIL's bomb *warning* raised as an error.
+
+    ``warnings.catch_warnings`` swaps process-wide state, which threads racing through it can leave changed, so
+    it is used on the main thread only; in decoding pools the ``max_pixels`` check below (40 MP, under PIL's own
+    89 MP warning level) refuses such images anyway, and PIL's hard DecompressionBombError is caught everywhere.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return Image.open(io.BytesIO(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(raw))
+
+
 def _open(raw: bytes, label: str, max_pixels: int) -> Image.Image:
     """Open (header only) and check the pixel budget before any pixel data is decoded."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(raw))
+        img = _open_strict(raw)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DataError(f"{label}: refused as a decompression bomb ({e}); use a smaller image.") from e
     except UnidentifiedImageError as e:

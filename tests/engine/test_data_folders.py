@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,21 @@ CIFAR10_JPEG = CIFAR10_JPEG_FALLBACK.resolve()
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("EQUILAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("EQUILAB_DATA_ROOT", raising=False)
+
+
+def png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose header claims w x h pixels: a decompression bomb without the pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def write_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (12, 8)) -> None:
@@ -80,11 +97,13 @@ def test_corrupt_file_is_named(tmp_path):
     good = (root / "train" / "cat" / "a.png").read_bytes()
     (root / "train" / "dog" / "broken.png").write_bytes(good[: len(good) // 2])
     (root / "train" / "dog" / "zero.jpg").write_bytes(b"")
+    (root / "train" / "dog" / "bomb.png").write_bytes(png_header_only(9000, 9000))
     with pytest.raises(DataError) as e:
-        load_dataset("imagefolder", "train", root)
+        load_dataset("imagefolder", "train", root)  # decoded in a thread pool
     msg = str(e.value)
+    assert "bomb.png: 9000x9000 = 81,000,000 pixels is over the limit" in msg
     assert (
-        "2 of 7 images" in msg
+        "3 of 8 images" in msg
         and "broken.png: starts like a PNG file but its header is truncated" in msg
         and "zero.jpg: empty" in msg
     )
