@@ -1,0 +1,314 @@
+"""``python -m engine embed``: stream a dataset through a checkpoint into an embedding store.
+
+Batches go straight into preallocated ``np.lib.format.open_memmap`` files, so nothing beyond one batch and the
+memmaps is held in memory. Under ``torchrun`` each rank embeds a contiguous shard into its own files and rank 0
+merges them (:func:`merge_shards`) before deriving projections and indexes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.errors import StoreError
+from engine.store import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
+
+SKIP_SPACES = frozenset({"rotation_logits"})  # a 4-way classifier output, not an embedding space
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """What to embed and where the store goes."""
+
+    checkpoint: Path
+    dataset: str
+    split: str = "test"
+    data_root: str | None = None
+    store_root: Path = Path("stores")
+    batch: int = 256
+    device: str = "auto"
+    limit: int | None = None  # embed only the first ``limit`` items (quick checks, tests)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def checkpoint_sha(checkpoint: str | Path) -> str:
+    """sha256 of the checkpoint's weights as recorded (and verified on load) by engine.checkpoint."""
+    from engine.checkpoint import read_info
+
+    return str(read_info(checkpoint)["weights"]["sha256"])
+
+
+def store_path(checkpoint: str | Path, dataset: str, split: str, store_root: str | Path) -> Path:
+    """``<store_root>/<checkpoint stem>-<sha[:10]>/<dataset>-<split>``: one directory per (checkpoint, data, split)."""
+    from engine.checkpoint import stem_of
+
+    return (
+        Path(store_root)
+        / f"{stem_of(checkpoint).name}-{checkpoint_sha(checkpoint)[:10]}"
+        / f"{dataset}-{split}"
+    )
+
+
+def to_input(batch_uint8: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, size, size] in [0, 1] on ``device`` (antialiased resize if needed)."""
+    x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+@torch.inference_mode()
+def embed_batches(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    write: Callable[[int, dict[str, np.ndarray]], None],
+    batch: int = 256,
+    device: torch.device | str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Call ``write(start, {space: float32 [b, D]})`` for each batch of ``images``; bf16 + channels_last on CUDA."""
+    device = torch.device(device)
+    size = int(getattr(model, "image_size", images.shape[1]))
+    cuda = device.type == "cuda"
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    for start in range(0, len(images), batch):
+        x = to_input(images[start : start + batch], size, device)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with ctx:
+            out = model.embed(x)
+        write(start, {k: v.float().cpu().numpy() for k, v in out.items() if k not in SKIP_SPACES})
+        if on_batch:
+            on_batch(len(x))
+
+
+def embed_to_memmaps(
+    model, images: np.ndarray, dirpath: Path, dtype: str, batch: int, device, on_batch=None
+) -> list[str]:
+    """Embed ``images`` into ``<dirpath>/<space>.npy`` memmaps (allocated on the first batch); returns spaces."""
+    maps: dict[str, np.ndarray] = {}
+
+    def write(start: int, outs: dict[str, np.ndarray]) -> None:
+        for space, v in outs.items():
+            if space not in maps:
+                maps[space] = np.lib.format.open_memmap(
+                    dirpath / f"{space}.npy",
+                    mode="w+",
+                    dtype=np.dtype(dtype),
+                    shape=(len(images), v.shape[1]),
+                )
+            maps[space][start : start + len(v)] = v
+
+    embed_batches(model, images, write, batch, device, on_batch)
+    for m in maps.values():
+        m.flush()
+    return list(maps)
+
+
+def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous [start, stop) of rank ``rank`` out of ``world`` (sizes differ by at most one)."""
+    per, extra = divmod(n, world)
+    start = rank * per + min(rank, extra)
+    return start, start + per + (1 if rank < extra else 0)
+
+
+def merge_shards(shard_dirs: list[Path], dirpath: Path, spaces: list[str], dtype: str) -> None:
+    """Concatenate per-rank ``<space>.npy`` shards (in rank order) into ``dirpath/<space>.npy`` via memmaps."""
+    for space in spaces:
+        parts = [np.load(d / f"{space}.npy", mmap_mode="r", allow_pickle=False) for d in shard_dirs]
+        n = sum(len(p) for p in parts)
+        out = np.lib.format.open_memmap(
+            dirpath / f"{space}.npy", mode="w+", dtype=np.dtype(dtype), shape=(n, parts[0].shape[1])
+        )
+        at = 0
+        for p in parts:
+            out[at : at + len(p)] = p
+            at += len(p)
+        out.flush()
+        del out
+
+
+def build_store(
+    job: EmbedJob,
+    options: StoreOptions | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Embed ``job.dataset``/``job.split`` with ``job.checkpoint`` and write the complete store atomically."""
+    from engine.checkpoint import load_model, read_info
+
+    options = options or StoreOptions()
+    from engine.data import load_dataset
+    from engine.io import atomic_dir
+
+    out = store_path(job.checkpoint, job.dataset, job.split, job.store_root)
+    if out.exists() and not overwrite:
+        raise StoreError(f"store {out} already exists; pass --overwrite to rebuild it.")
+    device = resolve_device(job.device)
+    info = read_info(job.checkpoint)
+    model, _ = load_model(job.checkpoint, device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    data = load_dataset(job.dataset, split=job.split, root=job.data_root)
+    images, labels, meta = data.images, data.labels, data.meta
+    if job.limit is not None:
+        images, labels = images[: job.limit], labels[: job.limit]
+        meta = {k: np.asarray(v)[: job.limit] for k, v in meta.items()}
+    n = len(labels)
+    done = [0]
+
+    def on_batch(b: int) -> None:
+        done[0] += b
+        if progress:
+            progress(0.6 * done[0] / n, f"embedding {done[0]:,}/{n:,} images")
+
+    t0 = time.perf_counter()
+    with atomic_dir(out, overwrite=True) as tmp:
+        spaces = embed_to_memmaps(model, images, tmp, options.dtype, job.batch, device, on_batch)
+        t_embed = time.perf_counter() - t0
+        if progress:
+            progress(0.6, "writing metadata and thumbnails")
+        write_meta(tmp, labels, meta)
+        write_thumbs(tmp, images, options.thumb_size)
+        source = {
+            "checkpoint": str(Path(job.checkpoint).resolve()),
+            "checkpoint_sha256": info["weights"]["sha256"],
+            "method": info.get("method"),
+            "dataset": job.dataset,
+            "split": job.split,
+            "data_root": job.data_root,
+            "store_root": str(job.store_root),
+            "limit": job.limit,
+        }
+        meta = {
+            "spaces": spaces,
+            "n": n,
+            "classes": data.classes,
+            "labels": labels,
+            "timings": {"embed": t_embed},
+        }
+        finish_store(tmp, source, meta, options, progress)
+    if progress:
+        progress(1.0, "store ready")
+    return out
+
+
+def ensure_store(
+    checkpoint: str | Path,
+    dataset: str,
+    split: str = "test",
+    root: str | None = None,
+    store_root: str | Path | None = None,
+    progress: Progress | None = None,
+    options: StoreOptions | None = None,
+) -> Path:
+    """The store of (checkpoint, dataset, split) under ``store_root``, built if missing or stale; returns its path.
+
+    ``root`` is the dataset root (as ``--data-root``); ``store_root`` defaults to ``$EQUILAB_STORES`` or
+    ``stores/``. A store is stale when its files fail the size check or it was built from another checkpoint.
+    """
+    options = options or StoreOptions()
+    store_root = Path(store_root or os.environ.get("EQUILAB_STORES") or "stores")
+    out = store_path(checkpoint, dataset, split, store_root)
+    if out.exists():
+        try:
+            store = open_store(out, verify=False, expect_checkpoint_sha=checkpoint_sha(checkpoint))
+            if store.manifest["source"].get("limit") is not None:
+                raise StoreError(f"{out} holds only a --limit subset")
+            if progress:
+                progress(1.0, "store ready")
+            return out
+        except StoreError:
+            pass  # damaged or stale: rebuild below
+    job = EmbedJob(Path(checkpoint), dataset, split, root, store_root)
+    return build_store(job, options, progress, overwrite=True)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="embed a dataset split with a checkpoint into a store (embeddings, UMAP/PCA, FAISS index)",
+        description="Embed every image of DATASET/SPLIT with CHECKPOINT and write a verified store directory "
+        "<out>/<checkpoint>-<sha>/<dataset>-<split>/ (manifest.json, <space>.npy, meta.parquet, thumbs.npy, "
+        "PCA and UMAP coordinates, FAISS index per space).",
+    )
+    p.add_argument(
+        "--checkpoint", required=True, type=Path, help="checkpoint .safetensors (or its .json/stem)"
+    )
+    p.add_argument(
+        "--dataset", required=True, help="dataset name (shapes, cifar10, cifar100, stl10, imagefolder)"
+    )
+    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument(
+        "--data-root", default=None, help="dataset root for file-backed datasets (else $EQUILAB_DATA_ROOT)"
+    )
+    p.add_argument("--out", type=Path, default=Path("stores"), help="store root directory (default: stores/)")
+    p.add_argument("--batch", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i] (default: auto)"
+    )
+    p.add_argument(
+        "--float16", action="store_true", help="store embeddings as float16 (halves disk; large N)"
+    )
+    p.add_argument(
+        "--no-umap", action="store_true", help="skip UMAP coordinates (PCA and index are always built)"
+    )
+    p.add_argument(
+        "--umap-seed", type=int, default=0, help="UMAP random seed, recorded in the manifest (default: 0)"
+    )
+    p.add_argument(
+        "--umap-sample",
+        type=int,
+        default=20_000,
+        help="fit UMAP on at most this many items (stratified), transform the rest (default: 20000)",
+    )
+    p.add_argument(
+        "--exact-max",
+        type=int,
+        default=1_000_000,
+        help="exact FAISS index up to this N, HNSW above (default: 1000000)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="embed only the first N items (quick checks)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild the store if it already exists")
+    p.set_defaults(func=_cmd_embed)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    options = StoreOptions(
+        dtype="float16" if args.float16 else "float32",
+        exact_max=args.exact_max,
+        umap=not args.no_umap,
+        umap_seed=args.umap_seed,
+        umap_sample_cap=args.umap_sample,
+    )
+    job = EmbedJob(
+        args.checkpoint, args.dataset, args.split, args.data_root, args.out, args.batch, args.device
+    )
+    with tqdm(total=1000, unit="‰", desc="store") as bar:
+
+        def progress(frac: float, msg: str) -> None:
+            bar.set_postfix_str(msg)
+            bar.update(int(frac * 1000) - bar.n)
+
+        t0 = time.perf_counter()
+        path = build_store(job, options, progress, overwrite=args.overwrite)
+    m = open_store(path).manifest
+    times = " ".join(f"{k} {v:.1f}s" for k, v in m["timings_s"].items())
+    print(f"{path}  N={m['n']:,}  spaces={list(m['spaces'])}  {time.perf_counter() - t0:.1f}s ({times})")
+    return 0
