@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -65,7 +66,8 @@ def store_path(checkpoint: str | Path, dataset: str, split: str, store_root: str
 
 def to_input(batch_uint8: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
     """uint8 [B, H, W, 3] -> float [B, 3, size, size] in [0, 1] on ``device`` (antialiased resize if needed)."""
-    x = torch.from_numpy(np.ascontiguousarray(batch_uint8)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.array(batch_uint8, dtype=np.uint8))  # copy: memmaps are read-only
+    x = x.to(device).permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x
@@ -177,8 +179,16 @@ def build_store(
             progress(0.6 * done[0] / n, f"embedding {done[0]:,}/{n:,} images")
 
     t0 = time.perf_counter()
+    shard_dirs, spaces = _embed_shard(model, images, out, options, job, device, on_batch)
+    if shard_dirs is None:
+        return out  # a non-zero rank: rank 0 merges and finishes the store
     with atomic_dir(out, overwrite=True) as tmp:
-        spaces = embed_to_memmaps(model, images, tmp, options.dtype, job.batch, device, on_batch)
+        if shard_dirs:
+            merge_shards(shard_dirs, tmp, spaces, options.dtype)
+            for d in shard_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        else:
+            spaces = embed_to_memmaps(model, images, tmp, options.dtype, job.batch, device, on_batch)
         t_embed = time.perf_counter() - t0
         if progress:
             progress(0.6, "writing metadata and thumbnails")
@@ -205,6 +215,27 @@ def build_store(
     if progress:
         progress(1.0, "store ready")
     return out
+
+
+def _embed_shard(model, images, out: Path, options: StoreOptions, job: EmbedJob, device, on_batch):
+    """Under torchrun: embed this rank's shard into ``.<name>.shard<r>/``, wait for all ranks.
+
+    Returns ([], []) on a single process (the caller embeds directly), (shard dirs, spaces) on rank 0 and
+    (None, spaces) on the other ranks.
+    """
+    from engine import distributed as dist
+
+    if not dist.is_distributed():
+        return [], []
+    import torch.distributed as tdist
+
+    r, world = dist.rank(), dist.world_size()
+    dirs = [out.parent / f".{out.name}.shard{i}" for i in range(world)]
+    dirs[r].mkdir(parents=True, exist_ok=True)
+    a, b = shard_range(len(images), r, world)
+    spaces = embed_to_memmaps(model, images[a:b], dirs[r], options.dtype, job.batch, device, on_batch)
+    tdist.barrier()
+    return (dirs if r == 0 else None), spaces
 
 
 def ensure_store(
