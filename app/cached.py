@@ -128,7 +128,11 @@ def _ensure(ensure, ckpt: Path, sel: ui.Selection) -> Path:
         with status:
             bar = st.progress(0.0)
             result = ensure(
-                ckpt, sel.dataset, sel.split, root=ui.roots()["stores"], progress=_progress_cb(status, bar)
+                ckpt,
+                sel.dataset,
+                sel.split,
+                store_root=ui.roots()["stores"],
+                progress=_progress_cb(status, bar),
             )
     slot.empty()
     return Path(getattr(result, "path", result))
@@ -186,7 +190,7 @@ def _item_image(path: str, stamp: float, idx: int) -> np.ndarray:
             root=src.get("data_root"),
             **src.get("dataset_options", {}),
         )
-        if len(ds.labels) == s.n:
+        if len(ds.labels) == s.n or src.get("limit") == s.n:  # built on the whole split or its first `limit`
             return np.array(ds.images[idx])
     except (EquiLabError, KeyError, TypeError):
         pass  # dataset not reachable with the recorded options: the thumbnail is the best we have
