@@ -155,3 +155,16 @@ def test_unknown_dataset_lists_choices():
         load_dataset("mnist")
     with pytest.raises(ConfigError, match="unknown shape"):
         render_shape(ShapeFactors(shape="blob"))
+
+
+@pytest.mark.parametrize("name", SHAPE_CLASSES)
+def test_shapes_at_the_range_edges_are_not_clipped(name):
+    def mass(x: float, y: float, angle: float) -> float:
+        img = render_shape(ShapeFactors(shape=name, x=x, y=y, angle=angle, scale=1.0, bg_value=0.0))
+        return float(img[..., 0].astype(np.float64).sum())  # red shape on black: total coverage
+
+    lo, hi = FACTOR_RANGES["x"]
+    for angle in (0.0, 45.0, 135.0, 250.0):
+        centre = mass(16.0, 16.0, angle)
+        for x, y in ((lo, lo), (hi, hi), (lo, hi), (hi, lo)):
+            assert abs(mass(x, y, angle) - centre) < 0.01 * centre, (x, y, angle)
