@@ -1,0 +1,261 @@
+"""Embedding displacements caused by augmentations: actual delta = e(a(x)) - e(x) vs a prediction delta_hat.
+
+EquiMod predicts in its "equivariant" space with its own ``u([y0, e_p(p)])``. Every other (method, space) gets
+a POST-HOC predictor of the same form fitted on frozen features, so all methods get a comparable score:
+
+    delta_hat = [e(x), p, (P e(x)) (x) p] @ W + b        (closed-form ridge, standardised features)
+
+where ``p`` is the z-scored 15-d EquiMod parameter vector and ``P`` the top-``rank`` PCA axes of e(x) (the
+interaction term lets the displacement depend on the image, as EquiMod's MLP does, at linear cost).
+Predictors are saved as ``posthoc_<space>.npz`` beside the store (no pickle) so the app does not refit them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import ConfigError, StoreError
+from engine.metrics import DisplacementScores, displacement_scores, rel_error, row_cos
+
+Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]
+
+
+@dataclass(frozen=True)
+class PosthocPredictor:
+    """Ridge displacement predictor of one space; call it like EquiMod's: ``pred(z0, p_raw) -> z_hat``."""
+
+    space: str
+    w: np.ndarray  # [F, D]
+    b: np.ndarray  # [D]
+    feat_mean: np.ndarray  # [F]
+    feat_std: np.ndarray  # [F]
+    p_mean: np.ndarray  # [15]
+    p_std: np.ndarray  # [15]
+    z_mean: np.ndarray  # [D]: PCA centre of e(x)
+    z_axes: np.ndarray  # [rank, D]: PCA axes used in the interaction term
+
+    def features(self, z0: np.ndarray, p_raw: np.ndarray) -> np.ndarray:
+        return (_features(self, z0, p_raw) - self.feat_mean) / self.feat_std
+
+    def delta(self, z0: np.ndarray, p_raw: np.ndarray) -> np.ndarray:
+        return (self.features(z0, p_raw) @ self.w + self.b).astype(np.float32)
+
+    def __call__(self, z0: np.ndarray, p_raw: np.ndarray) -> np.ndarray:
+        return (np.asarray(z0, np.float64) + self.delta(z0, p_raw)).astype(np.float32)
+
+
+def _features(pr: PosthocPredictor, z0: np.ndarray, p_raw: np.ndarray) -> np.ndarray:
+    z0 = np.atleast_2d(np.asarray(z0, np.float64))
+    p = (np.atleast_2d(np.asarray(p_raw, np.float64)) - pr.p_mean) / pr.p_std
+    r = (z0 - pr.z_mean) @ pr.z_axes.T  # [B, rank]
+    inter = (r[:, :, None] * p[:, None, :]).reshape(len(z0), -1)  # [B, rank * 15]
+    return np.concatenate([z0, p, inter], axis=1)
+
+
+def fit_posthoc(
+    z0: np.ndarray, zt: np.ndarray, p_raw: np.ndarray, space: str, rank: int = 16, alpha: float = 10.0
+) -> PosthocPredictor:
+    """Fit the ridge predictor of ``delta = zt - z0`` from (z0, raw parameter vectors) of sampled views."""
+    from engine.metrics import ridge_fit
+    from engine.projection import pca
+
+    z0, zt, p_raw = (np.asarray(v, np.float64) for v in (z0, zt, p_raw))
+    basis = pca(z0, min(rank, z0.shape[1]))
+    p_std = p_raw.std(axis=0)
+    shell = PosthocPredictor(
+        space=space,
+        w=np.zeros(0),
+        b=np.zeros(0),
+        feat_mean=np.zeros(0),
+        feat_std=np.ones(0),
+        p_mean=p_raw.mean(axis=0),
+        p_std=np.where(p_std > 1e-8, p_std, 1.0),  # constant parameters (never sampled) carry no signal
+        z_mean=basis.mean,
+        z_axes=basis.components,
+    )
+    f = _features(shell, z0, p_raw)
+    fm, fs = f.mean(axis=0), f.std(axis=0)
+    fs = np.where(fs > 1e-8, fs, 1.0)
+    w, b = ridge_fit((f - fm) / fs, zt - z0, alpha=alpha)
+    return PosthocPredictor(**{**_asdict(shell), "w": w, "b": b, "feat_mean": fm, "feat_std": fs})
+
+
+def _asdict(p: PosthocPredictor) -> dict:
+    return {f.name: getattr(p, f.name) for f in fields(p)}
+
+
+def predictor_path(store: str | Path, space: str) -> Path:
+    return Path(store) / f"posthoc_{space}.npz"
+
+
+def save_predictor(pred: PosthocPredictor, store: str | Path) -> Path:
+    """Write ``posthoc_<space>.npz`` into the store directory (atomically; arrays only, no pickle)."""
+    from engine.io import atomic_write
+
+    arrays = {k: np.asarray(v) for k, v in _asdict(pred).items() if k != "space"}
+    path = predictor_path(store, pred.space)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, space=np.array(pred.space), **arrays)
+
+    return atomic_write(path, write)
+
+
+def load_predictor(store: str | Path, space: str) -> PosthocPredictor:
+    """The saved post-hoc predictor of ``space``; StoreError (with the fitting command) if there is none."""
+    path = predictor_path(store, space)
+    if not path.is_file():
+        raise StoreError(
+            f"no post-hoc predictor {path}; fit it with: python -m engine eval --store {store} --displacement"
+        )
+    with np.load(path, allow_pickle=False) as z:
+        return PosthocPredictor(space=str(z["space"]), **{k: z[k] for k in z.files if k != "space"})
+
+
+# ---------------------------------------------------------------- embedding views with the shared pipeline
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def embed_views(model, images: torch.Tensor, params) -> tuple[dict, dict, np.ndarray]:
+    """(e(x) per space, e(a(x)) per space, raw 15-d parameter vectors) for uint8/float ``images`` [B, 3, H, W].
+
+    The original goes through the identity augmentation at the model's size, exactly as EquiMod's x0.
+    """
+    from engine import augment as A
+
+    dev = _device(model)
+    images = images.to(dev)
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    size = int(getattr(model, "image_size", hw[0]))
+    x0 = A.apply(images, A.identity_params(len(images), hw, size, dev))
+    xt = A.apply(images, params)
+    e0, et = model.embed(x0), model.embed(xt)
+    p = A.equimod_vector(params, hw).float().cpu().numpy()
+    return _np(e0), _np(et), p
+
+
+def _np(d: dict) -> dict[str, np.ndarray]:
+    return {k: v.float().cpu().numpy() for k, v in d.items() if k != "rotation_logits"}
+
+
+def resolve_predictor(model, space: str, predictor: Predictor | None) -> tuple[Predictor | None, str]:
+    """EquiMod's own predictor in its "equivariant" space, else the given one (post-hoc), else none."""
+    if space == "equivariant" and hasattr(model, "predict"):
+        dev = _device(model)
+
+        @torch.no_grad()
+        def own(z0: np.ndarray, p: np.ndarray) -> np.ndarray:
+            y = model.predict(torch.as_tensor(z0, device=dev).float(), torch.as_tensor(p, device=dev).float())
+            return y.float().cpu().numpy()
+
+        return own, "equimod"
+    return (predictor, "post-hoc") if predictor is not None else (None, "none")
+
+
+@dataclass(frozen=True)
+class DisplacementResult:
+    """One image, one composed augmentation, one space."""
+
+    actual: np.ndarray  # [D] delta = e(a(x)) - e(x)
+    predicted: np.ndarray | None  # [D] delta_hat (None without a predictor)
+    norm: float
+    cos: float  # nan without a predictor
+    rel_err: float  # nan without a predictor
+    invariance: float  # cos(e(a(x)), e(x))
+    predictor: str = "none"
+
+
+def displacement_for(
+    model, x01, params, space: str, predictor: Predictor | None = None
+) -> DisplacementResult:
+    """Actual and predicted displacement of ONE image ``x01`` (float [3, H, W] in [0, 1]) under ``params``."""
+    x = torch.as_tensor(x01).float()
+    e0, et, p = embed_views(model, x[None] if x.dim() == 3 else x[:1], params)
+    if space not in e0:
+        raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e0)}")
+    z0, zt = e0[space][:1], et[space][:1]
+    fn, kind = resolve_predictor(model, space, predictor)
+    delta = (zt - z0)[0]
+    inv = float(row_cos(zt, z0)[0])
+    if fn is None:
+        nan = float("nan")
+        return DisplacementResult(delta, None, float(np.linalg.norm(delta)), nan, nan, inv, kind)
+    dh = (np.asarray(fn(z0, p), np.float64) - z0)[0]
+    return DisplacementResult(
+        actual=delta,
+        predicted=dh.astype(np.float32),
+        norm=float(np.linalg.norm(delta)),
+        cos=float(row_cos(delta, dh)[0]),
+        rel_err=float(rel_error(delta, dh)[0]),
+        invariance=inv,
+        predictor=kind,
+    )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Per-strength means over the images (arrays of length S)."""
+
+    family: str
+    space: str
+    strengths: np.ndarray
+    norm: np.ndarray
+    invariance: np.ndarray
+    cos: np.ndarray  # nan without a predictor
+    rel_err: np.ndarray
+    eqgain: np.ndarray
+    top1: np.ndarray
+    predictor: str
+
+
+def sweep(
+    model, images: torch.Tensor, family: str, strengths, space: str, predictor: Predictor | None = None
+) -> SweepResult:
+    """Displacement metrics of ``images`` (uint8 [B, 3, H, W]) along ``strengths`` of one augmentation family."""
+    from engine.augment import FAMILIES
+
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown augmentation family {family!r}; choose from {sorted(FAMILIES)}")
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    size = int(getattr(model, "image_size", hw[0]))
+    fn, kind = resolve_predictor(model, space, predictor)
+    rows = []
+    for s in strengths:
+        params = FAMILIES[family].params(float(s), len(images), hw, size, _device(model))
+        e0, et, p = embed_views(model, images, params)
+        if space not in e0:
+            raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e0)}")
+        rows.append(score(e0[space], et[space], p, fn))
+    col = {
+        k: np.array([getattr(r, k) for r in rows])
+        for k in ("norm", "invariance", "cos", "rel_err", "eqgain", "top1")
+    }
+    return SweepResult(
+        family=family, space=space, strengths=np.asarray(strengths, float), predictor=kind, **col
+    )
+
+
+def score(z0: np.ndarray, zt: np.ndarray, p: np.ndarray, fn: Predictor | None) -> DisplacementScores:
+    """Displacement scores of a batch; without a predictor cos/rel_err/eqgain/top1 are nan."""
+    if fn is None:
+        base = displacement_scores(z0, zt, z0)
+        nan = float("nan")
+        return DisplacementScores(nan, nan, nan, base.invariance, nan, base.norm, base.n)
+    return displacement_scores(z0, zt, fn(z0, p))
+
+
+def shuffled_control(
+    z0: np.ndarray, zt: np.ndarray, p: np.ndarray, fn: Predictor, generator: np.random.Generator
+) -> DisplacementScores:
+    """Scores when each image gets ANOTHER image's parameters (a permutation across the batch)."""
+    return displacement_scores(z0, zt, fn(z0, p[generator.permutation(len(p))]))
