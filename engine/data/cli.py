@@ -10,7 +10,7 @@ import numpy as np
 from engine import io
 from engine.data import DATASETS, SPLITS, ImageDataset, dataset_options, load_dataset
 from engine.data.shapes import FACTOR_RANGES
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DataError
 
 TILE_SCALE = 2  # 32 px thumbnails are too small to read at 1:1
 
@@ -75,8 +75,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     options = _parse_options(args.option)
     splits = [args.split] if args.split else list(SPLITS[args.dataset][:2])
     print(f"dataset {args.dataset}; options {options or 'default'} (accepts {dataset_options(args.dataset)})")
-    for split in splits:
-        print("\n".join(_describe(load_dataset(args.dataset, split, args.data_root, **options))))
+    for i, split in enumerate(splits):
+        try:
+            ds = load_dataset(args.dataset, split, args.data_root, **options)
+        except DataError as e:
+            if args.split or i == 0:  # the split asked for, or none at all: a real error
+                raise
+            print(f"{args.dataset}/{split}: not available ({e})")
+            continue
+        print("\n".join(_describe(ds)))
     return 0
 
 

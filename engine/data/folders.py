@@ -104,7 +104,7 @@ def decode_files(files: FileList, size: int, workers: int | None = None) -> np.n
     out = np.empty((len(files.paths), size, size, 3), np.uint8)
     bad: list[str] = []
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda p: _decode_one(files.base / p, size), files.paths, chunksize=64)
+        results = pool.map(lambda p: _decode_one(files.base / p, size), files.paths)
         for i, r in enumerate(results):
             if isinstance(r, DataError):
                 bad.append(str(r).rstrip("."))

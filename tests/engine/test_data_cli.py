@@ -41,6 +41,10 @@ def test_info_one_split_of_a_folder(tmp_path, capsys):
     assert main([*argv, "-o", "image_size=16"]) == 0
     out = capsys.readouterr().out
     assert "imagefolder/train: 2 images of 16x16, 2 classes" in out and "meta columns: ['path']" in out
+    # without --split: train is read, the missing test split is reported, not fatal
+    assert main(["data", "info", "--dataset", "imagefolder", "--data-root", str(tmp_path / "imgs")]) == 0
+    out = capsys.readouterr().out
+    assert "imagefolder/train: 2 images of 32x32" in out and "imagefolder/test: not available" in out
 
 
 def test_errors_are_one_line_exit_2(tmp_path, capsys):
