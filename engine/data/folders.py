@@ -154,6 +154,10 @@ def load_imagefolder(
     from engine.data.dataset import resolve_root
 
     size = check_image_size(image_size)
+    if not split or split in {".", ".."} or Path(split).name != split:
+        raise ConfigError(
+            f"imagefolder split {split!r} must be a plain sub-folder name such as 'train' or 'test'."
+        )
     base = resolve_root("imagefolder", root)
     if (base / split).is_dir():
         base = base / split

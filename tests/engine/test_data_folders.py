@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import load_dataset, resolve_root
+from engine.data import decode_image, load_dataset, resolve_root
 from engine.data.torchvision_layouts import CIFAR10_JPEG_FALLBACK, read_batch
 from engine.errors import ConfigError, DataError
 
@@ -137,6 +138,8 @@ def test_bad_options_and_splits(tmp_path):
         load_dataset("imagefolder", root=root, image_size=0)
     with pytest.raises(ConfigError, match=r"no option\(s\) \['size'\]; it accepts \['image_size'\]"):
         load_dataset("imagefolder", root=root, size=3)
+    with pytest.raises(ConfigError, match=r"split '\.\./pets' must be a plain sub-folder name"):
+        load_dataset("imagefolder", "../pets", root / "train")
     with pytest.raises(ConfigError, match=r"cifar10 has no split 'val'"):
         load_dataset("cifar10", "val", root)
     with pytest.raises(ConfigError, match=r"stl10 has no split 'extra'"):
@@ -227,16 +230,23 @@ def test_cifar10_fallback_root_is_the_shared_copy():
     assert resolve_root("cifar10", None, fallback=CIFAR10_JPEG_FALLBACK) == CIFAR10_JPEG
 
 
-def test_cifar10_jpeg_reads_all_60000():
+def test_cifar10_jpeg_reads_all_60000(tmp_path):
+    cache = tmp_path / "cache"
     if not CIFAR10_JPEG.is_dir():
         pytest.skip(f"{CIFAR10_JPEG} is absent: the real CIFAR-10 JPEG copy is not on this machine")
     counts = {}
-    for split, per_class in (("train", 5000), ("test", 1000)):
-        d = load_dataset("cifar10", split, CIFAR10_JPEG)
-        assert d.images.shape == (10 * per_class, 32, 32, 3) and d.images.dtype == np.uint8
-        assert set(d.class_counts().values()) == {per_class}
-        assert d.classes[0] == "airplane" and d.classes[-1] == "truck"
-        assert d.meta["path"][0] == "airplane/0000.jpg"
-        assert 60 < float(d.images[:500].mean()) < 200  # real photos, not blank decodes
-        counts[split] = len(d)
-    assert counts == {"train": 50_000, "test": 10_000}
+    try:
+        for split, per_class in (("train", 5000), ("test", 1000)):
+            d = load_dataset("cifar10", split, CIFAR10_JPEG)
+            assert d.images.shape == (10 * per_class, 32, 32, 3) and d.images.dtype == np.uint8
+            assert set(d.class_counts().values()) == {per_class}
+            assert d.classes[0] == "airplane" and d.classes[-1] == "truck"
+            assert d.meta["path"][0] == "airplane/0000.jpg"
+            assert 60 < float(d.images[:500].mean()) < 200  # real photos, not blank decodes
+            counts[split] = len(d)
+        assert counts == {"train": 50_000, "test": 10_000}
+        again = load_dataset("cifar10", "test", CIFAR10_JPEG)  # served from the cache, not decoded again
+        assert isinstance(again.images, np.memmap) and np.array_equal(again.images[::97], d.images[::97])
+        assert np.array_equal(again.images[0], decode_image(CIFAR10_JPEG / "test" / "airplane" / "0000.jpg"))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # 180 MB: do not leave it in pytest's kept tmp dirs
