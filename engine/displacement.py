@@ -259,3 +259,69 @@ def shuffled_control(
 ) -> DisplacementScores:
     """Scores when each image gets ANOTHER image's parameters (a permutation across the batch)."""
     return displacement_scores(z0, zt, fn(z0, p[generator.permutation(len(p))]))
+
+
+# ---------------------------------------------------------------- evaluation over a store (engine.evaluate)
+
+
+def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch: int = 256):
+    """(e0, et per space, raw p) for one random recipe view of every image (the training recipe at model size)."""
+    from engine.augment import sample_params
+    from engine.methods.views import recipe
+
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    r = recipe("simclr", int(getattr(model, "image_size", hw[0])))
+    parts = []
+    for s in range(0, len(images), batch):
+        b = images[s : s + batch].to(_device(model))
+        parts.append(embed_views(model, b, sample_params(r, len(b), hw, generator)))
+    cat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa: E731
+    return cat(0), cat(1), np.concatenate([p[2] for p in parts])
+
+
+SWEEP_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
+
+
+def run_displacement_eval(model, ctx) -> list[dict]:
+    """Rows of displacement scores per space (real vs shuffled parameters) and per-family sweeps.
+
+    Post-hoc predictors are fitted on ``ctx.n_fit`` train images and saved beside the test store; EquiMod's
+    "equivariant" space uses its own predictor. Top-1 retrieval is computed within batches of 256.
+    """
+    from engine.augment import FAMILIES
+    from engine.evaluate import _images
+
+    g = torch.Generator(device=_device(model)).manual_seed(ctx.seed)
+    rng = np.random.default_rng(ctx.seed)
+    tr_imgs, _ = _images(ctx.train, ctx.n_fit, ctx.seed)
+    te_imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed + 1)
+    f0, ft, fp = sample_pairs(model, tr_imgs, g)
+    t0, tt, tp = sample_pairs(model, te_imgs, g)
+    rows, fns = [], {}
+    for space in t0:
+        fn, kind = resolve_predictor(model, space, None)
+        if fn is None:
+            fn = fit_posthoc(f0[space], ft[space], fp, space)
+            save_predictor(fn, ctx.test.path)
+        fns[space] = fn
+        real = score(t0[space][:256], tt[space][:256], tp[:256], fn)
+        ctrl = shuffled_control(t0[space][:256], tt[space][:256], tp[:256], fn, rng)
+        for tag, sc in (("", real), ("shuffled_", ctrl)):
+            for k in ("cos", "rel_err", "eqgain", "top1") + (("invariance", "norm") if not tag else ()):
+                rows.append(
+                    {"space": space, "metric": f"{tag}disp_{k}", "value": getattr(sc, k), "predictor": kind}
+                )
+    sweep_imgs = te_imgs[:128]
+    for family in FAMILIES:
+        for space, fn in fns.items():
+            res = sweep(model, sweep_imgs, family, SWEEP_STRENGTHS, space, fn)
+            for i, s in enumerate(res.strengths):
+                for k in ("cos", "norm", "invariance"):
+                    rows.append(
+                        {
+                            "space": space,
+                            "metric": f"sweep/{family}@{s:g}/{k}",
+                            "value": float(getattr(res, k)[i]),
+                        }
+                    )
+    return rows

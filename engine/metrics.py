@@ -167,9 +167,9 @@ def knn_eval(
 
     n_cls = int(max(np.max(train_y), np.max(test_y))) + 1
     return knn_accuracy(
-        torch.as_tensor(np.asarray(train_x, np.float32)),
+        torch.from_numpy(np.array(train_x, np.float32)),
         torch.as_tensor(np.asarray(train_y, np.int64)),
-        torch.as_tensor(np.asarray(test_x, np.float32)),
+        torch.from_numpy(np.array(test_x, np.float32)),
         torch.as_tensor(np.asarray(test_y, np.int64)),
         n_cls,
         k=k,

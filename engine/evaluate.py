@@ -1,0 +1,292 @@
+"""``python -m engine eval``: score every embedding space of a store (kNN, linear probe, shapes factor probes,
+E-SSL rotation accuracy, CLeVER part alignment, displacement prediction) and write JSON + CSV.
+
+Each evaluator is a registry entry ``name -> fn(ctx) -> list[row]`` with rows ``{"space", "metric", "value"}``;
+evaluators that need the model (rotation, clever, displacement) load it from the store's checkpoint.
+
+Linear probe: sklearn ``LogisticRegression`` (lbfgs, C=1) on features standardised with the train statistics,
+fitted on at most ``probe_cap`` train items. Factor probes: closed-form ridge on the same standardised features,
+reporting test R^2; circular factors (hue; rotation angle x symmetry order) regress (cos, sin) and pool R^2 over
+the pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io as _io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+from engine.io import atomic_write_json, atomic_write_text
+from engine.metrics import factor_probe, knn_eval, linear_probe
+from engine.store import Store, open_store
+
+log = logging.getLogger(__name__)
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    test: Store
+    train: Store
+    probe_cap: int = 10_000
+    n_fit: int = 4096  # train images for post-hoc displacement predictors
+    n_eval: int = 1024  # test images for displacement / rotation / CLeVER scores
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _cap(n: int, cap: int, seed: int) -> np.ndarray:
+    return np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def eval_knn(ctx: EvalContext) -> list[Row]:
+    """Weighted cosine kNN (k=200, T=0.1): train store is the bank, test store the queries."""
+    rows = []
+    for s in ctx.test.spaces:
+        acc = knn_eval(ctx.train.embeddings(s), ctx.train.labels, ctx.test.embeddings(s), ctx.test.labels)
+        rows.append({"space": s, "metric": "knn_acc", "value": acc})
+    return rows
+
+
+def eval_linear(ctx: EvalContext) -> list[Row]:
+    """Linear probe accuracy on frozen features for every space."""
+    ids = _cap(ctx.train.n, ctx.probe_cap, ctx.seed)
+    rows = []
+    for s in ctx.test.spaces:
+        acc = linear_probe(
+            np.asarray(ctx.train.embeddings(s))[ids],
+            ctx.train.labels[ids],
+            ctx.test.embeddings(s),
+            ctx.test.labels,
+        )
+        rows.append({"space": s, "metric": "linear_acc", "value": acc})
+    return rows
+
+
+def _factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | None]]:
+    """name -> (target, mask, period) for the shapes factors present in ``meta``."""
+    out = {}
+    n = len(meta)
+    for name, period in (("hue", 1.0), ("scale", None), ("x", None), ("y", None)):
+        if name in meta:
+            out[name] = (meta[name].to_numpy(np.float64), np.ones(n, bool), period)
+    if "angle" in meta and "symmetry" in meta:
+        sym = meta["symmetry"].to_numpy(np.int64)
+        # Symmetry order k: the image repeats every 360/k degrees, so regress cos/sin of k * angle.
+        out["rotation"] = ((meta["angle"].to_numpy(np.float64) * sym) % 360.0, sym > 0, 360.0)
+    return out
+
+
+def eval_factors(ctx: EvalContext) -> list[Row]:
+    """Per-factor ridge R^2 on shapes (hue and rotation circular); skipped for datasets without factors."""
+    tr_meta, te_meta = ctx.train.meta, ctx.test.meta
+    targets_tr, targets_te = _factor_targets(tr_meta), _factor_targets(te_meta)
+    ids = _cap(ctx.train.n, ctx.probe_cap, ctx.seed)
+    rows = []
+    for s in ctx.test.spaces:
+        xtr, xte = np.asarray(ctx.train.embeddings(s))[ids], np.asarray(ctx.test.embeddings(s))
+        for name, (ytr, mtr, period) in targets_tr.items():
+            yte, mte, _ = targets_te[name]
+            mtr = mtr[ids]
+            r2 = factor_probe(xtr[mtr], ytr[ids][mtr], xte[mte], yte[mte], period=period)
+            rows.append({"space": s, "metric": f"r2_{name}", "value": r2})
+    return rows
+
+
+def _model(ctx: EvalContext):
+    from engine.checkpoint import load_model
+
+    model, _ = load_model(ctx.test.checkpoint, ctx.device)
+    return model
+
+
+def _images(store: Store, n: int, seed: int):
+    """uint8 [n, 3, H, W] tensor of the store's dataset items (reloaded from the dataset, not thumbnails)."""
+    import torch
+
+    from engine.data import load_dataset
+
+    src = store.manifest["source"]
+    data = load_dataset(src["dataset"], split=src["split"], root=src.get("data_root"))
+    ids = _cap(store.n, n, seed)
+    return torch.from_numpy(np.array(data.images[ids])).permute(0, 3, 1, 2), ids
+
+
+def eval_rotation(ctx: EvalContext) -> list[Row]:
+    """E-SSL 4-way rotation accuracy: argmax of "rotation_logits" on augment.rotate4 copies of test images."""
+    import torch
+
+    from engine.augment import apply, identity_params, rotate4
+
+    model = _model(ctx)
+    imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed)
+    hw = tuple(imgs.shape[-2:])
+    correct = total = 0
+    with torch.no_grad():
+        for s in range(0, len(imgs), 256):
+            b = imgs[s : s + 256].to(ctx.device)
+            x = apply(
+                b, identity_params(len(b), hw, int(getattr(model, "rot_size", model.image_size)), ctx.device)
+            )
+            xr, y = rotate4(x)
+            out = model.embed(xr)
+            if "rotation_logits" not in out:
+                return []
+            correct += int((out["rotation_logits"].argmax(1).cpu() == y.cpu()).sum())
+            total += len(y)
+    return [{"space": "rotation_logits", "metric": "rotation_acc", "value": correct / max(total, 1)}]
+
+
+def eval_clever(ctx: EvalContext) -> list[Row]:
+    """CLeVER: mean cross-view cosine of the invariant part (target ~1) and equivariant part (target ~0)."""
+    import torch
+
+    from engine.augment import RECIPES, augment
+    from engine.metrics import row_cos
+
+    if "invariant_part" not in ctx.test.spaces:
+        return []
+    model = _model(ctx)
+    imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed)
+    g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    recipe = RECIPES["simclr"]
+    with torch.no_grad():
+        v1, _ = augment(imgs.to(ctx.device), recipe, g)
+        v2, _ = augment(imgs.to(ctx.device), recipe, g)
+        e1, e2 = model.embed(v1), model.embed(v2)
+    return [
+        {
+            "space": s,
+            "metric": "cross_view_cos",
+            "value": float(row_cos(e1[s].cpu().numpy(), e2[s].cpu().numpy()).mean()),
+        }
+        for s in ("invariant_part", "equivariant_part")
+    ]
+
+
+def eval_displacement(ctx: EvalContext) -> list[Row]:
+    """Fit post-hoc predictors on train-split recipe views, score every space on test views + shuffled control."""
+    from engine.displacement import run_displacement_eval
+
+    return run_displacement_eval(_model(ctx), ctx)
+
+
+EVALUATORS: dict[str, Callable[[EvalContext], list[Row]]] = {
+    "knn": eval_knn,
+    "linear": eval_linear,
+    "factors": eval_factors,
+    "rotation": eval_rotation,
+    "clever": eval_clever,
+    "displacement": eval_displacement,
+}
+ARRAY_ONLY = ("knn", "linear", "factors")  # need no model, no augmentation
+
+
+def evaluate(ctx: EvalContext, which: tuple[str, ...] = tuple(EVALUATORS)) -> list[Row]:
+    """Run the chosen evaluators; each row also records the seconds its evaluator took."""
+    unknown = sorted(set(which) - set(EVALUATORS))
+    if unknown:
+        raise ConfigError(f"unknown evaluators {unknown}; choose from {sorted(EVALUATORS)}")
+    rows = []
+    for name in which:
+        t0 = time.perf_counter()
+        got = EVALUATORS[name](ctx)
+        dt = time.perf_counter() - t0
+        log.info("eval %s: %d results in %.1fs", name, len(got), dt)
+        rows += [{**r, "evaluator": name} for r in got]
+    return rows
+
+
+def write_results(rows: list[Row], out_dir: Path, info: dict[str, Any]) -> tuple[Path, Path]:
+    """``eval.json`` (info + rows) and ``eval.csv`` (evaluator, space, metric, value) in ``out_dir``."""
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["evaluator", "space", "metric", "value"], extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return (
+        atomic_write_json(out_dir / "eval.json", {**info, "results": rows}),
+        atomic_write_text(out_dir / "eval.csv", buf.getvalue()),
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a store: kNN, linear/factor probes, rotation, CLeVER parts, displacement prediction",
+        description="Evaluate every embedding space of a test store against a train store (built on demand from "
+        "the same checkpoint when --train-store is not given). Writes eval.json and eval.csv.",
+    )
+    p.add_argument("--store", type=Path, help="test-split store directory")
+    p.add_argument(
+        "--train-store", type=Path, help="train-split store (default: built/reused from the checkpoint)"
+    )
+    p.add_argument("--checkpoint", type=Path, help="checkpoint: build/reuse its stores instead of --store")
+    p.add_argument("--dataset", default="shapes", help="dataset with --checkpoint (default: shapes)")
+    p.add_argument("--data-root", default=None, help="dataset root for file-backed datasets")
+    p.add_argument(
+        "--stores", type=Path, default=Path("stores"), help="store root with --checkpoint (default: stores/)"
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=list(EVALUATORS),
+        choices=list(EVALUATORS),
+        help="evaluators to run (default: all)",
+    )
+    p.add_argument("--displacement", action="store_true", help="shorthand for --only displacement")
+    p.add_argument(
+        "--probe-cap", type=int, default=10_000, help="train items used by the probes (default: 10000)"
+    )
+    p.add_argument(
+        "--n-fit", type=int, default=4096, help="train images for post-hoc predictors (default: 4096)"
+    )
+    p.add_argument(
+        "--n-eval", type=int, default=1024, help="test images for model-based scores (default: 1024)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--out", type=Path, default=None, help="results directory (default: the test store)")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
+    from engine.embed import ensure_store
+
+    if args.store is None and args.checkpoint is None:
+        raise ConfigError("eval needs --store DIR or --checkpoint PATH (with --dataset)")
+    if args.store is not None:
+        test = open_store(args.store)
+        src = test.manifest["source"]
+        ckpt, ds, root = src.get("checkpoint"), src.get("dataset"), src.get("data_root")
+    else:
+        ckpt, ds, root = args.checkpoint, args.dataset, args.data_root
+        test = open_store(ensure_store(ckpt, ds, "test", root=root, store_root=args.stores))
+    if args.train_store is not None:
+        return test, open_store(args.train_store)
+    return test, open_store(ensure_store(ckpt, ds, "train", root=root, store_root=args.stores))
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from engine.embed import resolve_device
+
+    test, train = _stores(args)
+    ctx = EvalContext(
+        test, train, args.probe_cap, args.n_fit, args.n_eval, args.seed, str(resolve_device(args.device))
+    )
+    which = ("displacement",) if args.displacement else tuple(args.only)
+    rows = evaluate(ctx, which)
+    info = {"test_store": str(test.path), "train_store": str(train.path), "source": test.manifest["source"]}
+    js, cs = write_results(rows, args.out or test.path, info)
+    for r in rows:
+        print(f"{r['evaluator']:>12}  {r['space']:<18} {r['metric']:<22} {r['value']:.4f}")
+    print(f"wrote {js} and {cs}")
+    return 0
