@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.compare import overlap_at_k, rank_changed, selection_ids, stratified_sample
+from engine.compare import knn_ids, neighbour_overlap, rank_changed, selection_ids, stratified_sample
 
 MAX_POINTS = 5000
 
@@ -36,13 +36,22 @@ if info_a["n"] != info_b["n"] or not np.array_equal(info_a["labels"], info_b["la
     st.stop()
 common = [s for s in info_a["spaces"] if s in info_b["spaces"]]
 space = ui.pick_space(common, key="cmp_space", label="Shared space")
-k = int(st.slider("k for overlap@k", 5, 50, 10, key="cmp_k"))
+k = int(st.slider("k for overlap@k", 5, 50, 10, key="cmp_k"))  # 50 = K_MAX
 classes, labels, n = info_a["classes"], info_a["labels"], info_a["n"]
 
 
-@st.cache_data(max_entries=8, show_spinner="Neighbourhood overlap on the full stores…")
+K_MAX = 50
+
+
+@st.cache_data(max_entries=8, show_spinner="Nearest neighbours on the full store (once per store)…")
+def neighbours(path: str, stamp: float, space: str) -> np.ndarray:
+    """[N, K_MAX] cosine neighbour ids: any k <= K_MAX is a slice, so moving the k slider is free."""
+    emb = cached.embeddings(path, stamp, space)
+    return knn_ids(emb, min(K_MAX, len(emb) - 1))
+
+
 def overlap(pa: str, sa: float, pb: str, sb: float, space: str, k: int) -> np.ndarray:
-    return overlap_at_k(cached.embeddings(pa, sa, space), cached.embeddings(pb, sb, space), k)
+    return neighbour_overlap(neighbours(pa, sa, space)[:, :k], neighbours(pb, sb, space)[:, :k])
 
 
 ov = overlap(str(ref_a.path), ref_a.stamp, str(ref_b.path), ref_b.stamp, space, k)
