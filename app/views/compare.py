@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,11 @@ from app import cached, ui
 from engine.compare import knn_ids, neighbour_overlap, rank_changed, selection_ids, stratified_sample
 
 MAX_POINTS = 5000
+
+
+def _mtime(p: Path) -> float:
+    return p.stat().st_mtime_ns if p.exists() else 0.0
+
 
 st.title("Compare models")
 sel = ui.selection()
@@ -143,26 +149,38 @@ for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
     )
 
 st.subheader("Per-factor probes")
+st.caption(
+    f"Ridge R² of each shapes factor from the {space} space (test split; from eval.json beside each store)."
+)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def factor_rows(path: str, stamp: float, space: str) -> list[dict] | None:
+    """eval.json's per-factor probe rows for ``space``; None when the store has not been evaluated."""
+    f = Path(path) / "eval.json"
+    if not f.is_file():
+        return None
+    try:
+        results = json.loads(f.read_text()).get("results", [])
+    except ValueError:
+        return None
+    return [
+        {"factor": r["metric"].removeprefix("r2_"), "R²": float(r["value"])}
+        for r in results
+        if r.get("evaluator") == "factors" and r.get("space") == space
+    ]
+
+
 rows = []
 for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
-    files = sorted(p for p in ref.path.glob("*.json") if "probe" in p.name or "eval" in p.name)
-    if not files:
+    got = factor_rows(str(ref.path), _mtime(ref.path / "eval.json"), space)
+    if got is None:
         st.info(f"No probe results beside the {name} store yet. Compute them with:")
-        st.code(f"python -m engine eval --store {ref.path}", language="bash")
+        st.code(f"python -m engine eval --store {ref.path} --only factors", language="bash")
         continue
-    res = json.loads(files[0].read_text())
-    probes = res.get("probes", res)
-    rows += [
-        {
-            "model": name,
-            "factor": f,
-            "score": float(v if not isinstance(v, dict) else v.get("accuracy", v.get("score", np.nan))),
-        }
-        for f, v in probes.items()
-        if isinstance(v, int | float | dict)
-    ]
+    rows += [{"model": name, **r} for r in got]
 if rows:
     df = pd.DataFrame(rows)
-    fig = go.Figure([go.Bar(x=g["factor"], y=g["score"], name=m) for m, g in df.groupby("model")])
-    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10))
+    fig = go.Figure([go.Bar(x=g["factor"], y=g["R²"], name=m) for m, g in df.groupby("model", sort=False)])
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="R²")
     st.plotly_chart(fig, key="cmp_probes")

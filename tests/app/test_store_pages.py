@@ -122,10 +122,7 @@ def test_compare_overlap_matches_engine_compare(open_app, app_env):
 def test_damaged_store_shows_the_problem_and_the_fixing_command(store_roots, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    roots = {k: tmp_path / Path(v).name for k, v in store_roots.items()}
-    for k, v in store_roots.items():
-        shutil.copytree(v, roots[k])
-        monkeypatch.setenv(k, str(roots[k]))
+    roots = copy_roots(store_roots, tmp_path, monkeypatch)
     for store in roots["EQUILAB_STORES"].iterdir():
         emb = store / "backbone.npy"
         emb.write_bytes(emb.read_bytes()[:-64])  # truncated file
@@ -135,3 +132,38 @@ def test_damaged_store_shows_the_problem_and_the_fixing_command(store_roots, tmp
     assert not at.exception
     assert "StoreError" in at.error[0].value and "truncated" in at.error[0].value
     assert "python -m engine embed" in at.code[0].value
+
+
+def copy_roots(
+    store_roots: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Path]:
+    roots = {k: tmp_path / Path(v).name for k, v in store_roots.items()}
+    for k, v in store_roots.items():
+        shutil.copytree(v, roots[k])
+        monkeypatch.setenv(k, str(roots[k]))
+    return roots
+
+
+def test_compare_charts_the_factor_probes_of_both_models(store_roots, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    roots = copy_roots(store_roots, tmp_path, monkeypatch)
+    stores = sorted(roots["EQUILAB_STORES"].iterdir())
+    r2 = {"shapes-none-shapes-test": (0.25, 0.5), "shapes-none-b-shapes-test": (0.75, 0.125)}
+    for d in stores:
+        hue, size = r2[d.name]
+        rows = [
+            {"evaluator": "factors", "space": "backbone", "metric": "r2_hue", "value": hue},
+            {"evaluator": "factors", "space": "backbone", "metric": "r2_scale", "value": size},
+            {"evaluator": "knn", "space": "backbone", "metric": "top1", "value": 0.9},
+        ]
+        (d / "eval.json").write_text(json.dumps({"results": rows}))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    bars = {t["name"]: dict(zip(t["x"], array(t["y"]).tolist())) for t in spec(at, 2)["data"]}
+    assert bars == {
+        "shapes-none-b": {"hue": 0.75, "scale": 0.125},
+        "shapes-none": {"hue": 0.25, "scale": 0.5},
+    }
