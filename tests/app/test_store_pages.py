@@ -167,3 +167,34 @@ def test_compare_charts_the_factor_probes_of_both_models(store_roots, tmp_path, 
         "shapes-none-b": {"hue": 0.75, "scale": 0.125},
         "shapes-none": {"hue": 0.25, "scale": 0.5},
     }
+
+
+def encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° on display
+    return encoded(Image.new("RGB", (30, 20), (200, 10, 10)), "JPEG", exif=exif)
+
+
+GOOD_UPLOADS = {
+    "rgba.png": lambda: encoded(Image.new("RGBA", (24, 24), (255, 0, 0, 128))),
+    "palette.png": lambda: encoded(Image.new("P", (24, 24), 3)),
+    "cmyk.jpg": lambda: encoded(Image.new("CMYK", (24, 24), (0, 255, 0, 0)), "JPEG"),
+    "sixteen-bit.png": lambda: encoded(Image.new("I;16", (24, 24), 40000)),
+    "one-pixel.png": lambda: encoded(Image.new("RGB", (1, 1), (0, 0, 255))),
+    "exif-rotated.jpg": exif_rotated,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_UPLOADS))
+def test_unusual_but_valid_uploads_are_converted_not_refused(open_app, name):
+    at = open_app("retrieval")
+    at.radio(key="ret_source").set_value("Upload").run()
+    at.file_uploader(key="ret_upload").set_value((name, GOOD_UPLOADS[name](), "image/png")).run()
+    assert not at.exception
+    assert not at.error, at.error[0].value
