@@ -1,0 +1,196 @@
+"""The trainer on a tiny shapes subset: learning beats random init, resume (in-process stop and a real SIGKILL)
+ends with bit-identical weights, a NaN stops the run keeping the last good checkpoint, and the CLI ships models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.checkpoint import load_model, load_state, read_info
+from engine.cli import main
+from engine.config import load_config
+from engine.errors import ConfigError
+from engine.train import NonFiniteLossError, StepEvent, fit
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS_PER_EPOCH = 8  # 512 items / batch 64
+TINY = [
+    "data.options.size=600",
+    "data.train_subset=512",
+    "data.knn_bank=512",
+    "data.knn_queries=300",
+    "optim.batch_size=64",
+    "optim.epochs=2",
+    "optim.warmup_epochs=0.5",
+    "model.width=0.0625",
+    "train.knn_every=0",
+    "train.log_every=2",
+    "train.device=cpu",
+]
+
+
+def tiny(out: Path, *extra: str, method: str = "simclr") -> list[str]:
+    return [*TINY, f"model.method={method}", f"train.out={out}", *extra]
+
+
+class _Stop(Exception):
+    """Raised by a step hook to end a run abruptly (like a crash) after a given step."""
+
+
+def _stop_at(step: int):
+    def hook(ev: StepEvent) -> None:
+        if ev.step == step:
+            raise _Stop
+
+    return hook
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    run = fit(load_config(None, tiny(tmp_path_factory.mktemp("a") / "run")))
+    return load_state(run)[0]
+
+
+def _assert_same_weights(run: Path, reference: dict[str, torch.Tensor]) -> None:
+    state, info = load_state(run)
+    assert info["epoch"] == 2 and info["step"] == 2 * STEPS_PER_EPOCH
+    assert state.keys() == reference.keys()
+    for k, v in reference.items():
+        assert torch.equal(state[k], v), f"{k} differs after resume"
+
+
+def test_resume_after_stop_equals_uninterrupted(uninterrupted, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny(tmp_path / "run"))
+    with pytest.raises(_Stop):  # dies two steps into epoch 2; last checkpoint = end of epoch 1
+        fit(cfg, on_step=_stop_at(STEPS_PER_EPOCH + 2))
+    assert read_info(tmp_path / "run")["epoch"] == 1
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(cfg)
+    _assert_same_weights(fit(cfg, resume=True), uninterrupted)
+    steps = [
+        r["step"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+    ]
+    assert (
+        steps == sorted(steps) and len([s for s in steps if s == 2 * STEPS_PER_EPOCH]) == 2
+    )  # no replayed dupes
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from engine.config import load_config
+from engine.train import fit
+def hook(ev):
+    if ev.step == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+fit(load_config(None, sys.argv[2:]), on_step=hook)
+"""
+
+
+def test_sigkill_mid_epoch_then_cli_resume(uninterrupted, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = tmp_path / "run"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(STEPS_PER_EPOCH + 3), *tiny(run)],
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert read_info(run)["epoch"] == 1  # the epoch-1 checkpoint survived the kill intact
+    resumed = subprocess.run(
+        [sys.executable, "-m", "engine", "train", "--resume", "--out", str(run), "--no-progress"],
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().endswith(str(run))
+    _assert_same_weights(run, uninterrupted)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    def poison(ev: StepEvent) -> None:
+        if ev.step == STEPS_PER_EPOCH + 1:
+            with torch.no_grad():
+                next(ev.model.backbone.parameters()).fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match=f"step {STEPS_PER_EPOCH + 1} "):
+        fit(load_config(None, tiny(tmp_path / "run")), on_step=poison)
+    model, info = load_model(tmp_path / "run")
+    assert info["epoch"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_training_beats_random_init(tmp_path: Path) -> None:
+    knn = [
+        "train.knn_every=1",
+        "optim.epochs=3",
+        "data.options.size=1200",
+        "data.train_subset=1024",
+        "data.knn_bank=1024",
+        "data.knn_queries=600",
+        "optim.lr=0.5",
+    ]
+    trained = fit(load_config(None, tiny(tmp_path / "simclr", *knn)))
+    random_init = fit(load_config(None, tiny(tmp_path / "none", *knn, method="none")))
+    acc = read_info(trained)["metrics"]["knn_acc"]
+    floor = read_info(random_init)["metrics"]["knn_acc"]
+    assert acc > floor + 0.08, (acc, floor)
+    epochs = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if "knn_acc" in r] == [1, 2, 3]
+
+
+def test_cli_writes_run_dir_and_ships_weights_only(tmp_path: Path, capsys) -> None:
+    run, ship = tmp_path / "run", tmp_path / "ship" / "shapes-simclr"
+    rc = main(
+        [
+            "train",
+            "--method",
+            "simclr",
+            "--dataset",
+            "shapes",
+            "--out",
+            str(run),
+            "--ship",
+            str(ship),
+            "--no-progress",
+            *TINY,
+            "optim.epochs=1",
+        ]
+    )
+    assert rc == 0 and capsys.readouterr().out.strip() == str(run)
+    assert load_config(run / "config.yaml").optim.epochs == 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    step_rec = records[0]
+    assert {"step", "epoch", "loss", "loss/inv", "lr", "img_s"} <= step_rec.keys()
+    assert "epoch_time_s" in records[-1]
+    assert sorted(p.name for p in ship.parent.iterdir()) == [
+        "shapes-simclr.json",
+        "shapes-simclr.safetensors",
+    ]
+    _model, info = load_model(ship.with_suffix(".json"))
+    assert info["state"] is None and info["method"] == "simclr" and info["epoch"] == 1
+    assert (
+        main(["train", "--method", "simclr", "--out", str(run), "optim.lr=-1"]) == 2
+    )  # ConfigError -> exit 2
+
+
+def test_untrainable_none_saves_random_init(tmp_path: Path) -> None:
+    run = fit(load_config(None, tiny(tmp_path / "run", method="none")))
+    info = read_info(run)
+    assert (info["method"], info["epoch"], info["step"]) == ("none", 0, 0)
