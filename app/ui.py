@@ -159,6 +159,8 @@ def sidebar() -> Selection:
             "Dataset", names, index=names.index(want_ds) if want_ds in names else 0, key="sb_ds"
         )
         split = "test"
+        if note := st.session_state.pop("example_note", None):
+            st.info(note)
     set_qp(model=model, dataset=dataset)
     sel = Selection(model=model, checkpoint=models.get(model), dataset=dataset, split=split, space=None)
     st.session_state["selection"] = sel
@@ -198,9 +200,25 @@ def _load_model(path: str, stamp: float):
     return load_model(path)
 
 
-def load_model(path: Path):
-    """(model, info) for a checkpoint, cached on path + mtime; shared across sessions, never mutated."""
-    return _load_model(str(path), _stamp(path))
+def load_model(path: Path, stop: bool = True):
+    """(model, info) for a checkpoint, cached on path + mtime; shared across sessions, never mutated.
+
+    A missing or damaged checkpoint shows the engine's message and the fixing command, then stops the page
+    (or returns None with ``stop=False``, for loops over several models).
+    """
+    from engine.errors import EquiLabError
+
+    try:
+        return _load_model(str(path), _stamp(path))
+    except EquiLabError as e:
+        if not stop:
+            st.warning(f"Skipped {Path(path).stem}: {e}")
+            return None
+        show_error(
+            e,
+            f"python -m engine train --method <method> --dataset shapes --out runs/<name>   # or restore {path}",
+        )
+        st.stop()
 
 
 def float_rows(x: Any) -> np.ndarray:

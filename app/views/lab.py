@@ -73,8 +73,8 @@ with aug_col:
         n_views = c2.slider("Views", 1, 4, 2, key="lab_nviews")
         values = [random_values(int(seed) + i) for i in range(n_views)]
 
-ui.engine("augment", "apply", "identity_params", "equimod_vector")
 model, _ = ui.load_model(sel.checkpoint)
+ui.engine("augment", "apply", "identity_params", "equimod_vector")
 try:
     res = lab_views(model, image, values, space, predictor=cached.predictor(ref, space))
 except EquiLabError as e:
@@ -178,7 +178,10 @@ with st.expander("Sweep one parameter", expanded="sweep" in example):
         models = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
         rows = []
         for label, ckpt in list(models.items())[:6]:
-            mdl, _ = ui.load_model(ckpt)
+            loaded = ui.load_model(ckpt, stop=False)
+            if loaded is None:
+                continue
+            mdl = loaded[0]
             try:
                 r = lab_views(mdl, image, vals, space)
             except EquiLabError:

@@ -198,3 +198,16 @@ def test_unusual_but_valid_uploads_are_converted_not_refused(open_app, name):
     at.file_uploader(key="ret_upload").set_value((name, GOOD_UPLOADS[name](), "image/png")).run()
     assert not at.exception
     assert not at.error, at.error[0].value
+
+
+def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    roots = copy_roots(store_roots, tmp_path, monkeypatch)
+    for w in roots["EQUILAB_CHECKPOINTS"].glob("*.safetensors"):
+        w.write_bytes(w.read_bytes()[:100])
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.run()  # the lab loads the model
+    assert not at.exception
+    assert "CheckpointError" in at.error[0].value
+    assert "python -m engine train" in at.code[0].value
