@@ -23,6 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import DataError
 
+# Raster formats only (JPEG covers MPO phone photos): PIL hands EPS to an external program (Ghostscript).
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: any real photo; far below PIL's own bomb limit (~89 MP)
 WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -60,11 +62,12 @@ def _open_strict(raw: bytes) -> Image.Image:
     it is used on the main thread only; in decoding pools the ``max_pixels`` check below (40 MP, under PIL's own
     89 MP warning level) refuses such images anyway, and PIL's hard DecompressionBombError is caught everywhere.
     """
+    Image.init()  # register every plugin (idempotent): ``formats=`` looks them up by name
     if threading.current_thread() is not threading.main_thread():
-        return Image.open(io.BytesIO(raw))
+        return Image.open(io.BytesIO(raw), formats=FORMATS)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(raw))
+        return Image.open(io.BytesIO(raw), formats=FORMATS)
 
 
 def _open(raw: bytes, label: str, max_pixels: int) -> Image.Image:
@@ -81,8 +84,8 @@ def _open(raw: bytes, label: str, max_pixels: int) -> Image.Image:
                 "re-export or re-download the file."
             ) from e
         raise DataError(
-            f"{label}: not an image PIL can identify (first bytes {raw[:8]!r}); "
-            "upload a JPEG, PNG, BMP, GIF, WebP or TIFF file."
+            f"{label}: not a supported image (first bytes {raw[:8]!r}); "
+            "use a JPEG, PNG, BMP, GIF, WebP, TIFF or PPM file."
         ) from e
     except Exception as e:  # malformed headers raise many types (SyntaxError, struct.error, ...)
         raise DataError(f"{label}: corrupt image header ({type(e).__name__}: {e}).") from e

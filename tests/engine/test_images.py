@@ -68,7 +68,7 @@ def test_missing_file(tmp_path):
 def test_random_bytes_named_jpg(tmp_path):
     p = tmp_path / "photo.jpg"
     p.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    with pytest.raises(DataError, match=r"photo.jpg: not an image PIL can identify"):
+    with pytest.raises(DataError, match=r"photo.jpg: not a supported image"):
         decode_image(p)
 
 
@@ -77,6 +77,20 @@ def test_truncated_files(fmt):
     data = encode(Image.fromarray(noise(64, 64)), fmt)
     with pytest.raises(DataError, match=f"truncated or corrupt {fmt} data"):
         decode_image(data[: len(data) // 2])
+
+
+def test_formats_outside_the_raster_list_are_refused():
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"  # PIL would run Ghostscript
+    with pytest.raises(DataError, match="not a supported image"):
+        decode_image(eps)
+    ico = encode(Image.new("RGB", (16, 16)), "ICO")
+    with pytest.raises(DataError, match="not a supported image"):
+        decode_image(ico)
+    mpo = Image.new("RGB", (8, 6), (200, 0, 0))  # phone cameras' multi-picture JPEG: first frame
+    got = decode_image(encode(mpo, "MPO", save_all=True, append_images=[Image.new("RGB", (8, 6))]))
+    assert got.shape == (6, 8, 3) and np.abs(got[3, 4].astype(int) - (200, 0, 0)).max() <= 4
+    tiff = decode_image(encode(Image.new("RGB", (3, 2), (4, 5, 6)), "TIFF"))
+    assert tiff.shape == (2, 3, 3) and tuple(tiff[1, 2]) == (4, 5, 6)
 
 
 def test_truncated_header_is_called_damaged_not_foreign():
