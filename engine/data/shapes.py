@@ -20,6 +20,10 @@ symmetry         per class           rotational symmetry order (0 = continuous, 
 angle_mod        [0, 360/symmetry)   angle modulo the symmetry (0 for the circle)
 ===============  ==================  ===========================================================
 
+Classes (rotational symmetry order): circle (0 = continuous), square (4), triangle (3), plus (4), star (5),
+hexagon (6), semicircle (1), arrow (1), L (1), T (1); :data:`SYMMETRY` holds the table, and
+:func:`render_shape` draws one item from a :class:`ShapeFactors`.
+
 A rotation probe should regress ``angle_mod`` (better: sin/cos of ``symmetry * angle``), because a square turned
 by 90 degrees is the same image. Rasterisation is vectorised numpy with 4x4 supersampling for anti-aliasing.
 """
