@@ -1,0 +1,98 @@
+"""Augmentation recipes as data: one frozen dataclass per view recipe, validated on construction (methods.md §8.2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from engine.errors import ConfigError
+
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to sample one augmented view; probabilities in [0, 1], jitter strengths as in torchvision ColorJitter.
+
+    ``size`` is the output side S; the crop box is sampled like torchvision ``RandomResizedCrop.get_params``.
+    ``rotations`` lists the angles (degrees) to draw uniformly from; empty = no rotation (E-SSL rotates with
+    ``rotate4`` instead).
+    """
+
+    size: int = 32
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: str = "bicubic"
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    gray_p: float = 0.2
+    blur_p: float = 0.0
+    sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
+    rotations: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check(f.name, getattr(self, f.name))
+
+    @property
+    def jitter_ranges(self) -> dict[str, tuple[float, float]]:
+        """Sampling interval of each colour factor (torchvision ColorJitter's ``_check_input``)."""
+        return {
+            "brightness": (max(0.0, 1 - self.brightness), 1 + self.brightness),
+            "contrast": (max(0.0, 1 - self.contrast), 1 + self.contrast),
+            "saturation": (max(0.0, 1 - self.saturation), 1 + self.saturation),
+            "hue": (-self.hue, self.hue),
+        }
+
+
+def _bad(name: str, value: object, want: str) -> ConfigError:
+    return ConfigError(f"augmentation recipe: {name}={value!r} is invalid; {want}.")
+
+
+def _check(name: str, v: object) -> None:
+    """Raise ConfigError naming the field when a recipe value is out of range."""
+    if name == "size" and not (isinstance(v, int) and v >= 1):
+        raise _bad(name, v, "use a positive integer output side")
+    if name == "interpolation" and v not in INTERPOLATIONS:
+        raise _bad(name, v, f"choose from {INTERPOLATIONS}")
+    if name.endswith("_p") and not (isinstance(v, int | float) and 0.0 <= v <= 1.0):
+        raise _bad(name, v, "use a probability in [0, 1]")
+    if name in ("brightness", "contrast", "saturation") and not (isinstance(v, int | float) and v >= 0):
+        raise _bad(name, v, "use a non-negative jitter strength")
+    if name == "hue" and not (isinstance(v, int | float) and 0.0 <= v <= 0.5):
+        raise _bad(name, v, "use a hue strength in [0, 0.5]")
+    if name in ("scale", "ratio", "sigma"):
+        ok = isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int | float) for x in v)
+        ok = ok and 0 < v[0] <= v[1] and all(math.isfinite(x) for x in v)
+        if ok and name == "scale":
+            ok = v[1] <= 1.0
+        if not ok:
+            want = "use (low, high) with 0 < low <= high" + (" <= 1" if name == "scale" else "")
+            raise _bad(name, v, want)
+    if name == "rotations" and not (isinstance(v, tuple) and all(isinstance(x, int | float) for x in v)):
+        raise _bad(name, v, "use a tuple of angles in degrees")
+
+
+# The CIFAR recipes of the papers; `dataclasses.replace(r, size=...)` scales the output to another image size.
+RECIPES: dict[str, Recipe] = {
+    # EquiMod / E-SSL CIFAR SimCLR views (methods.md §1.3, §2.3): RRC(32, 0.2-1, bicubic), flip, jitter p=.8, gray .2.
+    "simclr": Recipe(),
+    # EquiMod's BYOL branch, view 1 (§2.3): saturation 0.2, blur p=1 (kernel from the output size), no solarize.
+    "byol": Recipe(saturation=0.2, blur_p=1.0),
+    # ... and view 2: blur p=0.1, solarize p=0.2.
+    "byol_view2": Recipe(saturation=0.2, blur_p=0.1, solarize_p=0.2),
+    # E-SSL's small rotation view (§1.3): RRC(16, 0.2-1) + flip + jitter + gray; x4 rotations come from rotate4.
+    "essl_rotation": Recipe(size=16),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """``RECIPES[name]``, or ConfigError listing the choices."""
+    if name not in RECIPES:
+        raise ConfigError(f"unknown augmentation recipe {name!r}: choose from {sorted(RECIPES)}")
+    return RECIPES[name]
