@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from engine.errors import StoreError
 from engine.store import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
 
+CPU_CHUNK = 64
 SKIP_SPACES = frozenset({"rotation_logits"})  # a 4-way classifier output, not an embedding space
 
 
@@ -91,9 +92,18 @@ def embed_batches(
         x = to_input(images[start : start + batch], size, device)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
+        # On CPU, forward in chunks of CPU_CHUNK: activations of a 256-batch overflow the caches (~4x slower).
+        step = len(x) if cuda else CPU_CHUNK
         with ctx:
-            out = model.embed(x)
-        write(start, {k: v.float().cpu().numpy() for k, v in out.items() if k not in SKIP_SPACES})
+            outs = [model.embed(x[i : i + step]) for i in range(0, len(x), step)]
+        write(
+            start,
+            {
+                k: torch.cat([o[k] for o in outs]).float().cpu().numpy()
+                for k in outs[0]
+                if k not in SKIP_SPACES
+            },
+        )
         if on_batch:
             on_batch(len(x))
 
