@@ -279,9 +279,6 @@ def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch:
     return cat(0), cat(1), np.concatenate([p[2] for p in parts])
 
 
-SWEEP_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
-
-
 def run_displacement_eval(model, ctx) -> list[dict]:
     """Rows of displacement scores per space (real vs shuffled parameters) and per-family sweeps.
 
@@ -314,7 +311,7 @@ def run_displacement_eval(model, ctx) -> list[dict]:
     sweep_imgs = te_imgs[:128]
     for family in FAMILIES:
         for space, fn in fns.items():
-            res = sweep(model, sweep_imgs, family, SWEEP_STRENGTHS, space, fn)
+            res = sweep(model, sweep_imgs, family, FAMILIES[family].sweep[::2], space, fn)
             for i, s in enumerate(res.strengths):
                 for k in ("cos", "norm", "invariance"):
                     rows.append(

@@ -150,7 +150,8 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
     """CLeVER: mean cross-view cosine of the invariant part (target ~1) and equivariant part (target ~0)."""
     import torch
 
-    from engine.augment import RECIPES, augment
+    from engine.augment import augment
+    from engine.methods.views import recipe
     from engine.metrics import row_cos
 
     if "invariant_part" not in ctx.test.spaces:
@@ -158,10 +159,10 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
     model = _model(ctx)
     imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    recipe = RECIPES["simclr"]
+    r = recipe("simclr", int(model.image_size))
     with torch.no_grad():
-        v1, _ = augment(imgs.to(ctx.device), recipe, g)
-        v2, _ = augment(imgs.to(ctx.device), recipe, g)
+        v1, _ = augment(imgs.to(ctx.device), r, g)
+        v2, _ = augment(imgs.to(ctx.device), r, g)
         e1, e2 = model.embed(v1), model.embed(v2)
     return [
         {

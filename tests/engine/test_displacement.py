@@ -53,3 +53,84 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_allclose(back(z0[:5], p[:5]), pred(z0[:5], p[:5]))
     with pytest.raises(StoreError, match="python -m engine eval"):
         load_predictor(tmp_path, "backbone")
+
+
+# ---------------------------------------------------------------- with a small trained EquiMod on shapes
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from engine.checkpoint import load_model
+    from engine.config import load_config
+    from engine.train import fit
+
+    out = tmp_path_factory.mktemp("equimod") / "run"
+    tiny = [
+        "data.options.size=600",
+        "data.train_subset=384",
+        "data.knn_bank=256",
+        "data.knn_queries=128",
+        "optim.batch_size=64",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0.5",
+        "model.width=0.0625",
+        "model.method=equimod",
+        "train.knn_every=0",
+        "train.device=cpu",
+        f"train.out={out}",
+    ]
+    run = fit(load_config(None, tiny))
+    return load_model(run)[0], run
+
+
+def _uint8(split: str, n: int):
+    import torch
+
+    from engine.data import load_dataset
+
+    return torch.from_numpy(np.array(load_dataset("shapes", split, size=600).images[:n])).permute(0, 3, 1, 2)
+
+
+def test_posthoc_beats_shuffled_control_on_shapes(trained):
+    import torch
+
+    from engine.displacement import resolve_predictor, sample_pairs
+
+    model, _ = trained
+    g = torch.Generator().manual_seed(0)
+    f0, ft, fp = sample_pairs(model, _uint8("train", 512), g)
+    t0, tt, tp = sample_pairs(model, _uint8("test", 256), g)
+    rng = np.random.default_rng(0)
+    for space in ("backbone", "projector"):
+        pred = fit_posthoc(f0[space], ft[space], fp, space)
+        real, ctrl = (
+            score(t0[space], tt[space], tp, pred),
+            shuffled_control(t0[space], tt[space], tp, pred, rng),
+        )
+        assert real.cos > ctrl.cos + 0.1 and real.top1 > ctrl.top1, (space, real, ctrl)
+    own, kind = resolve_predictor(model, "equivariant", None)
+    assert kind == "equimod"
+    s = score(t0["equivariant"], tt["equivariant"], tp, own)
+    assert np.isfinite(s.cos) and s.n == 256
+
+
+def test_displacement_for_and_sweep(trained):
+    import torch
+
+    from engine.augment import FAMILIES, identity_params
+    from engine.displacement import displacement_for, sweep
+
+    model, _ = trained
+    imgs = _uint8("test", 16)
+    x01 = imgs[0].float() / 255
+    ident = displacement_for(model, x01, identity_params(1, (32, 32), 32, "cpu"), "equivariant")
+    assert ident.norm < 1e-4 and ident.invariance > 0.999 and ident.predictor == "equimod"
+    rot = displacement_for(
+        model, x01, FAMILIES["rotation"].params(90.0, 1, (32, 32), 32, "cpu"), "equivariant"
+    )
+    assert rot.norm > 1e-3 and rot.predicted.shape == rot.actual.shape and -1 <= rot.cos <= 1
+    none = displacement_for(model, x01, FAMILIES["hue"].params(0.3, 1, (32, 32), 32, "cpu"), "backbone")
+    assert none.predicted is None and np.isnan(none.cos)
+    res = sweep(model, imgs, "brightness", [1.0, 1.5], "equivariant")
+    assert res.norm.shape == (2,) and res.norm[0] < 1e-4 < res.norm[1] and res.invariance[0] > 0.999
+    del torch
