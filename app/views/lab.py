@@ -84,60 +84,48 @@ except EquiLabError as e:
 st.session_state["lab_view"] = {"z": res.z[0], "space": space, "image": res.views[0], "store": str(ref.path)}
 
 # ---------------------------------------------------------------- views and numbers
-st.subheader("Views and displacements")
-st.caption(
-    f"Space **{space}** · predictor: **{res.predictor}**"
-    + ("" if res.predictor != "none" else " (no predictor for this model/space: cos and error are blank)")
-)
-for i, m in enumerate(res.metrics):
-    cols = st.columns([1, 1, 1, 1, 1])
-    cols[0].image(np.transpose(res.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
-    cols[1].metric("|Δ|", f"{m.norm:.4f}")
-    cols[2].metric("cos(Δ, Δ̂)", "—" if np.isnan(m.cos) else f"{m.cos:.3f}")
-    cols[3].metric("relative error", "—" if np.isnan(m.rel_err) else f"{m.rel_err:.3f}")
-    cols[4].metric("invariance cos", f"{m.invariance:.3f}")
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Views and displacements")
+    st.caption(
+        f"Space **{space}** · predictor: **{res.predictor}**"
+        + ("" if res.predictor != "none" else " (no predictor for this model/space: cos and error are blank)")
+    )
+    for i, m in enumerate(res.metrics):
+        cols = st.columns([1.2, 1, 1, 1, 1])
+        cols[0].image(np.transpose(res.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
+        cols[1].metric("|Δ|", f"{m.norm:.4f}")
+        cols[2].metric("cos(Δ, Δ̂)", "—" if np.isnan(m.cos) else f"{m.cos:.3f}")
+        cols[3].metric("relative error", "—" if np.isnan(m.rel_err) else f"{m.rel_err:.3f}")
+        cols[4].metric("invariance cos", f"{m.invariance:.3f}")
 
-# ---------------------------------------------------------------- arrows in a linear basis
-emb = cached.embeddings(str(ref.path), ref.stamp, space)
-basis_kind = st.radio(
-    "Arrow basis (linear, never UMAP)",
-    ["Store PCA 1-2", "Mean displacement axis"],
-    horizontal=True,
-    key="lab_basis",
-)
-deltas = res.z - res.z0
-if basis_kind == "Store PCA 1-2" or np.linalg.norm(deltas.mean(axis=0)) < 1e-9:
-    basis = cached.pca(str(ref.path), ref.stamp, space)
-else:
-    basis = displacement_basis(deltas, emb)
-cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
-o = basis.project(res.z0)
-fig = go.Figure(
-    go.Scatter(
-        x=cloud[:, 0], y=cloud[:, 1], mode="markers", marker=dict(size=3, color="lightgray"), name="store"
+with right:
+    # ---------------------------------------------------------------- arrows in a linear basis
+    emb = cached.embeddings(str(ref.path), ref.stamp, space)
+    basis_kind = st.radio(
+        "Arrow basis (linear, never UMAP)",
+        ["Store PCA 1-2", "Mean displacement axis"],
+        horizontal=True,
+        key="lab_basis",
     )
-)
-for i in range(len(res.z)):
-    a = basis.project(res.z[i])
-    fig.add_annotation(
-        x=a[0],
-        y=a[1],
-        ax=o[0],
-        ay=o[1],
-        xref="x",
-        yref="y",
-        axref="x",
-        ayref="y",
-        showarrow=True,
-        arrowhead=2,
-        arrowcolor="#1f77b4",
-        text=f"Δ{i + 1}",
+    zoom = st.toggle("Zoom on the arrows", value=True, key="lab_zoom")
+    deltas = res.z - res.z0
+    if basis_kind == "Store PCA 1-2" or np.linalg.norm(deltas.mean(axis=0)) < 1e-9:
+        basis = cached.pca(str(ref.path), ref.stamp, space)
+    else:
+        basis = displacement_basis(deltas, emb)
+    cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
+    o = basis.project(res.z0)
+    fig = go.Figure(
+        go.Scatter(
+            x=cloud[:, 0], y=cloud[:, 1], mode="markers", marker=dict(size=3, color="lightgray"), name="store"
+        )
     )
-    if res.z_hat is not None:
-        p = basis.project(res.z_hat[i])
+    for i in range(len(res.z)):
+        a = basis.project(res.z[i])
         fig.add_annotation(
-            x=p[0],
-            y=p[1],
+            x=a[0],
+            y=a[1],
             ax=o[0],
             ay=o[1],
             xref="x",
@@ -146,16 +134,40 @@ for i in range(len(res.z)):
             ayref="y",
             showarrow=True,
             arrowhead=2,
-            arrowcolor="#d62728",
-            text=f"Δ̂{i + 1}",
+            arrowcolor="#1f77b4",
+            text=f"Δ{i + 1}",
         )
-fig.add_trace(
-    go.Scatter(x=[o[0]], y=[o[1]], mode="markers", marker=dict(size=10, color="black"), name="original")
-)
-fig.update_layout(
-    height=380, margin=dict(l=10, r=10, t=30, b=10), title=f"{basis.name}: blue = actual, red = predicted"
-)
-st.plotly_chart(fig, key="lab_arrows")
+        if res.z_hat is not None:
+            p = basis.project(res.z_hat[i])
+            fig.add_annotation(
+                x=p[0],
+                y=p[1],
+                ax=o[0],
+                ay=o[1],
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                showarrow=True,
+                arrowhead=2,
+                arrowcolor="#d62728",
+                text=f"Δ̂{i + 1}",
+            )
+    fig.add_trace(
+        go.Scatter(x=[o[0]], y=[o[1]], mode="markers", marker=dict(size=10, color="black"), name="original")
+    )
+    if zoom:  # untrained or invariant models move views very little relative to the cloud
+        tips = np.vstack(
+            [o[None], basis.project(res.z)] + ([basis.project(res.z_hat)] if res.z_hat is not None else [])
+        )
+        lo, hi = tips.min(axis=0), tips.max(axis=0)
+        pad = np.maximum((hi - lo) * 0.3, 1e-6)
+        fig.update_xaxes(range=[lo[0] - pad[0], hi[0] + pad[0]])
+        fig.update_yaxes(range=[lo[1] - pad[1], hi[1] + pad[1]])
+    fig.update_layout(
+        height=380, margin=dict(l=10, r=10, t=30, b=10), title=f"{basis.name}: blue = actual, red = predicted"
+    )
+    st.plotly_chart(fig, key="lab_arrows")
 
 # ---------------------------------------------------------------- neighbours of each view
 k = 6
