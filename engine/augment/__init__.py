@@ -9,7 +9,7 @@ the recipe, and ``normalized_vector``. ``rotate4`` is E-SSL's rotation pretext; 
 from engine.augment.families import FAMILIES, Family
 from engine.augment.params import AugParams, cat_params, identity_params
 from engine.augment.pipeline import View, apply, augment, to_float
-from engine.augment.recipes import RECIPES, Recipe, get_recipe
+from engine.augment.recipes import RECIPES, Recipe, for_image, get_recipe
 from engine.augment.rotation import Rotated, rotate4
 from engine.augment.sampling import sample_params
 from engine.augment.vectors import (
@@ -36,6 +36,7 @@ __all__ = [
     "augment",
     "cat_params",
     "equimod_vector",
+    "for_image",
     "get_recipe",
     "identity_params",
     "normalized_vector",

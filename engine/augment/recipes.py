@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from engine.errors import ConfigError
 
@@ -96,3 +96,9 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ConfigError(f"unknown augmentation recipe {name!r}: choose from {sorted(RECIPES)}")
     return RECIPES[name]
+
+
+def for_image(recipe: Recipe, image_hw: tuple[int, int]) -> Recipe:
+    """``recipe`` with its output side scaled from the 32 px CIFAR reference to an image of ``image_hw``."""
+    size = max(1, round(recipe.size * min(image_hw) / 32))
+    return recipe if size == recipe.size else replace(recipe, size=size)
