@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -85,7 +86,8 @@ if not runs:
     st.stop()
 
 chosen = st.multiselect("Runs (overlay)", list(runs), default=list(runs)[:1], key="train_runs")
-live = st.toggle("Refresh while runs are writing (every 2 s)", value=False, key="train_live")
+writing = any(time.time() - (runs[c] / "metrics.jsonl").stat().st_mtime < 120 for c in chosen)
+live = st.toggle("Refresh while runs are writing (every 2 s)", value=writing, key="train_live")
 
 
 @st.fragment(run_every=2.0 if live else None)

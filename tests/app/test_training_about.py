@@ -87,3 +87,17 @@ def test_sidebar_without_checkpoints_shows_the_training_command(roots):
     assert "No checkpoints" in at.sidebar.warning[0].value
     assert "engine train" in at.sidebar.code[0].value
     assert at.sidebar.selectbox(key="sb_ds").value == "shapes"
+
+
+def test_live_refresh_defaults_on_only_for_a_run_being_written(roots):
+    import os
+
+    write_run(roots["runs"] / "old", 3, 0.1)
+    old = roots["runs"] / "old" / "metrics.jsonl"
+    os.utime(old, (old.stat().st_atime, old.stat().st_mtime - 3600))
+    at = app_on("training")
+    assert at.toggle(key="train_live").value is False
+    write_run(roots["runs"] / "fresh", 3, 0.1)  # newest first: becomes the default selection
+    at = app_on("training")
+    assert at.multiselect(key="train_runs").value == ["fresh"]
+    assert at.toggle(key="train_live").value is True
