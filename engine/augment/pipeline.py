@@ -33,11 +33,13 @@ def to_float(images: Tensor) -> Tensor:
 
 
 def _on_rows(x: Tensor, rows: Tensor, fn, *args: Tensor) -> Tensor:
-    """``x`` with ``fn`` applied to the rows selected by bool mask ``rows`` (batched, no per-image loop)."""
+    """``x`` with ``fn`` applied to the rows selected by bool mask ``rows`` (batched, no per-image loop).
+
+    Writes into ``x``: callers pass tensors that ``apply`` itself created, never the caller's images.
+    """
     idx = rows.nonzero()[:, 0]
     if idx.numel() == 0:
         return x
-    x = x.clone()
     x[idx] = fn(x[idx], *(a[idx] for a in args))
     return x
 
