@@ -92,12 +92,12 @@ with left:
         + ("" if res.predictor != "none" else " (no predictor for this model/space: cos and error are blank)")
     )
     for i, m in enumerate(res.metrics):
-        cols = st.columns([1.2, 1, 1, 1, 1])
+        cols = st.columns([1, 1, 1])
         cols[0].image(np.transpose(res.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
         cols[1].metric("|Δ|", f"{m.norm:.4f}")
+        cols[1].metric("invariance cos", f"{m.invariance:.3f}")
         cols[2].metric("cos(Δ, Δ̂)", "—" if np.isnan(m.cos) else f"{m.cos:.3f}")
-        cols[3].metric("relative error", "—" if np.isnan(m.rel_err) else f"{m.rel_err:.3f}")
-        cols[4].metric("invariance cos", f"{m.invariance:.3f}")
+        cols[2].metric("relative error", "—" if np.isnan(m.rel_err) else f"{m.rel_err:.3f}")
 
 with right:
     # ---------------------------------------------------------------- arrows in a linear basis
