@@ -38,9 +38,10 @@ def nt_xent_keys(q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, offset: int, te
     ``k1[offset+i]`` is masked out, and symmetrically for ``q2``. With ``k = q`` and offset 0 it is plain
     2N-way NT-Xent; averaged over ranks it equals NT-Xent of the global batch."""
     n, n_all = q1.shape[0], k1.shape[0]
-    queries = torch.cat([q1, q2])  # [2n, D]
-    keys = torch.cat([k1, k2])  # [2M, D]
-    logits = queries @ keys.T / temperature  # [2n, 2M]
+    queries = torch.cat([q1, q2]).float()  # [2n, D]
+    keys = torch.cat([k1, k2]).float()  # [2M, D]
+    with torch.autocast(q1.device.type, enabled=False):  # autocast would run this matmul in bf16
+        logits = queries @ keys.T / temperature  # [2n, 2M]
     local = torch.arange(n, device=q1.device) + offset
     self_idx = torch.cat([local, local + n_all])  # where each query sits among the keys
     pos_idx = torch.cat([local + n_all, local])  # its other view

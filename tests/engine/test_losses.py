@@ -50,6 +50,15 @@ def test_nt_xent_scale_invariant_and_prefers_aligned_views():
     assert aligned.item() > 0.0
 
 
+def test_nt_xent_logits_stay_float32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(6)
+    z1, z2 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = nt_xent(z1, z2, 0.2)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(nt_xent(z1, z2, 0.2).item(), rel=1e-6)
+
+
 def test_nt_xent_gather_flag_is_identity_on_one_process():
     g = torch.Generator().manual_seed(2)
     z1, z2 = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
