@@ -202,10 +202,9 @@ def item_image(ref: StoreRef, idx: int) -> np.ndarray:
     return _item_image(str(ref.path), ref.stamp, int(idx))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
 def thumbs(path: str, stamp: float) -> np.ndarray:
-    """uint8 [N, h, w, 3] thumbnails of the whole store."""
-    return np.asarray(_open(path).thumbnails)
+    """uint8 [N, h, w, 3] thumbnails, memory-mapped: only the rows a page shows are read (no per-rerun copy)."""
+    return _open(path).thumbnails
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
