@@ -141,3 +141,11 @@ def test_bad_recipe_values_raise_config_error_naming_them():
         Recipe(interpolation="lanczos")
     with pytest.raises(ConfigError, match="parameter rows"):
         apply(_batch(3), identity_params(2, HW, 32))
+
+
+def test_crop_fallback_is_torchvisions_centre_box():
+    # no attempt can fit (aspect >= 2 at full area), so every row takes get_params' fallback:
+    # w = 32, h = round(32 / 2) = 16, centred -> (8, 0, 16, 32)
+    r = Recipe(scale=(1.0, 1.0), ratio=(2.0, 3.0))
+    p = sample_params(r, 50, HW, torch.Generator().manual_seed(0))
+    assert torch.equal(p.crop, torch.tensor([8.0, 0.0, 16.0, 32.0]).expand(50, 4))
