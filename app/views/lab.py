@@ -91,6 +91,9 @@ with left:
         f"Space **{space}** · predictor: **{res.predictor}**"
         + ("" if res.predictor != "none" else " (no predictor for this model/space: cos and error are blank)")
     )
+    if res.predictor == "none":
+        st.caption("Fit the post-hoc displacement predictor of this store with:")
+        st.code(f"python -m engine eval --store {ref.path} --displacement", language="bash")
     for i, m in enumerate(res.metrics):
         cols = st.columns([1, 1, 1])
         cols[0].image(np.transpose(res.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)

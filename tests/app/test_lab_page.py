@@ -77,3 +77,29 @@ def test_lab_view_is_a_retrieval_query(open_app):
     at.radio(key="ret_source").set_value("Lab view").run()
     assert not at.exception and not at.info
     assert at.metric[0].label == "Query latency"
+
+
+def test_a_saved_posthoc_predictor_fills_the_prediction_metrics(store_roots, tmp_path, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from engine.displacement import fit_posthoc, save_predictor
+
+    for k, v in store_roots.items():
+        shutil.copytree(v, tmp_path / k)
+        monkeypatch.setenv(k, str(tmp_path / k))
+    rng = np.random.default_rng(0)
+    for store in (tmp_path / "EQUILAB_STORES").iterdir():
+        z0 = np.asarray(open_store(store).embeddings("backbone"))[:80]
+        p = rng.normal(size=(80, 15))
+        zt = z0 + 0.01 * p[:, :1] + 0.001 * rng.normal(size=z0.shape)
+        save_predictor(fit_posthoc(z0, zt, p, "backbone"), store)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.slider(key="lab_brightness").set_value(1.5).run()
+    assert not at.exception
+    assert any("predictor: **post-hoc**" in c.value for c in at.caption)
+    m = metrics(at)
+    assert m["cos(Δ, Δ̂)"][0] != "—" and -1.0 <= float(m["cos(Δ, Δ̂)"][0]) <= 1.0
+    assert float(m["relative error"][0]) >= 0.0
