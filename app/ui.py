@@ -23,6 +23,7 @@ ROOT_ENV: dict[str, str] = {
     "stores": "EQUILAB_STORES",
 }
 DEFAULT_DATASET = "shapes"
+DEFAULT_MODELS = ("shapes-equimod", "shapes-simclr")  # preferred first choice when the URL names none
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
 
@@ -143,7 +144,9 @@ def sidebar() -> Selection:
         st.header("EquiLab")
         if labels:
             want = qp("model")
-            idx = labels.index(want) if want in labels else 0
+            if want not in labels:  # the shipped EquiMod checkpoint shows both actual and predicted arrows
+                want = next((m for m in DEFAULT_MODELS if m in labels), labels[0])
+            idx = labels.index(want)
             model = st.selectbox(
                 "Model", labels, index=idx, key="sb_model", help="checkpoints/, runs/, stores/"
             )
@@ -173,10 +176,15 @@ def selection() -> Selection:
     return sel if sel is not None else sidebar()
 
 
-def pick_space(spaces: list[str], key: str = "sb_space", label: str = "Embedding space") -> str:
+def pick_space(
+    spaces: list[str],
+    key: str = "sb_space",
+    label: str = "Embedding space",
+    prefer: tuple[str, ...] = ("projector",),
+) -> str:
     """Space picker in the sidebar restricted to the spaces the store has; synced with ?space=."""
     want = qp("space")
-    default = want if want in spaces else ("projector" if "projector" in spaces else spaces[0])
+    default = want if want in spaces else next((s for s in prefer if s in spaces), spaces[0])
     if st.session_state.get(key) not in spaces:
         st.session_state[key] = default
     space = st.sidebar.selectbox(label, spaces, key=key)

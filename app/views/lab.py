@@ -16,7 +16,7 @@ st.title("Augmentation lab")
 sel = ui.selection()
 ref = cached.store_for(sel)
 info = cached.summary(str(ref.path), ref.stamp)
-space = ui.pick_space(info["spaces"])
+space = ui.pick_space(info["spaces"], prefer=("equivariant", "projector"))  # where EquiMod predicts
 example = st.session_state.get("example", {})
 
 # ---------------------------------------------------------------- the image
