@@ -214,7 +214,9 @@ def lab_views(model, image: np.ndarray, values: list[SliderValues], space: str, 
     device = next(model.parameters()).device
     size = int(getattr(model, "image_size", image.shape[0]))
     hw = (int(image.shape[0]), int(image.shape[1]))
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)  # uint8 [1, 3, H, W]
+    x = (
+        torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].to(device)
+    )  # [1, 3, H, W] copy
     params = [compose_params(v, hw, size, str(device)) for v in values]
     with torch.no_grad():
         x0 = apply(x, identity_params(1, hw, size, str(device)))
