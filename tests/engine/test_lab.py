@@ -90,3 +90,22 @@ def test_displacement_metrics_hand_computed():
     assert m.invariance == pytest.approx(1 / math.sqrt(2))
     m2 = displacement_metrics(z0, z1)
     assert math.isnan(m2.cos) and math.isnan(m2.rel_err)
+
+
+def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
+    import torch
+
+    from engine.augment import apply, identity_params
+    from engine.lab import compose_params
+
+    img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ident = compose_params(SliderValues(), (32, 32), 32)
+    assert torch.equal(apply(img, ident), apply(img, identity_params(1, (32, 32), 32, "cpu")))
+    p = compose_params(
+        SliderValues(crop_area=0.25, flip=True, hue=0.2, gray=True, rotation=30.0), (32, 32), 16
+    )
+    assert p.crop.tolist() == [[8.0, 8.0, 16.0, 16.0]]
+    assert p.flip.tolist() == [True] and p.jitter.tolist() == [True] and p.gray.tolist() == [True]
+    assert p.hue.tolist() == pytest.approx([0.2]) and p.rotation.tolist() == [30.0] and p.size == 16
+    out = apply(img, p)
+    assert out.shape == (1, 3, 16, 16) and torch.allclose(out[:, 0], out[:, 1])  # grayscale: equal channels
