@@ -176,12 +176,13 @@ def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
         return _coords(str(ref.path), ref.stamp, space, "pca2")
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _item_image(path: str, stamp: float, idx: int) -> np.ndarray:
+def store_images(ref: StoreRef) -> np.ndarray:
+    """uint8 [N, H, W, 3] images of the store's items: the dataset it was built on (memory-mapped by engine.data),
+    else the thumbnails when that dataset is not reachable with the recorded options."""
     from engine.data import load_dataset
     from engine.errors import EquiLabError
 
-    s = _open(path)
+    s = _open(str(ref.path))
     src = s.manifest.get("source", {})
     try:
         ds = load_dataset(
@@ -190,11 +191,16 @@ def _item_image(path: str, stamp: float, idx: int) -> np.ndarray:
             root=src.get("data_root"),
             **src.get("dataset_options", {}),
         )
-        if len(ds.labels) == s.n or src.get("limit") == s.n:  # built on the whole split or its first `limit`
-            return np.array(ds.images[idx])
+        if len(ds.labels) == s.n or src.get("limit") == s.n:  # whole split, or its first `limit` items
+            return ds.images[: s.n]
     except (EquiLabError, KeyError, TypeError):
-        pass  # dataset not reachable with the recorded options: the thumbnail is the best we have
-    return np.array(s.thumbnails[idx])
+        pass
+    return s.thumbnails
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _item_image(path: str, stamp: float, idx: int) -> np.ndarray:
+    return np.array(store_images(StoreRef(Path(path), stamp))[idx])
 
 
 def item_image(ref: StoreRef, idx: int) -> np.ndarray:

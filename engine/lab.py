@@ -243,3 +243,38 @@ def lab_views(model, image: np.ndarray, values: list[SliderValues], space: str, 
     return LabViews(
         views=views.cpu().numpy(), z0=zs[0], z=zs[1:], z_hat=z_hat, metrics=metrics, predictor=kind
     )
+
+
+def displacement_scores(
+    model, images: np.ndarray, family: str, strength: float, space: str, batch: int = 512
+):
+    """Per-item |Δ| and invariance cos under one augmentation family at ``strength``: two float [N] arrays.
+
+    ``images`` uint8 [N, H, W, 3]; the map colours every item of a store by these (computed on all N items).
+    """
+    import torch
+
+    from engine.augment import FAMILIES, apply, identity_params
+
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown augmentation family {family!r}: choose from {sorted(FAMILIES)}")
+    device = next(model.parameters()).device
+    size = int(getattr(model, "image_size", images.shape[1]))
+    hw = (int(images.shape[1]), int(images.shape[2]))
+    norms, cos = [], []
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            x = (
+                torch.from_numpy(np.array(images[s : s + batch], dtype=np.uint8))
+                .permute(0, 3, 1, 2)
+                .to(device)
+            )
+            n = len(x)
+            z0 = model.embed(apply(x, identity_params(n, hw, size, device)))
+            if space not in z0:
+                raise ConfigError(f"space {space!r} not produced by this model: choose from {sorted(z0)}")
+            zt = model.embed(apply(x, FAMILIES[family].params(strength, n, hw, size, device)))[space].float()
+            a = z0[space].float()
+            norms.append((zt - a).norm(dim=1).cpu().numpy())
+            cos.append(torch.nn.functional.cosine_similarity(zt, a, dim=1).cpu().numpy())
+    return np.concatenate(norms), np.concatenate(cos)

@@ -32,10 +32,24 @@ def knn_correct(path: str, stamp: float, space: str, k: int = 10) -> np.ndarray:
     return (lab[nb] == lab[:, None]).mean(axis=1)
 
 
+@st.cache_data(max_entries=16, show_spinner="Augmenting and embedding every item (once per setting)…")
+def displacement_map(path: str, stamp: float, space: str, family: str, strength: float):
+    """(|Δ| [N], invariance cos [N]) of every store item under one augmentation family."""
+    from engine.lab import displacement_scores
+
+    model, _ = ui.load_model(sel.checkpoint)
+    images = cached.store_images(ref)
+    return displacement_scores(model, images, family, strength, space)
+
+
 c1, c2, c3 = st.columns(3)
 kind = c1.radio("Projection", ["umap", "pca2"], horizontal=True, key="map_kind")
 factors = [c for c in meta.columns if c not in ("id", "label", "path") and meta[c].nunique() < 10_000]
-colour = c2.selectbox("Colour by", ["label", *factors, "kNN-correctness"], key="map_colour")
+colour = c2.selectbox(
+    "Colour by",
+    ["label", *factors, "kNN-correctness", "displacement |Δ|", "invariance cos"],
+    key="map_colour",
+)
 cap = int(c3.number_input("Max points drawn", 500, MAX_POINTS, min(5000, MAX_POINTS), 500, key="map_cap"))
 
 xy = cached.coords(ref, space, kind)
@@ -46,6 +60,18 @@ if colour == "label":
     values, names = labels, info["classes"]
 elif colour == "kNN-correctness":
     values, names = knn_correct(str(ref.path), ref.stamp, space), None
+elif colour in ("displacement |Δ|", "invariance cos"):
+    from engine.augment import FAMILIES
+
+    fams = list(FAMILIES)
+    d1, d2 = st.columns(2)
+    fam = d1.selectbox(
+        "Augmentation", fams, index=fams.index("hue") if "hue" in fams else 0, key="map_family"
+    )
+    f = FAMILIES[fam]
+    strength = d2.slider("Strength", float(f.low), float(f.high), float(f.high), key=f"map_strength_{fam}")
+    norm, inv = displacement_map(str(ref.path), ref.stamp, space, fam, strength)
+    values, names = (norm if colour == "displacement |Δ|" else inv), None
 else:
     col = meta[colour]
     if pd.api.types.is_numeric_dtype(col) and col.nunique() > 12:

@@ -211,3 +211,22 @@ def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_pat
     assert not at.exception
     assert "CheckpointError" in at.error[0].value
     assert "python -m engine train" in at.code[0].value
+
+
+def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app_env):
+    from engine.checkpoint import load_model
+    from engine.data import load_dataset
+    from engine.lab import displacement_scores
+
+    at = open_app("map")
+    at.selectbox(key="map_colour").set_value("displacement |Δ|").run()
+    at.selectbox(key="map_family").set_value("hue").run()
+    at.slider(key="map_strength_hue").set_value(0.25).run()
+    assert not at.exception
+    trace = spec(at)["data"][0]
+    model_label = at.sidebar.selectbox(key="sb_model").value
+    model, _ = load_model(Path(app_env["EQUILAB_CHECKPOINTS"]) / f"{model_label}.safetensors")
+    images = np.array(load_dataset("shapes", "test", size=N).images)
+    norm, _ = displacement_scores(model, images, "hue", 0.25, "backbone")
+    ids = array(trace["customdata"])
+    assert np.allclose(array(trace["marker"]["color"]), norm[ids], atol=1e-5)

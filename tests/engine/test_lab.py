@@ -109,3 +109,20 @@ def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
     assert p.hue.tolist() == pytest.approx([0.2]) and p.rotation.tolist() == [30.0] and p.size == 16
     out = apply(img, p)
     assert out.shape == (1, 3, 16, 16) and torch.allclose(out[:, 0], out[:, 1])  # grayscale: equal channels
+
+
+def test_displacement_scores_are_zero_at_the_neutral_strength_and_positive_away_from_it():
+    import torch
+
+    from engine.lab import displacement_scores
+    from engine.methods import build_method
+
+    torch.manual_seed(0)
+    model = build_method("none", width=0.125, image_size=32).eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    norm, cos = displacement_scores(model, images, "hue", 0.0, "backbone", batch=4)
+    assert norm.shape == (6,) and np.allclose(norm, 0.0, atol=1e-5) and np.allclose(cos, 1.0, atol=1e-5)
+    norm, cos = displacement_scores(model, images, "hue", 0.4, "backbone", batch=4)
+    assert (norm > 0).all() and (cos < 1.0).all()
+    with pytest.raises(ConfigError, match="choose from"):
+        displacement_scores(model, images, "nope", 1.0, "backbone")
