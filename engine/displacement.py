@@ -218,31 +218,43 @@ class SweepResult:
     predictor: str
 
 
-def sweep(
-    model, images: torch.Tensor, family: str, strengths, space: str, predictor: Predictor | None = None
-) -> SweepResult:
-    """Displacement metrics of ``images`` (uint8 [B, 3, H, W]) along ``strengths`` of one augmentation family."""
+def sweep_spaces(
+    model, images: torch.Tensor, family: str, strengths, predictors: dict[str, Predictor | None]
+) -> dict[str, SweepResult]:
+    """:func:`sweep` for several spaces at once (each strength is embedded once): space -> SweepResult."""
     from engine.augment import FAMILIES
 
     if family not in FAMILIES:
         raise ConfigError(f"unknown augmentation family {family!r}; choose from {sorted(FAMILIES)}")
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     size = int(getattr(model, "image_size", hw[0]))
-    fn, kind = resolve_predictor(model, space, predictor)
-    rows = []
-    for s in strengths:
-        params = FAMILIES[family].params(float(s), len(images), hw, size, _device(model))
+    fns = {s: resolve_predictor(model, s, p) for s, p in predictors.items()}
+    rows: dict[str, list[DisplacementScores]] = {s: [] for s in predictors}
+    for st in strengths:
+        params = FAMILIES[family].params(float(st), len(images), hw, size, _device(model))
         e0, et, p = embed_views(model, images, params)
-        if space not in e0:
-            raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e0)}")
-        rows.append(score(e0[space], et[space], p, fn))
-    col = {
-        k: np.array([getattr(r, k) for r in rows])
-        for k in ("norm", "invariance", "cos", "rel_err", "eqgain", "top1")
+        for space in predictors:
+            if space not in e0:
+                raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e0)}")
+            rows[space].append(score(e0[space], et[space], p, fns[space][0]))
+    keys = ("norm", "invariance", "cos", "rel_err", "eqgain", "top1")
+    return {
+        space: SweepResult(
+            family=family,
+            space=space,
+            strengths=np.asarray(strengths, float),
+            predictor=fns[space][1],
+            **{k: np.array([getattr(r, k) for r in rs]) for k in keys},
+        )
+        for space, rs in rows.items()
     }
-    return SweepResult(
-        family=family, space=space, strengths=np.asarray(strengths, float), predictor=kind, **col
-    )
+
+
+def sweep(
+    model, images: torch.Tensor, family: str, strengths, space: str, predictor: Predictor | None = None
+) -> SweepResult:
+    """Displacement metrics of ``images`` (uint8 [B, 3, H, W]) along ``strengths`` of one augmentation family."""
+    return sweep_spaces(model, images, family, strengths, {space: predictor})[space]
 
 
 def score(z0: np.ndarray, zt: np.ndarray, p: np.ndarray, fn: Predictor | None) -> DisplacementScores:
@@ -308,10 +320,9 @@ def run_displacement_eval(model, ctx) -> list[dict]:
                 rows.append(
                     {"space": space, "metric": f"{tag}disp_{k}", "value": getattr(sc, k), "predictor": kind}
                 )
-    sweep_imgs = te_imgs[:128]
+    sweep_imgs = te_imgs[: ctx.n_sweep]
     for family in FAMILIES:
-        for space, fn in fns.items():
-            res = sweep(model, sweep_imgs, family, FAMILIES[family].sweep[::2], space, fn)
+        for space, res in sweep_spaces(model, sweep_imgs, family, FAMILIES[family].sweep[::2], fns).items():
             for i, s in enumerate(res.strengths):
                 for k in ("cos", "norm", "invariance"):
                     rows.append(

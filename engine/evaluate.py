@@ -42,6 +42,7 @@ class EvalContext:
     n_eval: int = 1024  # test images for displacement / rotation / CLeVER scores
     seed: int = 0
     device: str = "cpu"
+    n_sweep: int = 128  # test images per (family, strength) in the displacement sweeps
 
 
 def _cap(n: int, cap: int, seed: int) -> np.ndarray:

@@ -37,14 +37,20 @@ def pca(x: np.ndarray, n: int = 2, sample_cap: int = 200_000, seed: int = 0) -> 
     x = np.asarray(x, dtype=np.float64)
     mean = x.mean(axis=0)
     xc = x - mean
-    # Covariance eigendecomposition: D <= 2048 here, cheaper than an SVD of the [N, D] matrix.
-    cov = xc.T @ xc / max(len(x) - 1, 1)
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1][:n]
-    comps = vecs[:, order].T
+    total_var = float((xc**2).sum()) / max(len(x) - 1, 1)
+    if x.shape[1] > 256 and n <= 16:
+        # Few components of a wide space: a seeded randomized SVD costs O(N D n) instead of eigh's O(D^3).
+        from sklearn.utils.extmath import randomized_svd
+
+        _, sing, vt = randomized_svd(xc, n, n_iter=7, random_state=seed)
+        vals, comps, order = sing**2 / max(len(x) - 1, 1), vt, np.arange(len(sing))
+    else:
+        vals, vecs = np.linalg.eigh(xc.T @ xc / max(len(x) - 1, 1))
+        order = np.argsort(vals)[::-1][:n]
+        comps = vecs[:, order].T
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
     comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
-    total = max(float(vals.clip(min=0).sum()), 1e-12)
+    total = max(total_var, 1e-12)
     if comps.shape[0] < n:  # fewer dimensions than asked: pad with zero axes
         comps = np.vstack([comps, np.zeros((n - comps.shape[0], x.shape[1]))])
     explained = np.zeros(n)

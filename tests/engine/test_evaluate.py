@@ -61,3 +61,39 @@ def test_eval_cli_on_stores(tmp_path, capsys):
     )
     assert rc == 0 and "knn_acc" in capsys.readouterr().out
     assert (tmp_path / "te" / "eval.csv").is_file()
+
+
+@pytest.mark.parametrize("method", ["essl", "clever", "equimod"])
+def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
+    """Rotation / CLeVER / displacement evaluators end to end on --limit stores of an untrained model."""
+    import torch
+
+    from engine.checkpoint import save_checkpoint
+    from engine.displacement import load_predictor
+    from engine.embed import EmbedJob, build_store
+    from engine.methods import build_method
+
+    torch.manual_seed(0)
+    model = build_method(method, width=0.0625, image_size=32)
+    ckpt = save_checkpoint(tmp_path / "ck", model, config={}, epoch=0, step=0).with_suffix(".safetensors")
+    opts = StoreOptions(umap=False)
+    stores = {
+        split: open_store(
+            build_store(EmbedJob(ckpt, "shapes", split, store_root=tmp_path, device="cpu", limit=n), opts)
+        )
+        for split, n in (("train", 96), ("test", 64))
+    }
+    ctx = EvalContext(test=stores["test"], train=stores["train"], n_fit=96, n_eval=64, n_sweep=8)
+    which = {"essl": ("rotation",), "clever": ("clever",), "equimod": ("rotation", "displacement")}[method]
+    rows = evaluate(ctx, which)
+    v = {(r["space"], r["metric"]): r["value"] for r in rows}
+    if method == "essl":
+        assert 0.0 <= v["rotation_logits", "rotation_acc"] <= 1.0
+    if method == "clever":
+        assert {("invariant_part", "cross_view_cos"), ("equivariant_part", "cross_view_cos")} <= set(v)
+    if method == "equimod":
+        assert ("rotation_logits", "rotation_acc") not in v  # no rotation head: nothing reported
+        assert np.isfinite(v["backbone", "disp_cos"]) and ("backbone", "shuffled_disp_cos") in v
+        assert any(m.startswith("sweep/rotation@") for _, m in v)
+        assert load_predictor(stores["test"].path, "backbone").space == "backbone"
+        assert next(r for r in rows if r["space"] == "equivariant")["predictor"] == "equimod"
