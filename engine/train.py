@@ -264,7 +264,7 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
             device=device,
             cfg=cfg,
             log_record=record,
-            on_step=on_step,
+            on_step=on_step if is_main else None,
         )
         step += int(stats["steps"])
         rec = {
