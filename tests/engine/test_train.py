@@ -25,6 +25,7 @@ TINY = [
     "data.options.size=600",
     "data.train_subset=512",
     "optim.batch_size=64",
+    "optim.lr=0.5",
     "optim.epochs=2",
     "optim.warmup_epochs=0.5",
     "model.width=0.0625",
@@ -147,7 +148,7 @@ def test_loss_falls_and_epoch_metrics_are_logged(uninterrupted, run_a: Path) -> 
     records = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if "epoch_time_s" in r]
     assert [r["epoch"] for r in epochs] == [1, 2]
-    assert epochs[1]["loss_epoch"] < epochs[0]["loss_epoch"]
+    assert epochs[1]["loss_epoch"] < epochs[0]["loss_epoch"] - 0.02  # measured 4.185 -> 4.128
     assert 0.0 <= epochs[1]["knn_acc"] <= 1.0 and "knn_acc" not in epochs[0]  # knn_every=2
     assert read_info(run_a)["metrics"]["knn_acc"] == epochs[1]["knn_acc"]
 
