@@ -339,7 +339,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         umap_sample_cap=args.umap_sample,
     )
     job = EmbedJob(
-        args.checkpoint, args.dataset, args.split, args.data_root, args.out, args.batch, args.device
+        args.checkpoint,
+        args.dataset,
+        args.split,
+        args.data_root,
+        args.out,
+        args.batch,
+        args.device,
+        args.limit,
     )
     with tqdm(total=1000, unit="‰", desc="store") as bar:
 
