@@ -11,17 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    """A probe's test score: accuracy for classes, R^2 for continuous (or circular) factors."""
-
-    name: str
-    kind: str  # "accuracy" | "r2" | "circular_r2"
-    score: float
-    n_train: int
-    n_test: int
-
-
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu = train.mean(axis=0)
     sd = train.std(axis=0) + 1e-6
