@@ -279,10 +279,10 @@ def shuffled_control(
 def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch: int = 256):
     """(e0, et per space, raw p) for one random recipe view of every image (the training recipe at model size)."""
     from engine.augment import sample_params
-    from engine.methods.views import recipe
+    from engine.methods.views import training_recipe
 
     hw = (int(images.shape[-2]), int(images.shape[-1]))
-    r = recipe("simclr", int(getattr(model, "image_size", hw[0])))
+    r = training_recipe(model)
     parts = []
     for s in range(0, len(images), batch):
         b = images[s : s + batch].to(_device(model))

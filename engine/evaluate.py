@@ -152,7 +152,7 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
     import torch
 
     from engine.augment import augment
-    from engine.methods.views import recipe
+    from engine.methods.views import training_recipe
     from engine.metrics import row_cos
 
     if "invariant_part" not in ctx.test.spaces:
@@ -160,7 +160,7 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
     model = _model(ctx)
     imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    r = recipe("simclr", int(model.image_size))
+    r = training_recipe(model)
     with torch.no_grad():
         v1, _ = augment(imgs.to(ctx.device), r, g)
         v2, _ = augment(imgs.to(ctx.device), r, g)

@@ -28,6 +28,7 @@ class CLeVERConfig:
     proj_dim: int = 128
     ef_dim: int = 128
     lr_scale: float = 1.0
+    recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True
 
 
@@ -53,7 +54,7 @@ class CLeVER(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """Two SimCLR-recipe views {"x1", "x2"} (CLeVER uses no augmentation parameters)."""
-        r = V.recipe("simclr", self.image_size)
+        r = V.recipe(self.config.recipe, self.image_size)
         x1, _ = V.augment(images_uint8, r, generator)
         x2, _ = V.augment(images_uint8, r, generator)
         return {"x1": x1, "x2": x2}

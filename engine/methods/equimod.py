@@ -28,6 +28,7 @@ class EquiModConfig:
     y_dim: int = 128
     p_embed_dim: int = 128  # proj_head_t "128"
     lr_scale: float = 1.0
+    recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True
 
 
@@ -48,7 +49,7 @@ class EquiMod(nn.Module):
         self.config, self.image_size = config, image_size
         self.backbone = backbone
         feat = backbone.feat_dim
-        mean, std = V.param_stats(V.recipe("simclr", image_size), (image_size, image_size))
+        mean, std = V.param_stats(V.recipe(config.recipe, image_size), (image_size, image_size))
         self.register_buffer("param_mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("param_std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6).clone())
         self.projector = projector(feat, config.proj_hidden, config.proj_dim)
@@ -59,7 +60,7 @@ class EquiMod(nn.Module):
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"x0" original, "x1", "x2" views, "p1", "p2" raw 15-d parameter vectors [B, 15]}."""
         hw = tuple(images_uint8.shape[-2:])
-        r = V.recipe("simclr", self.image_size)
+        r = V.recipe(self.config.recipe, self.image_size)
         x1, a1 = V.augment(images_uint8, r, generator)
         x2, a2 = V.augment(images_uint8, r, generator)
         return {

@@ -3,6 +3,7 @@ separate small view (methods.md §1.2-1.4)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ class ESSLConfig:
     rot_hidden: tuple[int, ...] = (2048, 2048)  # 512-2048(LN,ReLU)-2048(LN,ReLU)-4 (§1.2)
     rot_view_scale: float = 0.5  # rotation view side / image side: 16 px at 32 px (§1.3)
     lr_scale: float = 2.0  # E-SimCLR doubles the base lr: 0.03 -> 0.06 x bs/256 (§1.4)
+    recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True
 
 
@@ -46,10 +48,10 @@ class ESSL(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"x1", "x2"} SimCLR views, {"xr" [4B, 3, s, s], "yr" [4B]} all four rotations of a small view."""
-        r = V.recipe("simclr", self.image_size)
+        r = V.recipe(self.config.recipe, self.image_size)
         x1, _ = V.augment(images_uint8, r, generator)
         x2, _ = V.augment(images_uint8, r, generator)
-        small, _ = V.augment(images_uint8, V.recipe("essl_rotation", self.rot_size), generator)
+        small, _ = V.augment(images_uint8, dataclasses.replace(r, size=self.rot_size), generator)
         xr, yr = V.rotate4(small)
         return {"x1": x1, "x2": x2, "xr": xr, "yr": yr}
 

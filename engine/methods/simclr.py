@@ -20,6 +20,7 @@ class SimCLRConfig:
     proj_hidden: tuple[int, ...] = (2048,)  # §8.1: 512-2048-128, hidden scaled with width (models.heads)
     proj_dim: int = 128
     lr_scale: float = 1.0  # multiplier on the trainer's base lr
+    recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True  # under DDP, contrast against negatives from every rank
 
 
@@ -39,7 +40,7 @@ class SimCLR(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """Two SimCLR-recipe views: {"x1", "x2"} float [B, 3, S, S] in [0, 1]."""
-        r = V.recipe("simclr", self.image_size)
+        r = V.recipe(self.config.recipe, self.image_size)
         x1, _ = V.augment(images_uint8, r, generator)
         x2, _ = V.augment(images_uint8, r, generator)
         return {"x1": x1, "x2": x2}

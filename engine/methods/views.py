@@ -11,12 +11,18 @@ from torch import Generator, Tensor
 
 def recipe(name: str, size: int) -> Any:
     """``RECIPES[name]`` with its output side set to ``size`` (recipes are written for 32 px CIFAR)."""
-    from engine.augment import RECIPES
+    from engine.augment import get_recipe
 
-    r = RECIPES[name]
+    r = get_recipe(name)
     if dataclasses.is_dataclass(r) and hasattr(r, "size") and r.size != size:
         r = dataclasses.replace(r, size=size)
     return r
+
+
+def training_recipe(model: Any) -> Any:
+    """The recipe ``model`` was trained with (its config's ``recipe``, else ``simclr``) at the model's size."""
+    name = getattr(getattr(model, "config", None), "recipe", "simclr")
+    return recipe(name, int(getattr(model, "image_size", 32)))
 
 
 def light_recipe(size: int) -> Any:
