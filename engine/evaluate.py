@@ -262,6 +262,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
     from engine.embed import ensure_store
+    from engine.store import StoreOptions
 
     if args.store is None and args.checkpoint is None:
         raise ConfigError("eval needs --store DIR or --checkpoint PATH (with --dataset)")
@@ -274,7 +275,9 @@ def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
         test = open_store(ensure_store(ckpt, ds, "test", root=root, store_root=args.stores))
     if args.train_store is not None:
         return test, open_store(args.train_store)
-    return test, open_store(ensure_store(ckpt, ds, "train", root=root, store_root=args.stores))
+    # The train split only feeds probes and kNN banks: no UMAP map needed (it is most of a store's build time).
+    train_options = StoreOptions(umap=False)
+    return test, open_store(ensure_store(ckpt, ds, "train", root, args.stores, options=train_options))
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
