@@ -84,9 +84,9 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
 
     Shows what is wrong and the fixing command, then stops the page, when it cannot be built or opened.
     """
+    from engine import store as mod
     from engine.errors import EquiLabError
 
-    mod = ui.engine("store", "open_store")
     ckpt = checkpoint or sel.checkpoint
     if ckpt is None:
         st.info("Pick a model in the sidebar (no checkpoints found).")
@@ -235,9 +235,10 @@ def _index(path: str, stamp: float, space: str):
 
 def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.ndarray | None = None):
     """Top-k of each query row in the store: engine.index SearchResult (ids, scores, latency_ms)."""
-    mod = ui.engine("index", "search")
+    from engine.index import search as engine_search
+
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    return mod.search(_index(str(ref.path), ref.stamp, space), q, k, space=space, exclude=exclude)
+    return engine_search(_index(str(ref.path), ref.stamp, space), q, k, space=space, exclude=exclude)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -7,7 +7,6 @@ Heavy engine imports happen inside functions so the first paint is fast.
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,22 +59,6 @@ def discover_models() -> dict[str, Path]:
                 label = p.stem if kind == "checkpoints" else f"{kind}/{p.relative_to(base).with_suffix('')}"
                 found.setdefault(label, p)
     return found
-
-
-def engine(module: str, *names: str) -> Any:
-    """Import ``engine.<module>``; if it or one of ``names`` is missing, explain on the page and stop."""
-    try:
-        mod = importlib.import_module(f"engine.{module}")
-        missing = [n for n in names if not hasattr(mod, n)]
-    except ImportError as e:
-        mod, missing = None, [f"({e})"]
-    if missing:
-        st.info(
-            f"This part needs `engine.{module}` ({', '.join(names) or 'module'}), which is not available in "
-            f"this checkout yet: missing {', '.join(missing)}. The other pages keep working."
-        )
-        st.stop()
-    return mod
 
 
 def show_error(err: Exception, fix: str | None = None) -> None:
@@ -247,7 +230,7 @@ def decode_upload(up: Any) -> np.ndarray | None:
     if len(data) > MAX_UPLOAD_BYTES:
         st.error(f"{up.name}: {len(data) / 1e6:.1f} MB is over the 10 MB upload limit.")
         return None
-    mod = engine("data", "decode_image")
+    from engine import data as mod
     from engine.errors import EquiLabError
 
     try:

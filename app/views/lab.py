@@ -74,7 +74,6 @@ with aug_col:
         values = [random_values(int(seed) + i) for i in range(n_views)]
 
 model, _ = ui.load_model(sel.checkpoint)
-ui.engine("augment", "apply", "identity_params", "equimod_vector")
 try:
     res = lab_views(model, image, values, space, predictor=cached.predictor(ref, space))
 except EquiLabError as e:

@@ -28,7 +28,6 @@ elif source == "Upload":
     up = st.file_uploader("Query image (≤ 10 MB)", key="ret_upload")
     img = ui.decode_upload(up)
     if img is not None:
-        ui.engine("augment", "apply", "identity_params")
         model, _ = ui.load_model(sel.checkpoint)
         from engine.lab import SliderValues, lab_views
 
