@@ -248,8 +248,6 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
     method = _coerce("model.method", overrides.get("model.method", ModelConfig.method), None, "str")
     dataset = _coerce("data.dataset", overrides.get("data.dataset", DataConfig.dataset), None, "str")
     merged = {**DATASET_DEFAULTS.get(dataset, {}), **METHOD_DEFAULTS.get(method, {}), **overrides}
-    if dataset in DATASET_RECIPES and _method_takes(method, "recipe"):
-        merged.setdefault("model.options.recipe", DATASET_RECIPES[dataset])
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in merged.items():
         section, name = key.split(".", 1)
@@ -263,6 +261,11 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
         values[section][name] = (
             {**values[section].get(name, {}), **coerced} if isinstance(coerced, dict) else coerced
         )
+    if dataset in DATASET_RECIPES and _method_takes(method, "recipe"):  # after overrides, in either key form
+        values["model"]["options"] = {
+            "recipe": DATASET_RECIPES[dataset],
+            **values["model"].get("options", {}),
+        }
     cfg = Config(**{s: SECTIONS[s](**v) for s, v in values.items()})
     from engine.methods import method_config
 

@@ -39,7 +39,8 @@ def test_overrides_dotted_flat_yaml_and_precedence(tmp_path) -> None:
     )
     assert cfg.model.method == "equimod" and cfg.model.width == 0.25 and cfg.optim.epochs == 7
     assert cfg.optim.lr == 0.1 and cfg.optim.batch_size == 64  # flags beat the file
-    assert cfg.model.options == {"temperature": 0.3} and cfg.train.amp is False
+    # shapes (the default dataset) adds its augmentation recipe to methods that take one
+    assert cfg.model.options == {"temperature": 0.3, "recipe": "shapes"} and cfg.train.amp is False
     assert from_dict(yaml.safe_load(to_yaml(cfg))) == cfg  # config.yaml round-trips
     assert from_dict(to_dict(cfg)) == cfg
 
@@ -118,3 +119,15 @@ def test_sgd_applies_weight_decay_everywhere() -> None:
     lin = torch.nn.Linear(2, 1)
     opt = build_optimizer("sgd", lin, lr=0.1, momentum=0.9, weight_decay=5e-4)
     assert isinstance(opt, torch.optim.SGD) and all(g["weight_decay"] == 5e-4 for g in opt.param_groups)
+
+
+def test_shapes_recipe_is_the_default_only_for_methods_that_take_one() -> None:
+    assert build_config({"dataset": "shapes", "method": "equimod"}).model.options == {"recipe": "shapes"}
+    assert build_config({"dataset": "shapes", "method": "rotation"}).model.options == {}
+    assert build_config({"dataset": "cifar10", "method": "simclr"}).model.options == {}
+    assert (
+        build_config({"method": "clever", "model.options.recipe": "simclr"}).model.options["recipe"]
+        == "simclr"
+    )
+    with pytest.raises(ConfigError, match=r"'recipe'.*'nope'.*choose from"):
+        build_config({"method": "simclr", "model.options.recipe": "nope"})

@@ -38,7 +38,10 @@ TINY = [
 
 
 def tiny(out: Path, *extra: str, method: str = "simclr") -> list[str]:
-    return [*TINY, f"model.method={method}", f"train.out={out}", *extra]
+    # The CIFAR recipe, not the shapes default: its NT-Xent falls measurably within these 16 steps, while the
+    # shapes recipe's full-strength colour jitter keeps the first epochs' loss flat (measured 4.765 -> 4.778).
+    recipe = ["model.options.recipe=simclr"] if method != "none" else []
+    return [*TINY, *recipe, f"model.method={method}", f"train.out={out}", *extra]
 
 
 class _Stop(Exception):
