@@ -43,6 +43,9 @@ out = ddp(views)
 out["loss"].backward()
 if rank == 0:
     save_file({n: p.grad.contiguous() for n, p in model.named_parameters()}, sys.argv[1])
+# Both ranks finish their collectives before teardown: tearing gloo down while the peer is still inside one
+# aborted a rank once on an overloaded machine ("terminate called without an active exception").
+torch.distributed.barrier()
 torch.distributed.destroy_process_group()
 """
 
