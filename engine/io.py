@@ -19,6 +19,7 @@ from typing import Any
 from engine.errors import EquiLabError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FILE_MODE, DIR_MODE = 0o644, 0o755
 
 
 def cache_dir() -> Path:
@@ -57,6 +58,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         write(tmp_path)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, FILE_MODE)  # mkstemp creates 0600; the result is an ordinary readable file
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     except OSError as e:
@@ -97,6 +99,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         ) from e
     try:
         yield tmp
+        os.chmod(tmp, DIR_MODE)  # mkdtemp creates 0700
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

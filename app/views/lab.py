@@ -12,6 +12,25 @@ from app import cached, ui
 from engine.errors import EquiLabError
 from engine.lab import SWEEPS, SliderValues, displacement_basis, lab_views, random_values, sweep_values
 
+
+def _arrow(fig: go.Figure, start, end, colour: str, text: str) -> None:
+    """An arrow from ``start`` to ``end`` (2-D points in the figure's data coordinates)."""
+    fig.add_annotation(
+        x=end[0],
+        y=end[1],
+        ax=start[0],
+        ay=start[1],
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=2,
+        arrowcolor=colour,
+        text=text,
+    )
+
+
 st.title("Augmentation lab")
 sel = ui.selection()
 ref = cached.store_for(sel)
@@ -124,37 +143,9 @@ with right:
         )
     )
     for i in range(len(res.z)):
-        a = basis.project(res.z[i])
-        fig.add_annotation(
-            x=a[0],
-            y=a[1],
-            ax=o[0],
-            ay=o[1],
-            xref="x",
-            yref="y",
-            axref="x",
-            ayref="y",
-            showarrow=True,
-            arrowhead=2,
-            arrowcolor="#1f77b4",
-            text=f"Δ{i + 1}",
-        )
+        _arrow(fig, o, basis.project(res.z[i]), "#1f77b4", f"Δ{i + 1}")  # actual
         if res.z_hat is not None:
-            p = basis.project(res.z_hat[i])
-            fig.add_annotation(
-                x=p[0],
-                y=p[1],
-                ax=o[0],
-                ay=o[1],
-                xref="x",
-                yref="y",
-                axref="x",
-                ayref="y",
-                showarrow=True,
-                arrowhead=2,
-                arrowcolor="#d62728",
-                text=f"Δ̂{i + 1}",
-            )
+            _arrow(fig, o, basis.project(res.z_hat[i]), "#d62728", f"Δ̂{i + 1}")  # predicted
     fig.add_trace(
         go.Scatter(x=[o[0]], y=[o[1]], mode="markers", marker=dict(size=10, color="black"), name="original")
     )
