@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io as _io
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -220,6 +221,45 @@ def write_results(rows: list[Row], out_dir: Path, info: dict[str, Any]) -> tuple
     )
 
 
+# Columns of the comparison table: (header, space, metric); the displacement columns use each model's
+# "equivariant" space when it has one (EquiMod's own predictor), else its projector (post-hoc predictor).
+TABLE_COLUMNS = (
+    ("kNN", "backbone", "knn_acc"),
+    ("linear", "backbone", "linear_acc"),
+    ("R² hue", "backbone", "r2_hue"),
+    ("R² scale", "backbone", "r2_scale"),
+    ("R² rotation", "backbone", "r2_rotation"),
+    ("R² x", "backbone", "r2_x"),
+    ("R² y", "backbone", "r2_y"),
+    ("rot. acc", "rotation_logits", "rotation_acc"),
+    ("IR cos", "invariant_part", "cross_view_cos"),
+    ("EF cos", "equivariant_part", "cross_view_cos"),
+    ("cos(Δ, Δ̂)", "disp", "disp_cos"),
+    ("shuffled", "disp", "shuffled_disp_cos"),
+    ("invariance", "disp", "disp_invariance"),
+)
+
+
+def results_table(files: list[Path]) -> str:
+    """A markdown table comparing ``eval.json`` files (one row per model, columns :data:`TABLE_COLUMNS`)."""
+    lines = [
+        "| model | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |",
+        "|---" * (len(TABLE_COLUMNS) + 1) + "|",
+    ]
+    for f in files:
+        doc = json.loads(Path(f).read_text())
+        values = {(r["space"], r["metric"]): r["value"] for r in doc["results"]}
+        spaces = {r["space"] for r in doc["results"]}
+        disp = "equivariant" if "equivariant" in spaces else "projector"
+        cells = []
+        for _, space, metric in TABLE_COLUMNS:
+            v = values.get((disp if space == "disp" else space, metric))
+            cells.append("—" if v is None else f"{v:.3f}")
+        name = Path(doc["source"].get("checkpoint", f)).stem
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -257,6 +297,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--out", type=Path, default=None, help="results directory (default: the test store)")
+    p.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        metavar="EVAL_JSON",
+        help="instead of evaluating, print a markdown table comparing these eval.json files",
+    )
     p.set_defaults(func=_cmd_eval)
 
 
@@ -281,6 +328,9 @@ def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.table:
+        print(results_table(args.table))
+        return 0
     from engine.embed import resolve_device
 
     test, train = _stores(args)

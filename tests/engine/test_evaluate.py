@@ -97,3 +97,33 @@ def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
         assert any(m.startswith("sweep/rotation@") for _, m in v)
         assert load_predictor(stores["test"].path, "backbone").space == "backbone"
         assert next(r for r in rows if r["space"] == "equivariant")["predictor"] == "equimod"
+
+
+def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
+    import json
+
+    from engine.evaluate import TABLE_COLUMNS, results_table
+
+    def doc(name, rows):
+        f = tmp_path / f"{name}.json"
+        f.write_text(json.dumps({"source": {"checkpoint": f"checkpoints/{name}.json"}, "results": rows}))
+        return f
+
+    row = lambda space, metric, value: {"evaluator": "x", "space": space, "metric": metric, "value": value}  # noqa: E731
+    a = doc(
+        "shapes-equimod",
+        [
+            row("backbone", "knn_acc", 0.5),
+            row("equivariant", "disp_cos", 0.75),
+            row("projector", "disp_cos", 0.25),
+        ],
+    )
+    b = doc("shapes-simclr", [row("projector", "disp_cos", 0.125)])
+    lines = results_table([a, b]).splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == len(TABLE_COLUMNS) + 2
+    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert cells[0] == "shapes-equimod" and cells[1] == "0.500"
+    assert (
+        cells[[c[0] for c in TABLE_COLUMNS].index("cos(Δ, Δ̂)") + 1] == "0.750"
+    )  # equivariant, not projector
+    assert "0.125" in lines[3] and lines[3].count("—") == len(TABLE_COLUMNS) - 1
