@@ -157,9 +157,9 @@ def knn_eval(
     n_cls = int(max(np.max(train_y), np.max(test_y))) + 1
     return knn_accuracy(
         torch.from_numpy(np.array(train_x, np.float32)),
-        torch.as_tensor(np.asarray(train_y, np.int64)),
+        torch.from_numpy(np.array(train_y, np.int64)),  # a copy: store labels are read-only memmaps
         torch.from_numpy(np.array(test_x, np.float32)),
-        torch.as_tensor(np.asarray(test_y, np.int64)),
+        torch.from_numpy(np.array(test_y, np.int64)),
         n_cls,
         k=k,
         temperature=t,
