@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    # Config overrides may also be written as flags: `--optim.lr=0.1` is the same as `optim.lr=0.1`.
+    if unknown and hasattr(args, "overrides") and all(u.startswith("--") and "=" in u for u in unknown):
+        args.overrides = [*args.overrides, *(u[2:] for u in unknown)]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", stream=sys.stderr
     )

@@ -291,7 +291,7 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-HELP_OVERRIDES = """KEY=VALUE overrides (after the options), applied after the defaults and --config.
+HELP_OVERRIDES = """KEY=VALUE overrides (or --KEY=VALUE flags), applied after the defaults and --config.
 Keys are dotted section.field; a bare field name works when unique (epochs=10). Values parse as YAML.
   data.  dataset root options.<opt> train_subset knn_bank knn_queries
   model. method backbone width image_size options.<method option>  (e.g. model.options.temperature=0.2)

@@ -171,7 +171,7 @@ def test_cli_writes_run_dir_and_ships_weights_only(tmp_path: Path, capsys) -> No
             str(ship),
             "--no-progress",
             *TINY,
-            "optim.epochs=1",
+            "--optim.epochs=1",  # the flag form of an override
         ]
     )
     assert rc == 0 and capsys.readouterr().out.strip() == str(run)
@@ -189,6 +189,9 @@ def test_cli_writes_run_dir_and_ships_weights_only(tmp_path: Path, capsys) -> No
     assert (
         main(["train", "--method", "simclr", "--out", str(run), "optim.lr=-1"]) == 2
     )  # ConfigError -> exit 2
+    with pytest.raises(SystemExit) as bad_flag:
+        main(["train", "--method", "simclr", "--out", str(run), "--no-such-flag"])
+    assert bad_flag.value.code == 2
 
 
 def test_untrainable_none_saves_random_init(tmp_path: Path) -> None:
