@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from app import ui
@@ -33,14 +32,12 @@ def _open(path: str):
 
 
 def _progress_cb(status, bar):
-    def cb(*args: Any, **kwargs: Any) -> None:
-        # Accept (fraction, message) or (done, total, message): the engine owns the exact signature.
-        nums = [a for a in args if isinstance(a, int | float)]
-        msg = next((a for a in args if isinstance(a, str)), kwargs.get("message", ""))
-        frac = nums[0] / max(nums[1], 1) if len(nums) >= 2 else (nums[0] if nums else 0.0)
-        bar.progress(min(max(float(frac), 0.0), 1.0), text=msg or None)
-        if msg:
-            status.update(label=f"Building store: {msg}")
+    """engine.embed's ``progress(fraction, message)`` shown as a bar and a status label."""
+
+    def cb(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or None)
+        if message:
+            status.update(label=f"Building store: {message}")
 
     return cb
 
@@ -62,20 +59,6 @@ def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
         same_ckpt = (sha and src.get("checkpoint_sha256") == sha) or src.get("checkpoint") == str(ckpt)
         if same_ckpt and src.get("dataset") == dataset and src.get("split") == split:
             return manifest.parent
-    return None
-
-
-def _ensure_fn():
-    """engine's ensure_store (build on first open), wherever the engine put it; None if not available."""
-    import importlib
-
-    for name in ("engine.store", "engine.embed"):
-        try:
-            fn = getattr(importlib.import_module(name), "ensure_store", None)
-        except ImportError:
-            fn = None
-        if fn is not None:
-            return fn
     return None
 
 
@@ -101,14 +84,7 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
         try:
             path = find_store(ckpt, sel.dataset, sel.split)
             if path is None:
-                ensure = _ensure_fn()
-                if ensure is None:
-                    st.info(
-                        f"No store of {ckpt.stem} on {sel.dataset}/{sel.split} yet, and this engine cannot build one on open. Build it with:"
-                    )
-                    st.code(fix, language="bash")
-                    st.stop()
-                path = _ensure(ensure, ckpt, sel)
+                path = _build(ckpt, sel)
             mod.open_store(path, verify=True)  # full checksum check once per session
         except EquiLabError as e:
             ui.show_error(e, fix + " --overwrite")
@@ -118,8 +94,10 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     return StoreRef(path=path, stamp=ui._stamp(path))
 
 
-def _ensure(ensure, ckpt: Path, sel: ui.Selection) -> Path:
-    """ensure_store with a progress display while it builds; returns the store directory."""
+def _build(ckpt: Path, sel: ui.Selection) -> Path:
+    """engine.embed.ensure_store with a progress display while it builds; returns the store directory."""
+    from engine.embed import ensure_store
+
     slot = st.empty()  # the progress box disappears once the store is ready
     with slot.container():
         status = st.status(
@@ -127,7 +105,7 @@ def _ensure(ensure, ckpt: Path, sel: ui.Selection) -> Path:
         )
         with status:
             bar = st.progress(0.0)
-            result = ensure(
+            path = ensure_store(
                 ckpt,
                 sel.dataset,
                 sel.split,
@@ -135,7 +113,7 @@ def _ensure(ensure, ckpt: Path, sel: ui.Selection) -> Path:
                 progress=_progress_cb(status, bar),
             )
     slot.empty()
-    return Path(getattr(result, "path", result))
+    return Path(path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -143,7 +121,7 @@ def summary(path: str, stamp: float) -> dict[str, Any]:
     """spaces, classes, labels [N], meta DataFrame and N of a store."""
     s = _open(path)
     labels = np.asarray(s.labels, dtype=np.int64)
-    meta = s.meta if isinstance(s.meta, pd.DataFrame) else pd.DataFrame(s.meta)
+    meta = s.meta
     return {
         "spaces": list(s.spaces),
         "classes": list(s.classes),
@@ -216,16 +194,11 @@ def thumbs(path: str, stamp: float) -> np.ndarray:
 @st.cache_data(max_entries=32, show_spinner=False)
 def pca(path: str, stamp: float, space: str):
     """The store's linear PCA basis (engine.lab.Basis2D) for projecting new vectors next to the cloud."""
-    from engine.lab import Basis2D, pca_basis
+    from engine.lab import Basis2D
 
-    s = _open(path)
-    basis = getattr(s, "pca_basis", None)
-    if callable(basis):
-        b = basis(space)
-        mean = np.asarray(getattr(b, "mean", getattr(b, "origin", None)), dtype=np.float64)
-        comps = np.asarray(getattr(b, "components", getattr(b, "axes", None)), dtype=np.float64)[:2]
-        return Basis2D(origin=mean, axes=comps, name="store PCA 1-2")
-    return pca_basis(np.asarray(s.embeddings(space)))
+    b = _open(path).pca_basis(space)  # fitted when the store was built
+    axes = np.asarray(b.components, dtype=np.float64)[:2]
+    return Basis2D(origin=np.asarray(b.mean, dtype=np.float64), axes=axes, name="store PCA 1-2")
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading index…")
@@ -243,10 +216,8 @@ def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.n
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _predictor(path: str, stamp: float, space: str):
-    try:
-        from engine.displacement import load_predictor
-    except ImportError:
-        return None
+    from engine.displacement import load_predictor
+
     return load_predictor(path, space)
 
 

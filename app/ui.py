@@ -107,12 +107,9 @@ class Selection:
 
 
 def _dataset_names() -> list[str]:
-    try:
-        from engine.data import DATASETS
+    from engine.data import DATASETS
 
-        return sorted(DATASETS)
-    except ImportError:
-        return [DEFAULT_DATASET]
+    return sorted(DATASETS)
 
 
 def sidebar() -> Selection:

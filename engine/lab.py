@@ -131,19 +131,6 @@ def _top_direction(x: np.ndarray) -> np.ndarray:
     return v * np.sign(v[np.argmax(np.abs(v))])
 
 
-def pca_basis(embeddings: np.ndarray) -> Basis2D:
-    """The plane of the two leading principal components of a store's embeddings."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 3:
-        raise ConfigError(f"need at least 3 embeddings [N, D] for a PCA basis, got shape {x.shape}")
-    mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    top = vt[:2]
-    # deterministic sign: each axis's largest-magnitude entry is positive
-    axes = top * np.sign(top[np.arange(2), np.argmax(np.abs(top), axis=1)])[:, None]
-    return Basis2D(origin=mean, axes=axes, name="PCA 1-2 of the store")
-
-
 def displacement_basis(deltas: np.ndarray, cloud: np.ndarray) -> Basis2D:
     """Axis 1 = direction of the mean displacement; axis 2 = the cloud's main direction orthogonal to it."""
     d = np.asarray(deltas, dtype=np.float64).reshape(-1, np.shape(cloud)[1]).mean(axis=0)

@@ -14,7 +14,6 @@ from engine.lab import (
     crop_box,
     displacement_basis,
     displacement_metrics,
-    pca_basis,
     random_values,
     sweep_values,
 )
@@ -52,13 +51,18 @@ def test_random_values_are_seeded():
     assert 0.08 <= v.crop_area <= 1.0 and -0.1 <= v.hue <= 0.1
 
 
-def test_pca_basis_recovers_the_dominant_plane():
+def test_store_pca_basis_recovers_the_dominant_plane():
+    # The lab draws its arrows in the store's PCA plane (engine.projection.pca, fitted at store build).
+    from engine.lab import Basis2D
+    from engine.projection import pca
+
     rng = np.random.default_rng(0)
     x = np.zeros((200, 5))
     x[:, 2] = rng.normal(size=200) * 10  # largest variance on axis 2
     x[:, 4] = rng.normal(size=200) * 3  # second on axis 4
     x[:, 0] = rng.normal(size=200) * 0.1
-    b = pca_basis(x + 7.0)
+    fit = pca(x + 7.0, 2)
+    b = Basis2D(origin=fit.mean, axes=fit.components, name="store PCA 1-2")
     assert b.axes[0][2] > 0 and np.allclose(np.abs(b.axes[0]), [0, 0, 1, 0, 0], atol=0.05)
     assert np.allclose(np.abs(b.axes[1]), [0, 0, 0, 0, 1], atol=0.05)
     assert np.allclose(b.axes @ b.axes.T, np.eye(2))
