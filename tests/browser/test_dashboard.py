@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -79,8 +80,9 @@ def test_retrieval_shows_k_thumbnails(page, server):
     open_page(page, server, "retrieval?q=3")
     page.get_by_text("Top 8").wait_for()
     page.get_by_test_id("stMetric").filter(has_text="Query latency").wait_for()
-    # the query image plus k neighbours, each neighbour captioned with its score and label match
-    assert page.get_by_test_id("stImageContainer").count() == 1 + 8
+    # the query image plus k neighbours, each neighbour captioned with its score and label match; the
+    # neighbour grid renders after the "Top 8" header, so wait for the count (expect retries, then fails)
+    expect(page.get_by_test_id("stImageContainer")).to_have_count(1 + 8, timeout=30_000)
     caps = page.get_by_test_id("stImageCaption").all_inner_texts()
     assert sum(bool(re.search(r"\d\.\d{3} [✓✗]", c)) for c in caps) == 8
 
