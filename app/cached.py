@@ -42,8 +42,23 @@ def _progress_cb(status, bar):
     return cb
 
 
+def canonical_store(ckpt: Path, dataset: str, split: str) -> Path | None:
+    """Where ``python -m engine embed --out <stores root>`` writes this store (None if the checkpoint is unreadable)."""
+    from engine.embed import store_path
+    from engine.errors import EquiLabError
+
+    try:
+        return store_path(ckpt, dataset, split, ui.roots()["stores"])
+    except (EquiLabError, OSError, KeyError):
+        return None
+
+
 def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
-    """A store under the stores root built from ``ckpt`` (same path or weights sha256) on dataset/split."""
+    """A store under the stores root built from ``ckpt`` (same path or weights sha256) on dataset/split.
+
+    The path the rebuild command writes comes first, so running the command shown for a damaged store fixes it
+    wherever the damaged one lies; stores reached through a symlink pointing outside the root are ignored.
+    """
     import json
 
     try:
@@ -51,10 +66,16 @@ def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
     except (OSError, ValueError):
         sha = None
     base = ui.roots()["stores"]
-    for manifest in sorted([*base.glob("*/manifest.json"), *base.glob("*/*/manifest.json")]):
+    canon = canonical_store(ckpt, dataset, split)
+    found = sorted([*base.glob("*/manifest.json"), *base.glob("*/*/manifest.json")])
+    if canon is not None and (canon / "manifest.json") in found:
+        found.insert(0, canon / "manifest.json")
+    for manifest in found:
+        if not ui.inside_root(manifest, "stores"):
+            continue
         try:
             src = json.loads(manifest.read_text()).get("source", {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             continue
         same_ckpt = (sha and src.get("checkpoint_sha256") == sha) or src.get("checkpoint") == str(ckpt)
         if same_ckpt and src.get("dataset") == dataset and src.get("split") == split:
@@ -62,9 +83,20 @@ def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
     return None
 
 
+def rebuild_command(ckpt: Path, dataset: str, split: str) -> str:
+    """The shell command that (re)builds the store the app reads first for (ckpt, dataset, split)."""
+    import shlex
+
+    args = ["python", "-m", "engine", "embed", "--checkpoint", str(ckpt), "--dataset", dataset]
+    args += ["--split", split, "--out", str(ui.roots()["stores"]), "--overwrite"]
+    return shlex.join(args)
+
+
 def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     """The store of (checkpoint, dataset, split), built on first open with a visible progress bar.
 
+    Verified in full once per session and again whenever its manifest changes; sizes are re-checked on every
+    run, so a store damaged or deleted while the page is open also ends in the error box, not a traceback.
     Shows what is wrong and the fixing command, then stops the page, when it cannot be built or opened.
     """
     from engine import store as mod
@@ -76,22 +108,21 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
         st.stop()
     key = ("store_path", str(ckpt), ui._stamp(ckpt), sel.dataset, sel.split)
     memo = st.session_state.setdefault("_stores", {})
-    fix = (
-        f"python -m engine embed --checkpoint {ckpt} --dataset {sel.dataset} --split {sel.split} "
-        f"--out {ui.roots()['stores']}"
-    )
-    if key not in memo:
-        try:
+    try:
+        if key not in memo:
             path = find_store(ckpt, sel.dataset, sel.split)
             if path is None:
                 path = _build(ckpt, sel)
-            mod.open_store(path, verify=True)  # full checksum check once per session
-        except EquiLabError as e:
-            ui.show_error(e, fix + " --overwrite")
-            st.stop()
-        memo[key] = path
-    path = Path(memo[key])
-    return StoreRef(path=path, stamp=ui._stamp(path))
+            memo[key] = (Path(path), None)
+        path, verified = memo[key]
+        stamp = ui._stamp(path)
+        mod.open_store(path, verify=stamp != verified)  # full sha256 check only when the manifest is new
+        memo[key] = (path, stamp)
+    except EquiLabError as e:
+        memo.pop(key, None)
+        ui.show_error(e, rebuild_command(ckpt, sel.dataset, sel.split))
+        st.stop()
+    return StoreRef(path=path, stamp=stamp)
 
 
 def _build(ckpt: Path, sel: ui.Selection) -> Path:

@@ -32,17 +32,37 @@ def roots() -> dict[str, Path]:
 
 
 def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path | None:
-    """``text`` resolved (relative paths against each root) if it lies inside one of the allowed roots."""
-    if not text or "\x00" in text:
+    """``text`` resolved (relative paths against each root, then the repo) if it lies inside an allowed root."""
+    from engine.paths import UnsafePathError
+
+    try:
+        return resolve_path(text, kinds)
+    except UnsafePathError:
         return None
-    allowed = [roots()[k] for k in kinds]
-    raw = Path(text).expanduser()
-    candidates = [raw.resolve()] if raw.is_absolute() else [(r / raw).resolve() for r in allowed]
-    candidates += [] if raw.is_absolute() else [(REPO / raw).resolve()]
-    for c in candidates:
-        if any(c == r or c.is_relative_to(r) for r in allowed) and c.exists():
-            return c
-    return None
+
+
+def resolve_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path:
+    """Like :func:`safe_path` but raises engine.paths.UnsafePathError saying why (for the page's error box)."""
+    from engine.paths import resolve_inside
+
+    r = roots()
+    return resolve_inside(text, [r[k] for k in kinds], anchors=[REPO])
+
+
+def inside_root(path: Path, kind: str) -> bool:
+    """True when ``path`` (symlinks followed) lies inside the ``kind`` root: discovered files must not escape it."""
+    from engine.paths import is_inside
+
+    return is_inside(path, roots()[kind])
+
+
+def url_choice(name: str, options: list[str], default: str) -> str:
+    """``?name=`` when it is one of ``options``; else ``default``, with a warning naming the refused value."""
+    want = qp(name)
+    if want is None or want in options:
+        return default if want is None else want
+    st.warning(f"Ignored {name}={want[:200]!r} from the URL: not one of the {len(options)} choices offered.")
+    return default
 
 
 def discover_models() -> dict[str, Path]:
@@ -55,7 +75,12 @@ def discover_models() -> dict[str, Path]:
             continue
         pattern = "*.safetensors" if kind == "checkpoints" else "**/*.safetensors"
         for p in sorted(base.glob(pattern)):
-            if p.with_suffix(".json").exists():
+            # a symlink may sit in a root but point anywhere: only files that really live inside are offered
+            if (
+                p.with_suffix(".json").exists()
+                and inside_root(p, kind)
+                and inside_root(p.with_suffix(".json"), kind)
+            ):
                 label = p.stem if kind == "checkpoints" else f"{kind}/{p.relative_to(base).with_suffix('')}"
                 found.setdefault(label, p)
     return found
@@ -123,10 +148,9 @@ def sidebar() -> Selection:
     with st.sidebar:
         st.header("EquiLab")
         if labels:
-            want = qp("model")
-            if want not in labels:  # the shipped EquiMod checkpoint shows both actual and predicted arrows
-                want = next((m for m in DEFAULT_MODELS if m in labels), labels[0])
-            idx = labels.index(want)
+            # the shipped EquiMod checkpoint shows both actual and predicted arrows
+            first = next((m for m in DEFAULT_MODELS if m in labels), labels[0])
+            idx = labels.index(url_choice("model", labels, first))
             model = st.selectbox(
                 "Model", labels, index=idx, key="sb_model", help="checkpoints/, runs/, stores/"
             )
@@ -137,10 +161,8 @@ def sidebar() -> Selection:
             )
             st.code("python -m engine train --method simclr --dataset shapes", language="bash")
         names = _dataset_names()
-        want_ds = qp("dataset", DEFAULT_DATASET)
-        dataset = st.selectbox(
-            "Dataset", names, index=names.index(want_ds) if want_ds in names else 0, key="sb_ds"
-        )
+        want_ds = url_choice("dataset", names, DEFAULT_DATASET if DEFAULT_DATASET in names else names[0])
+        dataset = st.selectbox("Dataset", names, index=names.index(want_ds), key="sb_ds")
         split = "test"
         if note := st.session_state.pop("example_note", None):
             st.info(note)

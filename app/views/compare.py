@@ -28,7 +28,7 @@ if not others:
     st.info(f"Comparison needs two checkpoints; found {len(models)}. Train another, e.g.:")
     st.code("python -m engine train --method simclr --dataset shapes", language="bash")
     st.stop()
-want_b = ui.qp("model_b")
+want_b = ui.url_choice("model_b", list(models), others[0])  # model A itself: silently the first other
 label_b = st.selectbox("Model B", others, index=others.index(want_b) if want_b in others else 0, key="cmp_b")
 ui.set_qp(model_b=label_b)
 ref_a = cached.store_for(sel)

@@ -20,7 +20,8 @@ def find_runs() -> dict[str, Path]:
     base = ui.roots()["runs"]
     if not base.is_dir():
         return {}
-    found = sorted(base.glob("**/metrics.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_RUNS]
+    found = [p for p in base.glob("**/metrics.jsonl") if ui.inside_root(p, "runs")]  # no symlinks out
+    found = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_RUNS]
     return {str(p.parent.relative_to(base)) or ".": p.parent for p in found}
 
 
@@ -70,14 +71,19 @@ typed = st.text_input(
     key="train_path",
 )
 if typed:
-    p = ui.safe_path(typed, ("runs", "checkpoints", "stores"))
-    if p is None or not (p / "metrics.jsonl").is_file():
-        st.error(
-            f"{typed!r} is not a run directory with a metrics.jsonl inside the allowed roots "
-            f"({', '.join(str(r) for r in ui.roots().values())})."
-        )
-    else:
+    from engine.paths import UnsafePathError
+
+    try:
+        p = ui.resolve_path(typed, ("runs", "checkpoints", "stores"))
+        if not any(ui.inside_root(p / "metrics.jsonl", k) for k in ("runs", "checkpoints", "stores")):
+            raise UnsafePathError(
+                f"{p / 'metrics.jsonl'} is a link pointing outside the allowed roots; refused."
+            )
+        if not (p / "metrics.jsonl").is_file():
+            raise UnsafePathError(f"{typed!r} has no metrics.jsonl (not a run directory).")
         runs = {typed: p, **runs}
+    except UnsafePathError as e:
+        st.error(f"{e} (allowed roots: {', '.join(str(r) for r in ui.roots().values())})")
 if not runs:
     st.info(f"No runs with a metrics.jsonl under {ui.roots()['runs']}. Start one:")
     st.code(
