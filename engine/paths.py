@@ -49,20 +49,21 @@ def resolve_inside(text: str, roots: Sequence[Path], anchors: Sequence[Path] = (
     bases = [Path(r).resolve() for r in roots]
     raw = Path(text)
     tries = [raw] if raw.is_absolute() else [Path(a) / raw for a in (*bases, *anchors)]
-    inside = []
+    missing_inside, escapes = False, False
     for t in tries:
         try:
             real = t.resolve()
         except (OSError, RuntimeError):  # symlink loop, name too long
+            escapes = True
             continue
-        if any(real == b or real.is_relative_to(b) for b in bases):
-            inside.append(real)
-    if not inside:
+        inside = any(real == b or real.is_relative_to(b) for b in bases)
+        if inside and real.exists():
+            return real
+        missing_inside |= inside
+        escapes |= not inside and (raw.is_absolute() or t.exists() or ".." in raw.parts)
+    if escapes or not missing_inside:
         raise UnsafePathError(
             f"path {text!r} points outside the allowed roots ({_describe(bases)}); "
             "refused: type a path inside one of them."
         )
-    for real in inside:
-        if real.exists():
-            return real
     raise UnsafePathError(f"path {text!r} does not exist inside the allowed roots ({_describe(bases)}).")
