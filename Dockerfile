@@ -17,6 +17,8 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/app/.cache/numba EQUILAB_CACHE=/app/.cache/equilab
 RUN useradd --create-home --uid 1000 equilab
 WORKDIR /app
+# What the non-root user writes: numba's and the engine's caches, stores the app builds on first open, runs.
+RUN install -d -o equilab -g equilab /app/.cache /app/stores /app/runs
 COPY --from=deps /venv /venv
 COPY --chown=equilab:equilab engine/ engine/
 COPY --chown=equilab:equilab app/ app/
