@@ -107,22 +107,28 @@ def save_checkpoint(
     }
     if hasattr(model, "param_mean"):
         info["param_stats"] = {"mean": model.param_mean.tolist(), "std": model.param_std.tolist()}
-    if optimizer is not None:
-        tensors, scalars = _optimizer_split(optimizer)
-        tensors.update(
-            {f"extra/{k}": v.detach().cpu().contiguous().clone() for k, v in (extra_state or {}).items()}
-        )
-        state_path = stem.with_suffix(".state")
-        io.atomic_write(state_path, lambda p: save_file(tensors, str(p)))
-        info["state"] = {"file": state_path.name, "sha256": io.sha256_file(state_path), "optimizer": scalars}
+    # Stage all three files, then rename them together (state, weights, sidecar last): a disk-full or
+    # permission failure anywhere leaves the previous checkpoint byte-identical, never a new .state beside the
+    # old sidecar (whose recorded sha256 it would no longer match).
+    with io.atomic_files() as stage:
+        if optimizer is not None:
+            tensors, scalars = _optimizer_split(optimizer)
+            tensors.update(
+                {f"extra/{k}": v.detach().cpu().contiguous().clone() for k, v in (extra_state or {}).items()}
+            )
+            state_path = stem.with_suffix(".state")
+            tmp = stage(state_path, lambda p: save_file(tensors, str(p)))
+            info["state"] = {"file": state_path.name, "sha256": io.sha256_file(tmp), "optimizer": scalars}
+        _stage_weights_and_sidecar(stage, stem, _tensors(model), info)
+    return stem.with_suffix(".json")
+
+
+def _stage_weights_and_sidecar(stage: io.Stage, stem: Path, tensors: dict, info: dict[str, Any]) -> None:
     weights = stem.with_suffix(".safetensors")
-    io.atomic_write(weights, lambda p: save_file(_tensors(model), str(p), metadata={"format": FORMAT}))
-    info["weights"] = {
-        "file": weights.name,
-        "sha256": io.sha256_file(weights),
-        "bytes": weights.stat().st_size,
-    }
-    return io.atomic_write_json(stem.with_suffix(".json"), info)
+    tmp = stage(weights, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    info["weights"] = {"file": weights.name, "sha256": io.sha256_file(tmp), "bytes": tmp.stat().st_size}
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    stage(stem.with_suffix(".json"), lambda p: p.write_text(text))
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
@@ -165,8 +171,21 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     """Verified weights ``(state_dict, info)``."""
     info = read_info(path)
     stem = stem_of(path)
-    w = info.get("weights") or {}
-    return _load_verified(stem.with_name(w.get("file", "")), w.get("sha256", "")), info
+    file, sha = _file_entry(info, "weights", stem)
+    return _load_verified(stem.with_name(file), sha), info
+
+
+def _file_entry(info: dict[str, Any], key: str, stem: Path) -> tuple[str, str]:
+    """``(file name, sha256)`` of the sidecar's ``key`` entry, or CheckpointError if it is malformed."""
+    entry = info.get(key)
+    file = entry.get("file") if isinstance(entry, dict) else None
+    sha = entry.get("sha256") if isinstance(entry, dict) else None
+    if not (isinstance(file, str) and file and "/" not in file and isinstance(sha, str)):
+        raise CheckpointError(
+            f"{stem}.json: its {key!r} entry {entry!r} is malformed (need a file name and its sha256); "
+            "the sidecar was edited or damaged: use the .json written by `python -m engine train`"
+        )
+    return file, sha
 
 
 def check_shapes(model: nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> None:
@@ -205,8 +224,13 @@ def load_train_state(path: str | Path, optimizer: torch.optim.Optimizer) -> dict
     st = info.get("state")
     if not st:
         raise CheckpointError(f"{stem_of(path)}.json has no resume state (an exported model?); cannot resume")
-    tensors = _load_verified(stem_of(path).with_name(st["file"]), st["sha256"])
-    saved = st["optimizer"]
+    file, sha = _file_entry(info, "state", stem_of(path))
+    tensors = _load_verified(stem_of(path).with_name(file), sha)
+    saved = st.get("optimizer")
+    if not (isinstance(saved, dict) and {"scalars", "param_groups"} <= saved.keys()):
+        raise CheckpointError(
+            f"{stem_of(path)}.json: its resume state has no optimizer settings; cannot resume"
+        )
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith("opt/"):
@@ -227,12 +251,7 @@ def export(src: str | Path, dest_stem: str | Path) -> Path:
     state, info = load_state(src)
     dest = Path(dest_stem)
     dest = dest.with_suffix("") if dest.suffix in (".json", ".safetensors") else dest
-    weights = dest.with_suffix(".safetensors")
-    io.atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
     info = {**info, "state": None}
-    info["weights"] = {
-        "file": weights.name,
-        "sha256": io.sha256_file(weights),
-        "bytes": weights.stat().st_size,
-    }
-    return io.atomic_write_json(dest.with_suffix(".json"), info)
+    with io.atomic_files() as stage:
+        _stage_weights_and_sidecar(stage, dest, state, info)
+    return dest.with_suffix(".json")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import StoreError
+from engine.io import open_memmap
 from engine.store import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
 
 CPU_CHUNK = 64
@@ -117,12 +118,7 @@ def embed_to_memmaps(
     def write(start: int, outs: dict[str, np.ndarray]) -> None:
         for space, v in outs.items():
             if space not in maps:
-                maps[space] = np.lib.format.open_memmap(
-                    dirpath / f"{space}.npy",
-                    mode="w+",
-                    dtype=np.dtype(dtype),
-                    shape=(len(images), v.shape[1]),
-                )
+                maps[space] = open_memmap(dirpath / f"{space}.npy", dtype, (len(images), v.shape[1]))
             maps[space][start : start + len(v)] = v
 
     embed_batches(model, images, write, batch, device, on_batch)
@@ -143,9 +139,7 @@ def merge_shards(shard_dirs: list[Path], dirpath: Path, spaces: list[str], dtype
     for space in spaces:
         parts = [np.load(d / f"{space}.npy", mmap_mode="r", allow_pickle=False) for d in shard_dirs]
         n = sum(len(p) for p in parts)
-        out = np.lib.format.open_memmap(
-            dirpath / f"{space}.npy", mode="w+", dtype=np.dtype(dtype), shape=(n, parts[0].shape[1])
-        )
+        out = open_memmap(dirpath / f"{space}.npy", dtype, (n, parts[0].shape[1]))
         at = 0
         for p in parts:
             out[at : at + len(p)] = p

@@ -23,3 +23,7 @@ class CheckpointError(EquiLabError):
 
 class StoreError(EquiLabError):
     """An embedding store is missing, damaged, or was built from something else."""
+
+
+class WriteError(EquiLabError):
+    """A file or directory cannot be written: disk full, file too large, read-only or permission denied."""

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import StoreError
-from engine.io import atomic_write_json, sha256_file
+from engine.io import atomic_write_json, open_memmap, sha256_file
 
 MANIFEST_VERSION = 1
 COORD_KINDS = ("pca2", "pca3", "umap")
@@ -189,9 +189,7 @@ def write_thumbs(dirpath: Path, images: np.ndarray, size: int, batch: int = 4096
     """thumbs.npy written in batches into a preallocated memmap."""
     h, w = images.shape[1:3]
     t = (h, w) if h <= size and w <= size else (size, size)
-    out = np.lib.format.open_memmap(
-        dirpath / "thumbs.npy", mode="w+", dtype=np.uint8, shape=(len(images), *t, 3)
-    )
+    out = open_memmap(dirpath / "thumbs.npy", np.uint8, (len(images), *t, 3))
     for s in range(0, len(images), batch):
         out[s : s + batch] = _thumbs(np.asarray(images[s : s + batch]), size)
     out.flush()
