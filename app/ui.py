@@ -87,8 +87,17 @@ def discover_models() -> dict[str, Path]:
 
 
 def show_error(err: Exception, fix: str | None = None) -> None:
-    """A red box with the engine's message and, when known, the command that fixes it."""
-    st.error(f"{type(err).__name__}: {err}")
+    """A red box with the engine's message and, when known, the command that fixes it.
+
+    With ``fix``, a rebuild command the engine's message carries is replaced by a pointer to the one below, so
+    the page shows a single command (the app's, which targets the store the app reads first).
+    """
+    import re
+
+    text = str(err)
+    if fix:
+        text = re.sub(r"rebuild it with: python -m engine \S.*$", "rebuild it with the command below.", text)
+    st.error(f"{type(err).__name__}: {text}")
     if fix:
         st.code(fix, language="bash")
 

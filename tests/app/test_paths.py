@@ -261,3 +261,20 @@ def test_upload_over_the_cap_is_refused(open_app):
     at.file_uploader(key="lab_upload").set_value(("big.png", big, "image/png")).run()
     assert not at.exception
     assert at.error and "over the 10 MB upload limit" in at.error[0].value
+
+
+def test_upload_name_is_only_a_caption_never_a_path(tree, accessed, open_app):  # open_app last: its roots win
+    """An upload is decoded from memory: a hostile file name is shown as text and opens nothing."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 20), (10, 200, 30)).save(buf, format="PNG")
+    at = open_app("lab")
+    at.radio(key="lab_source").set_value("Upload").run()
+    name = "../../outside/secret/metrics.jsonl"
+    at.file_uploader(key="lab_upload").set_value((name, buf.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert at.get("image")[0].proto.imgs[0].caption == name
+    assert touched(accessed, tree) == []

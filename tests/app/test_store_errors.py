@@ -85,6 +85,7 @@ def assert_refused_with_command(at: AppTest, store: Path, reason: str, checkpoin
     assert at.error, "no error box"
     msg = at.error[0].value
     assert msg.startswith("StoreError: ") and str(store) in msg and reason in msg, msg
+    assert "python -m engine" not in msg and msg.endswith("with the command below.")  # one command only
     cmd = shlex.split(at.code[0].value)
     assert cmd[:4] == ["python", "-m", "engine", "embed"], cmd
     args = build_parser().parse_args(cmd[3:])  # the engine's own CLI accepts it as it is
