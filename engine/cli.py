@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.train",  # train
     "engine.embed",  # embed
     "engine.evaluate",  # eval
+    "engine.study",  # study run|report
     "engine.bench",  # bench augment|train|embed|knn
     "engine.warmup",  # warmup
 )

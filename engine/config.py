@@ -17,7 +17,7 @@ import yaml
 
 from engine.errors import ConfigError
 
-KNOWN_DATASETS = ("shapes", "cifar10", "cifar100", "stl10", "imagefolder")
+KNOWN_DATASETS = ("shapes", "shapes_upright", "cifar10", "cifar100", "stl10", "imagefolder")
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "stl10": {"model.backbone": "resnet18", "model.image_size": 64},
     "imagefolder": {"model.backbone": "resnet18"},
 }
+DATASET_DEFAULTS["shapes_upright"] = dict(DATASET_DEFAULTS["shapes"])  # same images, canonical orientation
 # Augmentation recipe per dataset, for the methods that take a `recipe` option (see engine.augment.RECIPES:
 # `shapes` needs full-strength colour distortion, or colour alone identifies an instance).
-DATASET_RECIPES: dict[str, str] = {"shapes": "shapes"}
+DATASET_RECIPES: dict[str, str] = {"shapes": "shapes", "shapes_upright": "shapes"}
 # Method-specific changes to the trainer defaults (the lr multiplier lives in each method's own config).
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {}
 
@@ -186,11 +187,11 @@ def _coerce(key: str, value: Any, default: Any, type_name: str) -> Any:
     if isinstance(default, int | float):
         is_int = isinstance(default, int)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        lo, hi = RANGES.get(key, (0, math.inf))
         if not ok or not math.isfinite(value) or (is_int and int(value) != value):
             kind = "an integer" if is_int else "a finite number"
-            raise ConfigError(f"{key} must be {kind}, got {value!r}")
+            raise ConfigError(f"{key} must be {kind} in [{lo}, {hi}], got {value!r}")
         value = int(value) if is_int else float(value)
-        lo, hi = RANGES.get(key, (0, math.inf))
         if not lo <= value <= hi:
             raise ConfigError(f"{key}={value!r} is out of range; allowed [{lo}, {hi}]")
         return value
@@ -222,7 +223,7 @@ def flatten_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config file (nested ``section: {field: value}`` or dotted keys) -> canonical flat overrides."""
     try:
         doc = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8 text
         raise ConfigError(f"cannot read config file {path}: {e}") from e
     if not isinstance(doc, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(doc).__name__}")
@@ -269,7 +270,13 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
     cfg = Config(**{s: SECTIONS[s](**v) for s, v in values.items()})
     from engine.methods import method_config
 
-    method_config(cfg.model.method, cfg.model.options)  # ConfigError for unknown/bad method options
+    try:
+        method_config(cfg.model.method, cfg.model.options)  # ConfigError for unknown/bad method options
+    except (TypeError, ValueError, OverflowError) as e:  # a value of the wrong kind (a list, inf ...)
+        raise ConfigError(
+            f"model.options {cfg.model.options!r} are invalid for method {cfg.model.method!r} "
+            f"({type(e).__name__}: {e}); see `python -m engine train --help`"
+        ) from e
     return cfg
 
 

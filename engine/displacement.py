@@ -321,8 +321,9 @@ def run_displacement_eval(model, ctx) -> list[dict]:
                     {"space": space, "metric": f"{tag}disp_{k}", "value": getattr(sc, k), "predictor": kind}
                 )
     sweep_imgs = te_imgs[: ctx.n_sweep]
-    for family in FAMILIES:
-        for space, res in sweep_spaces(model, sweep_imgs, family, FAMILIES[family].sweep[::2], fns).items():
+    for family, fam in FAMILIES.items():
+        strengths = fam.sweep if len(fam.sweep) <= 5 else fam.sweep[::2]  # on/off families keep both values
+        for space, res in sweep_spaces(model, sweep_imgs, family, strengths, fns).items():
             for i, s in enumerate(res.strengths):
                 for k in ("cos", "norm", "invariance"):
                     rows.append(

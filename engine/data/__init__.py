@@ -23,6 +23,7 @@ from engine.data.shapes import (
     ShapeFactors,
     angle_mod_symmetry,
     load_shapes,
+    load_shapes_upright,
     render_shape,
 )
 from engine.data.torchvision_layouts import load_cifar10, load_cifar100, load_stl10
@@ -30,6 +31,7 @@ from engine.errors import ConfigError
 
 DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "shapes": load_shapes,
+    "shapes_upright": load_shapes_upright,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
     "stl10": load_stl10,
@@ -38,6 +40,7 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 
 SPLITS: dict[str, tuple[str, ...]] = {
     "shapes": ("train", "test"),
+    "shapes_upright": ("train", "test"),
     "cifar10": ("train", "test"),
     "cifar100": ("train", "test"),
     "stl10": ("train", "test", "unlabeled"),

@@ -58,7 +58,7 @@ def _describe(ds: ImageDataset) -> list[str]:
     lines = [f"{ds.name}/{ds.split}: {len(ds):,} images of {h}x{w}, {len(ds.classes)} classes"]
     counts = ds.class_counts()
     lines += [f"  {name:<14} {counts[name]:>7,}" for name in ds.classes]
-    if ds.name == "shapes":
+    if ds.name.startswith("shapes"):
         lines.append("  factors (sampled independently, uniformly):")
         lines += [
             f"    {k:<11} range {lo:g} .. {hi:g}, observed {ds.meta[k].min():.3f} .. {ds.meta[k].max():.3f}"

@@ -25,7 +25,11 @@ hexagon (6), semicircle (1), arrow (1), L (1), T (1); :data:`SYMMETRY` holds the
 :func:`render_shape` draws one item from a :class:`ShapeFactors`.
 
 A rotation probe should regress ``angle_mod`` (better: sin/cos of ``symmetry * angle``), because a square turned
-by 90 degrees is the same image. Rasterisation is vectorised numpy with 4x4 supersampling for anti-aliasing.
+by 90 degrees is the same image.
+
+``orientation="upright"`` (registered as the dataset ``shapes_upright``) draws angles in [-20, 20) instead of
+[0, 360): shapes keep a canonical "up", so predicting a 0/90/180/270 degree rotation (E-SSL, RotNet) becomes
+learnable, up to each shape's own symmetry (a square turned by 90 degrees is still the same image). Rasterisation is vectorised numpy with 4x4 supersampling for anti-aliasing.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ FACTOR_RANGES: dict[str, tuple[float, float]] = {
     "bg_hue": (0.0, 1.0),
     "bg_value": (0.0, 0.35),
 }
+
+# Angle ranges in degrees: `uniform` is the default; `upright` keeps a canonical orientation (small wobble).
+ORIENTATIONS: dict[str, tuple[float, float]] = {"uniform": (0.0, 360.0), "upright": (-20.0, 20.0)}
 
 Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -193,17 +200,20 @@ def render_shape(factors: ShapeFactors) -> np.ndarray:
     return render_batch(np.array([CLASSES.index(factors.shape)]), cols)[0]
 
 
-def sample_factors(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def sample_factors(
+    n: int, rng: np.random.Generator, orientation: str = "uniform"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Class indices (exactly balanced, shuffled) and independent uniform factors for ``n`` items."""
+    ranges = {**FACTOR_RANGES, "angle": ORIENTATIONS[orientation]}
     labels = rng.permutation(np.arange(n) % len(CLASSES)).astype(np.int64)
-    factors = {k: rng.uniform(lo, hi, n).astype(np.float32) for k, (lo, hi) in FACTOR_RANGES.items()}
+    factors = {k: rng.uniform(lo, hi, n).astype(np.float32) for k, (lo, hi) in ranges.items()}
     return labels, factors
 
 
-def generate(n: int, seed: int, split: str) -> Arrays:
+def generate(n: int, seed: int, split: str, orientation: str = "uniform") -> Arrays:
     """Sample and render ``n`` items of ``split`` from ``seed`` (pure; no cache)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_SALT[split]]))
-    labels, factors = sample_factors(n, rng)
+    labels, factors = sample_factors(n, rng, orientation)
     symmetry = np.array([SYMMETRY[c] for c in CLASSES], np.int64)[labels]
     meta = {
         "shape": labels.copy(),
@@ -215,7 +225,12 @@ def generate(n: int, seed: int, split: str) -> Arrays:
 
 
 def load_shapes(
-    split: str = "train", root: str | None = None, *, size: int | None = None, seed: int = 0
+    split: str = "train",
+    root: str | None = None,
+    *,
+    size: int | None = None,
+    seed: int = 0,
+    orientation: str = "uniform",
 ) -> ImageDataset:
     """The ``shapes`` dataset: generated once per (version, seed, size, split), then memory-mapped from cache.
 
@@ -224,6 +239,7 @@ def load_shapes(
         root: ignored (nothing is read from disk); accepted so every loader takes the same arguments.
         size: number of items instead of the split's default.
         seed: main seed; train and test use different streams derived from it.
+        orientation: ``uniform`` (angles in [0, 360)) or ``upright`` (angles in [-20, 20)).
     """
     del root
     if split not in DEFAULT_SIZES:
@@ -233,6 +249,20 @@ def load_shapes(
         raise ConfigError(f"shapes size={n!r} must be a positive integer number of items.")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"shapes seed={seed!r} must be a non-negative integer.")
+    if orientation not in ORIENTATIONS:
+        raise ConfigError(
+            f"shapes orientation={orientation!r} is unknown; choose from {sorted(ORIENTATIONS)}."
+        )
     parts = {"version": GENERATOR_VERSION, "seed": int(seed), "size": int(n)}
-    arrays, _ = cached("shapes", split, parts, lambda: generate(int(n), int(seed), split))
-    return ImageDataset("shapes", split, arrays.images, arrays.labels, CLASSES, arrays.meta)
+    if orientation != "uniform":  # the default keeps its cache key
+        parts["orientation"] = orientation
+    name = "shapes" if orientation == "uniform" else f"shapes_{orientation}"
+    arrays, _ = cached(name, split, parts, lambda: generate(int(n), int(seed), split, orientation))
+    return ImageDataset(name, split, arrays.images, arrays.labels, CLASSES, arrays.meta)
+
+
+def load_shapes_upright(
+    split: str = "train", root: str | None = None, *, size: int | None = None, seed: int = 0
+) -> ImageDataset:
+    """``shapes`` with a canonical orientation (angles in [-20, 20)): the dataset ``shapes_upright``."""
+    return load_shapes(split, root, size=size, seed=seed, orientation="upright")

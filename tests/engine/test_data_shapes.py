@@ -168,3 +168,15 @@ def test_shapes_at_the_range_edges_are_not_clipped(name):
         centre = mass(16.0, 16.0, angle)
         for x, y in ((lo, lo), (hi, hi), (lo, hi), (hi, lo)):
             assert abs(mass(x, y, angle) - centre) < 0.01 * centre, (x, y, angle)
+
+
+def test_upright_variant_keeps_a_canonical_orientation():
+    up = load_dataset("shapes_upright", "test", size=200)
+    uniform = load_dataset("shapes", "test", size=200)
+    assert up.name == "shapes_upright" and up.classes == uniform.classes
+    assert up.meta["angle"].min() >= -20.0 and up.meta["angle"].max() < 20.0
+    assert uniform.meta["angle"].max() > 300.0
+    np.testing.assert_array_equal(up.labels, uniform.labels)  # same stream: only the angles differ
+    assert not np.array_equal(up.images, uniform.images)
+    with pytest.raises(ConfigError, match="orientation='sideways' is unknown"):
+        shapes_mod.load_shapes("test", size=10, orientation="sideways")

@@ -1,0 +1,301 @@
+"""``python -m engine study report``: aggregate a study's ``eval.json`` files into tables (mean ± std over seeds)
+and PNG plots (factor probes per method, invariance and displacement-prediction sweeps per augmentation family).
+
+Pure functions from result documents to numbers (:func:`aggregate`), to markdown (:func:`summary_table`,
+:func:`family_table`) and to figures (:func:`plot_probes`, :func:`plot_sweeps`); the CLI wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+# (header, space, metric); "disp" = the space whose displacement is scored: EquiMod's own "equivariant"
+# predictor when the model has one, else the projector (or, without one, the backbone) with a post-hoc
+# predictor (engine.displacement).
+SUMMARY_COLUMNS = (
+    ("kNN", "backbone", "knn_acc"),
+    ("linear", "backbone", "linear_acc"),
+    ("R² hue", "backbone", "r2_hue"),
+    ("R² scale", "backbone", "r2_scale"),
+    ("R² rotation", "backbone", "r2_rotation"),
+    ("R² x", "backbone", "r2_x"),
+    ("R² y", "backbone", "r2_y"),
+    ("rot. acc", "rotation_logits", "rotation_acc"),
+    ("IR cos", "invariant_part", "cross_view_cos"),
+    ("EF cos", "equivariant_part", "cross_view_cos"),
+    ("cos(Δ, Δ̂)", "disp", "disp_cos"),
+    ("shuffled", "disp", "shuffled_disp_cos"),
+    ("eqgain", "disp", "disp_eqgain"),
+    ("invariance", "disp", "disp_invariance"),
+)
+DISP_SPACES = ("equivariant", "projector", "backbone")  # first present = the scored space ("disp")
+FACTORS = ("hue", "scale", "rotation", "x", "y")
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float  # sample standard deviation over seeds (0 for a single seed)
+    n: int
+
+    def fmt(self, digits: int = 3) -> str:
+        if self.n == 0:
+            return "—"
+        return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
+
+
+def load_results(study_dir: Path) -> list[dict[str, Any]]:
+    """Every ``<study_dir>/<arm>-s<seed>/eval.json`` written by ``study run`` (ConfigError if there is none)."""
+    docs = [json.loads(p.read_text()) for p in sorted(Path(study_dir).glob("*/eval.json"))]
+    docs = [d for d in docs if "arm" in d and "seed" in d]
+    if not docs:
+        raise ConfigError(
+            f"no study results in {study_dir} (expected <arm>-s<seed>/eval.json); "
+            "run `python -m engine study run <study> --out DIR` first"
+        )
+    return docs
+
+
+def disp_space(keys) -> str:
+    """The scored displacement space among the (space, metric) ``keys``: the first of :data:`DISP_SPACES`."""
+    spaces = {s for s, _ in keys}
+    return next((s for s in DISP_SPACES if s in spaces), "backbone")
+
+
+def _values(doc: dict[str, Any]) -> dict[tuple[str, str], float]:
+    vals = {(r["space"], r["metric"]): float(r["value"]) for r in doc["results"]}
+    disp = disp_space(vals)
+    vals.update({("disp", m): v for (s, m), v in list(vals.items()) if s == disp})
+    return vals
+
+
+def arm_order(docs: list[dict[str, Any]], study_dir: Path | None = None) -> list[str]:
+    """Arms in the study's declared order (study.json), else first-seen order."""
+    declared = []
+    if study_dir is not None and (Path(study_dir) / "study.json").is_file():
+        declared = json.loads((Path(study_dir) / "study.json").read_text()).get("arms", [])
+    seen = list(dict.fromkeys(d["arm"] for d in docs))
+    return [a for a in declared if a in seen] + [a for a in seen if a not in declared]
+
+
+def aggregate(docs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], Stat]]:
+    """arm -> (space, metric) -> mean/std over the arm's seeds (metrics missing in a seed are left out)."""
+    per_arm: dict[str, list[dict[tuple[str, str], float]]] = {}
+    for d in docs:
+        per_arm.setdefault(d["arm"], []).append(_values(d))
+    out = {}
+    for arm, runs in per_arm.items():
+        keys = set().union(*runs)
+        out[arm] = {}
+        for k in keys:
+            xs = np.array([r[k] for r in runs if k in r and math.isfinite(r[k])], np.float64)
+            std = float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
+            out[arm][k] = Stat(float(xs.mean()) if len(xs) else math.nan, std, len(xs))
+    return out
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _cell(stats: dict[tuple[str, str], Stat], key: tuple[str, str], digits: int = 3) -> str:
+    s = stats.get(key)
+    return "—" if s is None else s.fmt(digits)
+
+
+def summary_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
+    """One row per arm: shape-class accuracy, factor R², method-specific scores, displacement prediction."""
+    rows = []
+    for arm in arms:
+        n = max((s.n for s in agg[arm].values()), default=0)
+        cells = [_cell(agg[arm], (sp, m)) for _, sp, m in SUMMARY_COLUMNS]
+        rows.append([arm, str(n), *cells, disp_space(k for k in agg[arm] if k[0] != "disp")])
+    return _md(["arm", "seeds"] + [c[0] for c in SUMMARY_COLUMNS] + ["Δ scored in"], rows)
+
+
+def sweep_keys(agg: dict[str, dict[tuple[str, str], Stat]], space: str, kind: str) -> dict[str, list[float]]:
+    """family -> sorted strengths present in the results for ``sweep/<family>@<s>/<kind>`` rows of ``space``."""
+    fam: dict[str, set[float]] = {}
+    for stats in agg.values():
+        for sp, m in stats:
+            if sp == space and m.startswith("sweep/") and m.endswith(f"/{kind}"):
+                family, strength = m[len("sweep/") : -len(kind) - 1].split("@")
+                fam.setdefault(family, set()).add(float(strength))
+    return {f: sorted(s) for f, s in fam.items()}
+
+
+def _sweep_stat(stats, space: str, family: str, s: float, kind: str) -> Stat | None:
+    return stats.get((space, f"sweep/{family}@{s:g}/{kind}"))
+
+
+def family_table(
+    agg: dict[str, dict[tuple[str, str], Stat]],
+    arms: list[str],
+    space: str,
+    kind: str,
+    skip_neutral: bool = True,
+) -> str:
+    """One row per arm, one column per augmentation family: ``kind`` averaged over the family's non-identity
+    strengths (``invariance`` = cos(e(a(x)), e(x)); ``cos`` = cos(Δ, Δ̂), predicted vs actual displacement)."""
+    from engine.augment import FAMILIES
+
+    families = sweep_keys(agg, space, kind)
+    names = [f for f in FAMILIES if f in families]
+    rows = []
+    for arm in arms:
+        cells = []
+        for f in names:
+            xs = [
+                st.mean
+                for s in families[f]
+                if not (skip_neutral and math.isclose(s, FAMILIES[f].neutral))
+                and (st := _sweep_stat(agg[arm], space, f, s, kind)) is not None
+                and math.isfinite(st.mean)
+            ]
+            cells.append(f"{np.mean(xs):.3f}" if xs else "—")
+        rows.append([arm, *cells])
+    return _md(["arm", *names], rows)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_probes(agg, arms: list[str], path: Path, title: str) -> Path:
+    """Two panels: shape-class kNN/linear accuracy per arm, and factor-probe R² (hue, scale, ...) per arm."""
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
+    groups = [("kNN", "knn_acc"), ("linear", "linear_acc")]
+    _bars(a1, agg, arms, [("backbone", m) for _, m in groups], [g for g, _ in groups], "shape-class accuracy")
+    _bars(a2, agg, arms, [("backbone", f"r2_{f}") for f in FACTORS], list(FACTORS), "factor probe R² (test)")
+    a2.legend(fontsize=8, ncols=min(len(arms), 4), loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _bars(ax, agg, arms, keys, labels, ylabel) -> None:
+    width = 0.8 / max(len(arms), 1)
+    x = np.arange(len(keys))
+    for i, arm in enumerate(arms):
+        st = [agg[arm].get(k) for k in keys]
+        mean = [s.mean if s else np.nan for s in st]
+        err = [s.std if s else 0.0 for s in st]
+        ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=arm)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: str, ylabel: str) -> Path:
+    """One panel per augmentation family: ``kind`` against strength, a line per arm with a ±std band."""
+    from engine.augment import FAMILIES
+
+    plt = _pyplot()
+    families = sweep_keys(agg, space, kind)
+    names = [f for f in FAMILIES if f in families]
+    cols = 3
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, f in zip(axes.flat, names, strict=False):
+        xs = np.array(families[f])
+        for arm in arms:
+            st = [_sweep_stat(agg[arm], space, f, s, kind) for s in xs]
+            m = np.array([s.mean if s else np.nan for s in st])
+            sd = np.array([s.std if s else 0.0 for s in st])
+            ax.plot(xs, m, marker="o", ms=3, label=arm)
+            ax.fill_between(xs, m - sd, m + sd, alpha=0.15)
+        ax.axvline(FAMILIES[f].neutral, color="grey", lw=0.6, ls=":")
+        ax.set_title(f, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    from engine.io import atomic_write
+
+    plt = _pyplot()
+    try:
+        return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[Path]:
+    """Tables (``tables.md``), the aggregate (``summary.json``) and three PNG plots of one study into ``out``."""
+    from engine.io import atomic_write_json, atomic_write_text
+
+    docs = load_results(study_dir)
+    arms = arm_order(docs, study_dir)
+    agg = aggregate(docs)
+    title = title or f"study {docs[0].get('study', Path(study_dir).name)}"
+    seeds = sorted({d["seed"] for d in docs})
+    md = [
+        f"### {title}: summary (mean ± std over seeds {seeds})",
+        summary_table(agg, arms),
+        "### invariance per augmentation family: cos(e(a(x)), e(x)) in the backbone, mean over strengths",
+        family_table(agg, arms, "backbone", "invariance"),
+        "### displacement prediction per family: cos(Δ, Δ̂) in the scored space (EquiMod: its own predictor)",
+        family_table(agg, arms, "disp", "cos"),
+    ]
+    summary = {
+        arm: {f"{sp}/{m}": vars(s) for (sp, m), s in sorted(stats.items()) if sp != "disp"}
+        for arm, stats in agg.items()
+    }
+    paths = [
+        atomic_write_text(Path(out) / "tables.md", "\n\n".join(md) + "\n"),
+        atomic_write_json(Path(out) / "summary.json", {"arms": arms, "seeds": seeds, "metrics": summary}),
+        plot_probes(agg, arms, Path(out) / "factor_probes.png", title),
+        plot_sweeps(
+            agg, arms, "backbone", "invariance", Path(out) / "sweep_invariance.png",
+            f"{title}: invariance cos(e(a(x)), e(x)) in the backbone", "cos",
+        ),
+        plot_sweeps(
+            agg, arms, "disp", "cos", Path(out) / "sweep_prediction.png",
+            f"{title}: predicted vs actual displacement cos(Δ, Δ̂)", "cos(Δ, Δ̂)",
+        ),
+    ]  # fmt: skip
+    return paths
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Aggregate a study directory's <arm>-s<seed>/eval.json files: tables.md (summary, invariance and "
+        "displacement prediction per augmentation family; mean ± sample std over seeds), summary.json and PNG "
+        "plots (factor_probes.png, sweep_invariance.png, sweep_prediction.png)."
+    )
+    p.add_argument("study_dir", type=Path, help="directory written by `study run`")
+    p.add_argument("--out", type=Path, default=None, help="where to write (default: <study_dir>/report)")
+    p.add_argument("--title", default=None, help="figure and table title (default: the study name)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    out = args.out or args.study_dir / "report"
+    for path in write_report(args.study_dir, out, args.title):
+        print(f"wrote {path}")
+    print((out / "tables.md").read_text())
+    return 0

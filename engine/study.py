@@ -1,0 +1,264 @@
+"""``python -m engine study``: train every arm of a study for several seeds, evaluate each, report mean and spread.
+
+A study is a registry entry (:data:`STUDIES`): one dataset, the settings every arm shares (backbone, width, batch,
+epochs, schedule) and its arms (a method plus the few options that make it that arm, e.g. E-SSL at the
+shared lr vs its reference doubled lr). ``study run`` is resumable: each ``<out>/<arm>-s<seed>/`` is a normal
+training run (continued with ``--resume`` semantics when it was interrupted) whose ``eval.json`` marks it done,
+so rerunning the same command only does what is missing. ``study report`` (engine.report) aggregates the
+``eval.json`` files into tables and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of a study: a method and the overrides that distinguish it from the shared settings."""
+
+    name: str
+    method: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    dataset: str
+    settings: dict[str, Any]  # shared by every arm (dotted config keys)
+    arms: tuple[Arm, ...]
+    description: str
+
+
+_SHAPES_SETTINGS = {  # the dataset defaults (width 0.125, 5k subset, batch 128, lr 0.5), 10 epochs, no monitor
+    "optim.epochs": 10,
+    "optim.warmup_epochs": 1.0,
+    "train.knn_every": 0,
+    "train.checkpoint_every": 0,
+}
+_ESSL_SAME_LR = {"model.options.lr_scale": 1.0}
+SHAPES_ARMS = (
+    Arm("simclr", "simclr"),
+    Arm("essl", "essl", note="E-SSL's reference recipe: doubled lr (lr_scale 2)"),
+    Arm("essl-lr1", "essl", _ESSL_SAME_LR, note="E-SSL at the shared lr"),
+    Arm("equimod", "equimod"),
+    Arm("clever", "clever"),
+    Arm("rotation", "rotation", note="rotation prediction only (RotNet-style reference)"),
+    Arm("none", "none", note="random initialisation (untrained reference)"),
+)
+
+STUDIES: dict[str, Study] = {
+    "shapes": Study(
+        "shapes",
+        _SHAPES_SETTINGS,
+        SHAPES_ARMS,
+        "all methods on shapes (uniform angles): ResNet-18 width 0.125, 5,000 images, batch 128, 10 epochs",
+    ),
+    "shapes_upright": Study(
+        "shapes_upright",
+        _SHAPES_SETTINGS,
+        tuple(a for a in SHAPES_ARMS if a.name in ("essl", "rotation", "none")),
+        "the rotation question: the same settings on shapes with a canonical orientation",
+    ),
+    "cifar10_cpu": Study(
+        "cifar10",
+        {
+            "model.width": 0.125,
+            "data.train_subset": 10_000,
+            "data.knn_bank": 5000,
+            "data.knn_queries": 1000,
+            "optim.batch_size": 256,
+            "optim.epochs": 10,
+            "optim.warmup_epochs": 1.0,
+            "optim.lr": 0.5,
+            "train.knn_every": 0,
+            "train.checkpoint_every": 0,
+        },
+        tuple(a for a in SHAPES_ARMS if a.name != "essl-lr1"),
+        "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs",
+    ),
+}
+
+
+def get_study(name: str) -> Study:
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown study {name!r}; choose from {sorted(STUDIES)}") from None
+
+
+def select_arms(study: Study, names: list[str] | None) -> tuple[Arm, ...]:
+    """The arms named (all when ``names`` is empty); ConfigError for a name the study does not have."""
+    if not names:
+        return study.arms
+    known = {a.name: a for a in study.arms}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ConfigError(f"study has no arm(s) {unknown}; choose from {list(known)}")
+    return tuple(known[n] for n in names)
+
+
+def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str, Any], root: str | None):
+    """The validated training config of one (arm, seed): shared settings < arm overrides < ``extra``."""
+    from engine.config import build_config
+
+    flat = {
+        **study.settings,
+        "model.method": arm.method,
+        "data.dataset": study.dataset,
+        "data.root": root,
+        "train.seed": seed,
+        "train.out": str(run_dir),
+        **arm.overrides,
+        **extra,
+    }
+    return build_config(flat)
+
+
+@dataclass(frozen=True)
+class EvalSizes:
+    """How much of each split the evaluation uses (smaller in tests)."""
+
+    probe_cap: int = 10_000
+    n_fit: int = 4096
+    n_eval: int = 1024
+    n_sweep: int = 128
+    store_limit: int | None = None  # embed only the first N items of each split (tests)
+
+
+def run_arm(
+    study: Study,
+    arm: Arm,
+    seed: int,
+    out: Path,
+    extra: dict[str, Any] | None = None,
+    root: str | None = None,
+    sizes: EvalSizes = EvalSizes(),
+    device: str = "auto",
+) -> Path:
+    """Train (or resume) and evaluate one (arm, seed); returns its ``eval.json`` (skips the work if present)."""
+    from engine.train import fit
+
+    run_dir = out / f"{arm.name}-s{seed}"
+    result = run_dir / "eval.json"
+    if result.is_file():
+        return result
+    cfg = arm_config(study, arm, seed, run_dir, {"train.device": device, **(extra or {})}, root)
+    t0 = time.perf_counter()
+    fit(cfg, resume=(run_dir / "checkpoints" / "last.json").is_file())
+    train_s = time.perf_counter() - t0
+    rows = _evaluate(run_dir / "checkpoints" / "last.json", study.dataset, root, run_dir, seed, sizes, device)
+    info = {
+        "study": study.dataset,
+        "arm": arm.name,
+        "method": arm.method,
+        "seed": seed,
+        "overrides": {**study.settings, **arm.overrides, **(extra or {})},
+        "train_seconds": round(train_s, 1),
+        "source": {"checkpoint": str(run_dir / "checkpoints" / "last.json"), "dataset": study.dataset},
+    }
+    from engine.evaluate import write_results
+
+    return write_results(rows, run_dir, info)[0]
+
+
+def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, sizes: EvalSizes, device: str):
+    """Build the run's test and train stores (no UMAP: not needed for scores) and run every evaluator."""
+    from engine.embed import EmbedJob, build_store, resolve_device
+    from engine.evaluate import EvalContext, evaluate
+    from engine.store import StoreOptions, open_store
+
+    stores = {}
+    for split in ("test", "train"):
+        job = EmbedJob(
+            checkpoint, dataset, split, root, run_dir / "stores", device=device, limit=sizes.store_limit
+        )
+        stores[split] = open_store(build_store(job, StoreOptions(umap=False), overwrite=True))
+    dev = str(resolve_device(device))
+    ctx = EvalContext(
+        stores["test"], stores["train"], sizes.probe_cap, sizes.n_fit, sizes.n_eval, seed, dev, sizes.n_sweep
+    )
+    return evaluate(ctx)
+
+
+def run_study(
+    name: str,
+    seeds: list[int],
+    out: Path,
+    arms: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+    root: str | None = None,
+    sizes: EvalSizes = EvalSizes(),
+    device: str = "auto",
+) -> list[Path]:
+    """Every (seed, arm) of study ``name``, seed-major so a partial study already has whole seeds."""
+    study = get_study(name)
+    chosen = select_arms(study, arms)
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds must list non-negative integers, got {seeds}")
+    out.mkdir(parents=True, exist_ok=True)
+    from engine.io import atomic_write_json
+
+    atomic_write_json(
+        out / "study.json",
+        {"study": name, "description": study.description, "dataset": study.dataset, "seeds": seeds,
+         "arms": [a.name for a in chosen], "settings": study.settings, "extra": extra or {}},
+    )  # fmt: skip
+    results = []
+    for seed in seeds:
+        for arm in chosen:
+            log.info("study %s: %s seed %d", name, arm.name, seed)
+            results.append(run_arm(study, arm, seed, out, extra, root, sizes, device))
+    return results
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="run a multi-seed comparison of the methods (train + evaluate every arm) and report it",
+        description="`study run` trains and evaluates every arm of a study for each seed (resumable: rerun the "
+        "same command to finish an interrupted study); `study report` aggregates the results into markdown "
+        "tables (mean ± std over seeds) and PNG plots. Studies: "
+        + "; ".join(f"{k}: {v.description}" for k, v in STUDIES.items()),
+    )
+    sp = p.add_subparsers(dest="study_cmd", required=True, metavar="{run,report}")
+    r = sp.add_parser("run", help="train and evaluate every (seed, arm); skips finished ones")
+    r.add_argument("study", choices=sorted(STUDIES), help="which study")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
+    r.add_argument("--arms", nargs="+", default=None, help="only these arms (default: all of the study's)")
+    r.add_argument("--out", type=Path, default=None, help="study directory (default: runs/study-<study>)")
+    r.add_argument("--data-root", default=None, help="dataset root for file-backed datasets (cifar10)")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    r.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a shared setting for every arm, e.g. --set optim.epochs=20 (recorded in study.json)",
+    )
+    r.set_defaults(func=_cmd_run)
+    from engine.report import add_report_args
+
+    add_report_args(sp.add_parser("report", help="tables and plots from a study directory's eval.json files"))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from engine.config import parse_overrides
+
+    out = args.out or Path(f"runs/study-{args.study}")
+    extra = parse_overrides(args.set)
+    paths = run_study(args.study, args.seeds, out, args.arms, extra, args.data_root, device=args.device)
+    print(json.dumps({"study": args.study, "out": str(out), "results": len(paths)}))
+    print(f"next: python -m engine study report {out}")
+    return 0

@@ -1,0 +1,122 @@
+"""The study's code path end to end on a tiny subset (so `study run` / `study report` cannot rot), and the report's
+aggregation against a hand computation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.config import peak_lr
+from engine.errors import ConfigError
+from engine.report import Stat, aggregate, family_table, load_results, summary_table, write_report
+from engine.study import STUDIES, EvalSizes, arm_config, get_study, run_study, select_arms
+
+TINY = {"data.train_subset": 128, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625}
+SIZES = EvalSizes(probe_cap=200, n_fit=64, n_eval=64, n_sweep=8, store_limit=200)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    paths = run_study("shapes", [0, 1], out, ["essl", "none"], TINY, sizes=SIZES, device="cpu")
+    return out, paths
+
+
+def test_run_writes_one_eval_per_seed_and_arm(tiny_study):
+    out, paths = tiny_study
+    assert sorted(p.parent.name for p in paths) == sorted(
+        f"{a}-s{s}" for a in ("essl", "none") for s in (0, 1)
+    )
+    doc = json.loads((out / "essl-s1" / "eval.json").read_text())
+    assert (doc["arm"], doc["method"], doc["seed"]) == ("essl", "essl", 1)
+    metrics = {(r["space"], r["metric"]) for r in doc["results"]}
+    assert {("backbone", "knn_acc"), ("backbone", "r2_hue"), ("rotation_logits", "rotation_acc")} <= metrics
+    # on/off families keep both strengths in the sweeps (flip at 0 and 1)
+    assert ("backbone", "sweep/flip@1/invariance") in metrics
+    study = json.loads((out / "study.json").read_text())
+    assert study["arms"] == ["essl", "none"] and study["extra"]["optim.epochs"] == 1
+
+
+def test_rerun_skips_finished_runs(tiny_study):
+    out, paths = tiny_study
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    again = run_study("shapes", [0, 1], out, ["essl", "none"], TINY, sizes=SIZES, device="cpu")
+    assert {p: p.stat().st_mtime_ns for p in again} == before
+
+
+def test_aggregate_matches_hand_computation(tiny_study):
+    out, _ = tiny_study
+    docs = load_results(out)
+    knn = {
+        d["seed"]: next(
+            r["value"] for r in d["results"] if (r["space"], r["metric"]) == ("backbone", "knn_acc")
+        )
+        for d in docs
+        if d["arm"] == "essl"
+    }
+    assert set(knn) == {0, 1}
+    st = aggregate(docs)["essl"][("backbone", "knn_acc")]
+    assert st.n == 2
+    assert st.mean == pytest.approx((knn[0] + knn[1]) / 2)
+    assert st.std == pytest.approx(abs(knn[0] - knn[1]) / math.sqrt(2))  # sample std of two values
+
+
+def test_report_files(tiny_study, tmp_path):
+    out, _ = tiny_study
+    paths = write_report(out, tmp_path / "report")
+    names = sorted(p.name for p in paths)
+    assert names == sorted(
+        ["tables.md", "summary.json", "factor_probes.png", "sweep_invariance.png", "sweep_prediction.png"]
+    )
+    for p in paths:
+        if p.suffix == ".png":
+            with Image.open(p) as im:
+                assert im.format == "PNG" and im.width > 600 and im.height > 300
+    md = (tmp_path / "report" / "tables.md").read_text()
+    assert md.index("| essl |") < md.index("| none |")  # the study's arm order
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["arms"] == ["essl", "none"]
+
+
+def test_tables_format_mean_and_std():
+    agg = {
+        "a": {
+            ("backbone", "knn_acc"): Stat(0.5, 0.1, 3),
+            ("backbone", "sweep/hue@0.5/invariance"): Stat(0.8, 0, 3),
+        },
+        "b": {("backbone", "knn_acc"): Stat(0.25, 0.0, 1)},
+    }
+    table = summary_table(agg, ["a", "b"])
+    assert "| a | 3 | 0.500 ± 0.100 |" in table
+    assert "| b | 1 | 0.250 |" in table  # a single seed shows no spread
+    fam = family_table(agg, ["a", "b"], "backbone", "invariance")
+    assert fam.splitlines()[0] == "| arm | hue |" and "| a | 0.800 |" in fam and "| b | — |" in fam
+
+
+def test_arms_share_settings_and_essl_doubles_lr(tmp_path):
+    study = get_study("shapes")
+    cfgs = {a.name: arm_config(study, a, 3, tmp_path / a.name, {}, None) for a in study.arms}
+    shared = {
+        (c.model.width, c.optim.batch_size, c.optim.epochs, c.data.train_subset, c.train.seed)
+        for c in cfgs.values()
+    }
+    assert shared == {(0.125, 128, 10, 5000, 3)}
+    assert peak_lr(cfgs["essl"]) == pytest.approx(2 * peak_lr(cfgs["essl-lr1"]))
+    assert peak_lr(cfgs["essl-lr1"]) == pytest.approx(peak_lr(cfgs["simclr"]))
+    assert cfgs["simclr"].model.options["recipe"] == "shapes"
+
+
+def test_bad_study_arguments():
+    with pytest.raises(ConfigError, match="unknown study 'nope'"):
+        get_study("nope")
+    with pytest.raises(ConfigError, match=r"no arm\(s\) \['byol'\]"):
+        select_arms(STUDIES["shapes"], ["byol"])
+    with pytest.raises(ConfigError, match="--seeds"):
+        run_study("shapes", [], Path("unused"))
+    with pytest.raises(ConfigError, match="no study results"):
+        load_results(Path(np.__file__).parent)
