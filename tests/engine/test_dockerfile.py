@@ -220,11 +220,15 @@ def test_every_copied_path_is_tracked_and_nothing_else_is_copied():
             continue
         parts = [p for p in s.args.split() if not p.startswith("--")]
         sources += parts[:-1]
-    assert sorted(sources) == sorted(["requirements.txt", "engine/", "app/", "checkpoints/", ".streamlit/"])
+    assert sorted(sources) == sorted(
+        ["requirements.txt", "engine/", "app/", "checkpoints/", ".streamlit/", "docs/"]
+    )
     for src in sources:
         assert (REPO / src).exists(), src
         assert any(t == src or t.startswith(src) for t in tracked), f"{src} is not in git: CI builds lack it"
     assert "checkpoints/shapes-equimod.safetensors" in tracked  # the app's default model ships in the image
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".git/", ".venv/", ".cache/", "runs/", "stores/"} <= set(ignored)  # local state stays out
 
 
 def test_non_root_user_can_write_what_the_image_writes():
