@@ -49,7 +49,15 @@ def test_overrides_dotted_flat_yaml_and_precedence(tmp_path) -> None:
     ("override", "names"),
     [
         ("optim.batch_size=0", ["optim.batch_size", "[1,"]),
-        ("optim.lr=.nan", ["optim.lr", "finite"]),
+        ("optim.lr=.nan", ["optim.lr", "finite", "[1e-08, 100.0]"]),
+        ("optim.lr=-.inf", ["optim.lr", "finite", "[1e-08, 100.0]"]),
+        ("optim.batch_size=.inf", ["optim.batch_size", "integer", "[1, 1048576]"]),
+        ("batch_size=-4", ["optim.batch_size", "[1, 1048576]"]),
+        ("model.width=-1", ["model.width", "[0.03, 4.0]"]),
+        ("model.width=.nan", ["model.width", "[0.03, 4.0]"]),
+        ("model.options.recipe=[]", ["model.options", "recipe"]),  # a list where a name belongs
+        ("model.options.proj_dim=.inf", ["model.options", "proj_dim"]),  # int(inf) overflows inside
+        ("optim.nonsense=1", ["optim.nonsense", "allowed keys"]),
         ("lr=-0.1", ["optim.lr", "range"]),
         ("model.width=0", ["model.width", "0.03"]),
         ("epochs=0", ["optim.epochs", "range"]),
@@ -79,6 +87,10 @@ def test_bad_yaml_file(tmp_path) -> None:
         load_config(f)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+    binary = tmp_path / "photo.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x80\xff")  # not UTF-8 text
+    with pytest.raises(ConfigError, match=r"cannot read config file .*photo\.yaml"):
+        load_config(binary)
 
 
 def test_frozen() -> None:

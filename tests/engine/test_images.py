@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 
@@ -206,3 +207,141 @@ def test_to_square_centre_crops():
     assert small.shape == (10, 10, 3) and small.min() >= 250
     with pytest.raises(DataError, match="image size 0"):
         to_square(arr, 0)
+
+
+# ---- the broken-input corpus, parametrised (issue 7): each file gets a clear error or a correct conversion ----
+
+CORPUS_FORMATS = ["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"]
+CLEAR = r"image \(\d+ bytes\): (truncated or corrupt|corrupt image header|starts like a)"
+
+
+@pytest.mark.parametrize("fmt", CORPUS_FORMATS)
+@pytest.mark.parametrize("keep", [0.1, 0.25, 0.5, 0.9, "-4", "-1"])
+def test_truncated_corpus_errors_or_decodes_the_same_pixels(fmt, keep):
+    data = encode(Image.fromarray(noise(24, 24, seed=3)), fmt)
+    cut = int(len(data) * keep) if isinstance(keep, float) else len(data) + int(keep)
+    try:
+        got = decode_image(data[:cut])
+    except DataError as e:
+        assert re.match(CLEAR, str(e)), str(e)
+        return
+    # Only a missing trailer may be forgiven (PNG's IEND, GIF's ';'): then every pixel is there, none padded.
+    assert keep in ("-4", "-1") and fmt in ("PNG", "GIF"), (fmt, keep)
+    assert np.array_equal(got, decode_image(data))
+
+
+@pytest.mark.parametrize("name", ["empty.jpg", "empty.png", "empty.gif", "empty.webp", "empty.bmp"])
+def test_zero_byte_files(tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes(b"")
+    with pytest.raises(DataError, match=rf"{re.escape(name)}: empty file \(0 bytes\)"):
+        decode_image(p)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "needle"),
+    [
+        (b"", "not a supported image"),  # random bytes named like an image
+        (
+            b"\x89PNG\r\n\x1a\n",
+            "(starts like a PNG file|corrupt image header|corrupt PNG)",
+        ),  # a valid signature, then noise
+        (b"\xff\xd8\xff", "(starts like a JPEG file|corrupt image header|corrupt JPEG)"),
+        (b"GIF89a", "(starts like a GIF file|corrupt image header|corrupt GIF)"),
+        (b"BM", "(starts like a BMP file|corrupt image header|corrupt BMP)"),
+        (b"II*\x00", "(starts like a TIFF file|corrupt image header|corrupt TIFF)"),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 64, 4096])
+def test_random_bytes_with_an_image_name(tmp_path, prefix, needle, size):
+    p = tmp_path / "photo.png"
+    p.write_bytes(prefix + np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes())
+    with pytest.raises(DataError, match=rf"photo\.png: .*{needle}"):
+        decode_image(p)
+
+
+def test_bmp_header_bomb_refused_before_decoding():
+    bmp = b"BM" + struct.pack("<IHHI", 0, 0, 0, 54)
+    bmp += struct.pack("<IiiHHIIiiII", 40, 30_000, 30_000, 1, 24, 0, 0, 0, 0, 0, 0)  # 900 MP, no pixel data
+    with pytest.raises(DataError, match=r"refused as a decompression bomb"):
+        decode_image(bmp)
+
+
+def test_16bit_rgb_png_keeps_the_high_byte():
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    px = np.array(
+        [[[0, 0, 0], [65535, 0, 0], [0, 32768, 0]], [[0, 0, 65535], [257, 514, 771], [65535] * 3]],
+        dtype=">u2",
+    )
+    raw = b"".join(b"\0" + row.tobytes() for row in px)  # filter byte 0 per row
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    got = decode_image(png)
+    assert got.dtype == np.uint8 and np.array_equal(got, (px.astype(np.uint32) >> 8).astype(np.uint8))
+
+
+def test_16bit_and_float_tiff_are_scaled():
+    g = (np.arange(12, dtype=np.uint16) * 5000).reshape(3, 4)
+    got = decode_image(encode(Image.fromarray(g), "TIFF"))
+    assert np.array_equal(got[..., 1], np.rint(g / 257.0).astype(np.uint8))
+    f = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    got = decode_image(encode(Image.fromarray(f), "TIFF"))
+    assert np.array_equal(got[..., 0], np.rint(f.astype(np.float64) * 255).astype(np.uint8))
+
+
+def test_cmyk_tiff_is_exact():
+    got = decode_image(encode(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), "TIFF"))
+    assert np.all(got == (255, 0, 0))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])
+def test_opaque_palette_images(fmt):
+    pal = Image.new("P", (3, 2), 0)
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0, 0, 0] * 254)
+    pal.putpixel((2, 1), 1)
+    got = decode_image(encode(pal, fmt))
+    assert tuple(got[0, 0]) == (10, 20, 30) and tuple(got[1, 2]) == (200, 100, 50)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_rgba_formats_and_rgb_colour_key(fmt):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = (0, 0, 255)
+    rgba[:2, :, 3] = 255  # top half opaque blue, bottom half transparent
+    got = decode_image(encode(Image.fromarray(rgba), fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+    assert np.all(got[:2] == (0, 0, 255)) and np.all(got[2:] == (255, 255, 255))
+    keyed = Image.new("RGB", (2, 1), (7, 7, 7))
+    keyed.putpixel((1, 0), (1, 2, 3))
+    got = decode_image(encode(keyed, "PNG", transparency=(7, 7, 7)))  # tRNS colour key
+    assert tuple(got[0, 0]) == (255, 255, 255) and tuple(got[0, 1]) == (1, 2, 3)
+
+
+EXIF_EXPECTED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirror left-right
+    3: lambda a: a[::-1, ::-1],  # rotate 180
+    4: lambda a: a[::-1],  # mirror top-bottom
+    5: lambda a: a.transpose(1, 0, 2),  # transpose
+    6: lambda a: np.rot90(a, -1),  # rotate 90 clockwise
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # transverse
+    8: lambda a: np.rot90(a, 1),  # rotate 90 counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(EXIF_EXPECTED))
+def test_every_exif_orientation_exactly(orientation):
+    arr = noise(5, 7, seed=orientation)
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    got = decode_image(encode(img, "PNG", exif=exif.tobytes()))  # lossless, so pixels compare exactly
+    assert np.array_equal(got, EXIF_EXPECTED[orientation](arr))
+
+
+def test_tall_extreme_aspect():
+    tall = decode_image(encode(Image.new("RGB", (10, 10_000), (4, 5, 6)), "PNG"))
+    assert tall.shape == (10_000, 10, 3)
+    sq = to_square(tall, 32)
+    assert sq.shape == (32, 32, 3) and np.all(sq == (4, 5, 6))
