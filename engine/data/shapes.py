@@ -266,3 +266,28 @@ def load_shapes_upright(
 ) -> ImageDataset:
     """``shapes`` with a canonical orientation (angles in [-20, 20)): the dataset ``shapes_upright``."""
     return load_shapes(split, root, size=size, seed=seed, orientation="upright")
+
+
+def rotation_ceiling(orientation: str = "upright", step: float = 0.01) -> float:
+    """Best achievable 4-way (0/90/180/270 degree) rotation accuracy on a balanced ``shapes`` test set.
+
+    A rotated image is the same as an unrotated one when the turn maps the shape onto itself (its symmetry) or
+    lands inside the orientation range: per class, accuracy = 1/4 * integral of max_r f_r(theta) over the
+    symmetry period, with f_r the density of the observed angle given rotation r (Bayes-optimal classifier).
+    ``uniform`` gives 0.25 (chance); ``upright`` about 0.64.
+    """
+    lo, hi = ORIENTATIONS[orientation]
+    accs = []
+    for order in SYMMETRY.values():
+        period = 360.0 / order if order else None
+        if period is None:  # a circle: every rotation gives the same image
+            accs.append(0.25)
+            continue
+        theta = np.arange(0.0, period, step)
+        dens = []
+        for r in (0.0, 90.0, 180.0, 270.0):
+            shifts = np.arange(np.floor((lo + r - period) / period), np.ceil((hi + r) / period) + 1)
+            x = theta[:, None] + shifts[None, :] * period  # every unwrapped angle that shows as theta
+            dens.append(((x >= lo + r) & (x < hi + r)).sum(axis=1) / (hi - lo))
+        accs.append(0.25 * float(np.max(dens, axis=0).sum() * step))
+    return float(np.mean(accs))

@@ -180,3 +180,23 @@ def test_upright_variant_keeps_a_canonical_orientation():
     assert not np.array_equal(up.images, uniform.images)
     with pytest.raises(ConfigError, match="orientation='sideways' is unknown"):
         shapes_mod.load_shapes("test", size=10, orientation="sideways")
+
+
+def test_rotation_ceiling_matches_a_monte_carlo_bayes_classifier():
+    from engine.data.shapes import ORIENTATIONS, rotation_ceiling
+
+    assert rotation_ceiling("uniform") == pytest.approx(0.25, abs=1e-3)  # uniform angles: chance
+    rng = np.random.default_rng(0)
+    lo, hi = ORIENTATIONS["upright"]
+    accs = []
+    for order in SYMMETRY.values():
+        if order == 0:
+            accs.append(0.25)
+            continue
+        a, r = rng.uniform(lo, hi, 400_000), rng.integers(0, 4, 400_000)
+        bins = (np.mod(a + 90 * r, 360 / order) // 1.0).astype(int)  # observed angle, 1-degree bins
+        counts = np.zeros((bins.max() + 1, 4))
+        np.add.at(counts, (bins, r), 1)
+        accs.append(counts.max(axis=1).sum() / len(a))  # the best guess per observed angle
+    assert rotation_ceiling("upright") == pytest.approx(np.mean(accs), abs=0.01)
+    assert 0.6 < rotation_ceiling("upright") < 0.65
