@@ -166,3 +166,141 @@ def test_architecture_mismatch_names_tensor_and_shapes(saved) -> None:
 def test_missing_run_dir_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_model(tmp_path)
+
+
+# ---- the broken-checkpoint corpus, parametrised (issue 7) ------------------------------------------------
+
+
+def _sidecar(stem: Path) -> dict:
+    return json.loads(stem.with_suffix(".json").read_text())
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickle_of_every_protocol_disguised_as_safetensors_never_runs(
+    saved, tmp_path: Path, protocol
+) -> None:
+    _, stem, _ = saved
+    marker = tmp_path / "pwned"
+    w = stem.with_suffix(".safetensors")
+    w.write_bytes(pickle.dumps(_Evil(marker), protocol=protocol))
+    info = _sidecar(stem)
+    info["weights"]["sha256"] = (
+        __import__("hashlib").sha256(w.read_bytes()).hexdigest()
+    )  # a "matching" sidecar
+    stem.with_suffix(".json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=r"pickle|not a readable safetensors"):
+        load_model(stem)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["evil.pkl", "evil.pickle", "evil.bin", "evil.PT"])
+def test_pickle_suffixes_are_refused_by_name(tmp_path: Path, name) -> None:
+    marker = tmp_path / "pwned"
+    (tmp_path / name).write_bytes(pickle.dumps(_Evil(marker)))
+    with pytest.raises(CheckpointError, match=r"pickle-based file .*never unpickles"):
+        load_model(tmp_path / name)
+    assert not marker.exists()
+
+
+def test_torch_save_zip_disguised_as_safetensors(saved, tmp_path: Path) -> None:
+    _, stem, _ = saved
+    marker = tmp_path / "pwned"
+    for suffix in (".safetensors", ".state"):
+        torch.save({"x": _Evil(marker)}, stem.with_suffix(suffix))  # torch's zip container
+    with pytest.raises(CheckpointError, match="refused"):
+        load_model(stem)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_train_state(stem.with_suffix(".json"), torch.optim.SGD(_model().parameters(), lr=0.1))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("keep", [0, 4, 8, 64, 0.5, -1])
+def test_truncated_safetensors_at_every_stage(saved, keep) -> None:
+    _, stem, _ = saved
+    for suffix in (".safetensors", ".state"):
+        f = stem.with_suffix(suffix)
+        data = f.read_bytes()
+        cut = int(len(data) * keep) if isinstance(keep, float) else keep if keep >= 0 else len(data) + keep
+        f.write_bytes(data[:cut])
+    with pytest.raises(CheckpointError, match=r"last\.safetensors is not a readable safetensors file"):
+        load_model(stem)
+    with pytest.raises(CheckpointError, match=r"last\.state is not a readable safetensors file"):
+        load_train_state(stem, torch.optim.SGD(_model().parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize(
+    ("other", "needle"),
+    [
+        ({"width": 0.125}, r"has shape .* but the architecture expects"),  # a wider backbone's weights
+        (
+            {"name": "clever"},
+            r"has shape|is missing from the checkpoint|unexpected tensors",
+        ),  # another method
+        ({"backbone": "resnet18", "image_size": 64}, r"has shape|missing|unexpected"),  # ImageNet-style stem
+    ],
+)
+def test_weights_of_another_architecture_with_a_matching_sha(saved, tmp_path: Path, other, needle) -> None:
+    """The real case: a genuine safetensors file of another model, sidecar sha256 updated to match it."""
+    from engine.io import sha256_file
+
+    _, stem, _ = saved
+    kw = {"name": "simclr", "width": 0.0625, "image_size": 16, **other}
+    torch.manual_seed(0)
+    foreign = build_method(kw.pop("name"), **kw)
+    src = save_checkpoint(tmp_path / "foreign" / "m", foreign, config={}, epoch=0, step=0)
+    w = stem.with_suffix(".safetensors")
+    w.write_bytes(src.with_suffix(".safetensors").read_bytes())
+    info = _sidecar(stem)
+    info["weights"]["sha256"] = sha256_file(w)
+    stem.with_suffix(".json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=needle) as e:
+        load_model(stem)
+    assert "last.safetensors" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda i: "{not json", r"cannot read checkpoint sidecar"),
+        (lambda i: [1, 2], r"not an EquiLab checkpoint sidecar"),
+        (lambda i: {**i, "format": "equilab-checkpoint/2"}, r"not an EquiLab checkpoint sidecar"),
+        (lambda i: {**i, "weights": None}, r"'weights' entry None is malformed"),
+        (lambda i: {**i, "weights": {"sha256": "0"}}, r"'weights' entry .* is malformed"),
+        (
+            lambda i: {**i, "weights": {**i["weights"], "file": "../../etc/passwd"}},
+            r"'weights' entry .*malformed",
+        ),
+        (
+            lambda i: {**i, "weights": {**i["weights"], "file": "gone.safetensors"}},
+            r"gone\.safetensors is missing",
+        ),
+        (lambda i: {**i, "weights": {**i["weights"], "sha256": "0" * 64}}, r"sha256 does not match"),
+        (lambda i: {k: v for k, v in i.items() if k != "build"}, r"cannot rebuild the model"),
+        (lambda i: {**i, "build": ["simclr"]}, r"cannot rebuild the model"),
+        (lambda i: {**i, "build": {**i["build"], "width": "wide"}}, r"cannot rebuild the model.*width"),
+    ],
+)
+def test_wrong_json_sidecars(saved, mutate, needle) -> None:
+    _, stem, _ = saved
+    out = mutate(_sidecar(stem))
+    stem.with_suffix(".json").write_text(out if isinstance(out, str) else json.dumps(out))
+    with pytest.raises(CheckpointError, match=needle) as e:
+        load_model(stem)
+    assert "checkpoints/" in str(e.value)  # names the sidecar or the file it points to
+
+
+@pytest.mark.parametrize(
+    ("state", "needle"),
+    [
+        ({"file": 3, "sha256": "x"}, r"'state' entry .* is malformed"),
+        ({"file": "last.state"}, r"'state' entry .* is malformed"),
+        ("last.state", r"'state' entry .* is malformed"),
+    ],
+)
+def test_wrong_resume_state_entries(saved, state, needle) -> None:
+    model, stem, _ = saved
+    info = _sidecar(stem)
+    info["state"] = state
+    stem.with_suffix(".json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=needle):
+        load_train_state(stem, torch.optim.SGD(model.parameters(), lr=0.1))

@@ -169,3 +169,38 @@ def test_build_and_ensure_store_from_checkpoint(tmp_path):
     full["source"]["limit"] = None
     (path / "manifest.json").write_text(__import__("json").dumps(full))
     assert ensure_store(ckpt, "shapes", "test", store_root=tmp_path / "stores") == path
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda p: (p / "manifest.json").unlink(), r"no manifest\.json \(incomplete build\?\)"),
+        (lambda p: (p / "manifest.json").write_bytes(b"\x80\xff{"), r"manifest\.json is not valid JSON"),
+        (lambda p: (p / "manifest.json").write_text("[1, 2]"), r"not an EquiLab store manifest"),
+        (lambda p: _edit_manifest(p, version="2"), r"manifest version '2'"),
+        (lambda p: _edit_manifest(p, version=None), r"manifest version None"),
+        (lambda p: _edit_manifest(p, version=MANIFEST_VERSION + 7), r"reads up to 1\. Update the engine"),
+        (lambda p: (p / "thumbs.npy").unlink(), r"thumbs\.npy is missing"),
+        (lambda p: (p / "meta.parquet").write_bytes(b""), r"meta\.parquet has 0 bytes"),
+        (lambda p: _flip_last_byte(p / "backbone.npy"), r"backbone\.npy was modified"),
+        (lambda p: _flip_last_byte(p / "projector.faiss"), r"projector\.faiss was modified"),
+    ],
+)
+def test_damaged_stores_name_the_file_and_the_rebuild_command(built, tmp_path, damage, needle):
+    p = _copy(built, tmp_path)
+    damage(p)
+    with pytest.raises(StoreError, match=needle) as e:
+        open_store(p)
+    assert "python -m engine embed" in str(e.value) and "--overwrite" in str(e.value)
+
+
+def _edit_manifest(p, **changes):
+    m = json.loads((p / "manifest.json").read_text())
+    m.update(changes)
+    (p / "manifest.json").write_text(json.dumps(m))
+
+
+def _flip_last_byte(f):
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
