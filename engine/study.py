@@ -50,6 +50,9 @@ _SHAPES_SETTINGS = {  # the dataset defaults (width 0.125, 5k subset, batch 128,
 _ESSL_SAME_LR = {"model.options.lr_scale": 1.0}
 SHAPES_ARMS = (
     Arm("simclr", "simclr"),
+    Arm(
+        "simclr-lr2", "simclr", {"model.options.lr_scale": 2.0}, note="control: SimCLR at E-SSL's doubled lr"
+    ),
     Arm("essl", "essl", note="E-SSL's reference recipe: doubled lr (lr_scale 2)"),
     Arm("essl-lr1", "essl", _ESSL_SAME_LR, note="E-SSL at the shared lr"),
     Arm("equimod", "equimod"),
@@ -85,7 +88,7 @@ STUDIES: dict[str, Study] = {
             "train.knn_every": 0,
             "train.checkpoint_every": 0,
         },
-        tuple(a for a in SHAPES_ARMS if a.name != "essl-lr1"),
+        tuple(a for a in SHAPES_ARMS if a.name not in ("essl-lr1", "simclr-lr2")),
         "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs",
     ),
 }

@@ -101,3 +101,16 @@ def test_live_refresh_defaults_on_only_for_a_run_being_written(roots):
     at = app_on("training")
     assert at.multiselect(key="train_runs").value == ["fresh"]
     assert at.toggle(key="train_live").value is True
+
+
+def test_about_shows_the_study_figures_shipped_in_docs(roots):
+    figures = [
+        Path(MAIN).parents[1] / "docs" / "study-shapes" / f"{name}.png"
+        for name in ("factor_probes", "sweep_invariance", "sweep_prediction")
+    ]
+    assert all(f.is_file() for f in figures)  # committed with docs/results.md
+    at = app_on("about")
+    assert not at.exception
+    assert at.header[0].value == "What the methods learn: the shapes study"
+    assert len(at.get("image")) == len(figures)
+    assert not at.info  # the "make the figures" hint only shows when they are missing
