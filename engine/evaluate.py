@@ -236,6 +236,7 @@ TABLE_COLUMNS = (
     ("EF cos", "equivariant_part", "cross_view_cos"),
     ("cos(Δ, Δ̂)", "disp", "disp_cos"),
     ("shuffled", "disp", "shuffled_disp_cos"),
+    ("eqgain", "disp", "disp_eqgain"),
     ("invariance", "disp", "disp_invariance"),
 )
 

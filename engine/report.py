@@ -17,26 +17,11 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.evaluate import TABLE_COLUMNS
 
-# (header, space, metric); "disp" = the space whose displacement is scored: EquiMod's own "equivariant"
-# predictor when the model has one, else the projector (or, without one, the backbone) with a post-hoc
-# predictor (engine.displacement).
-SUMMARY_COLUMNS = (
-    ("kNN", "backbone", "knn_acc"),
-    ("linear", "backbone", "linear_acc"),
-    ("R² hue", "backbone", "r2_hue"),
-    ("R² scale", "backbone", "r2_scale"),
-    ("R² rotation", "backbone", "r2_rotation"),
-    ("R² x", "backbone", "r2_x"),
-    ("R² y", "backbone", "r2_y"),
-    ("rot. acc", "rotation_logits", "rotation_acc"),
-    ("IR cos", "invariant_part", "cross_view_cos"),
-    ("EF cos", "equivariant_part", "cross_view_cos"),
-    ("cos(Δ, Δ̂)", "disp", "disp_cos"),
-    ("shuffled", "disp", "shuffled_disp_cos"),
-    ("eqgain", "disp", "disp_eqgain"),
-    ("invariance", "disp", "disp_invariance"),
-)
+# The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored:
+# EquiMod's own "equivariant" predictor, else the projector (or, without one, the backbone) post-hoc.
+SUMMARY_COLUMNS = TABLE_COLUMNS
 DISP_SPACES = ("equivariant", "projector", "backbone")  # first present = the scored space ("disp")
 FACTORS = ("hue", "scale", "rotation", "x", "y")
 
