@@ -50,3 +50,19 @@ def test_trained_methods_beat_random_init_by_a_wide_margin(shapes_split) -> None
     assert floor < 0.3, floor  # 10 balanced classes: chance is 0.1
     for name, acc in scores.items():
         assert acc > floor + 0.2, (name, acc, floor)
+
+
+CIFAR_SHIPPED = ("simclr", "essl", "equimod", "clever")
+
+
+@pytest.mark.parametrize("name", CIFAR_SHIPPED)
+def test_cifar10_cpu_baselines_load_and_describe_their_training(name: str) -> None:
+    """The CIFAR-10 study's seed-0 models (width 0.125, 10 epochs, 10k images) ship for the dashboard."""
+    info = json.loads((CHECKPOINTS / f"cifar10-{name}.json").read_text())
+    cfg = info["config"]
+    assert info["method"] == name and cfg["data"]["dataset"] == "cifar10"
+    assert (cfg["model"]["width"], cfg["optim"]["epochs"], cfg["data"]["train_subset"]) == (0.125, 10, 10_000)
+    model, _ = load_model(CHECKPOINTS / f"cifar10-{name}.json")
+    x = torch.rand(2, 3, 32, 32)
+    out = model.embed(x)
+    assert out["backbone"].shape == (2, 64) and torch.isfinite(out["backbone"]).all()
