@@ -55,7 +55,7 @@ STUDY_FIGURES: tuple[tuple[str, str], ...] = (
     ("study-shapes/sweep_prediction.png", "How well the displacement is predicted, per family and strength."),
 )
 STUDY_FINDINGS = """
-Measured, not assumed: seven arms with identical settings on `shapes`, 3 seeds each (tables and commands in
+Measured, not assumed: eight arms with identical settings on `shapes`, 3 seeds each (tables and commands in
 `docs/results.md`).
 
 - **Every method learns shape**, far above the untrained network; after 10 CPU epochs SimCLR and E-SSL lead.
@@ -66,8 +66,8 @@ Measured, not assumed: seven arms with identical settings on `shapes`, 3 seeds e
   something.
 - **E-SSL's rotation head stays at chance (0.25) on `shapes`**, whose shapes are drawn at random angles: a rotation
   is only predictable when images have an "up". On `shapes_upright` it becomes learnable (ceiling 0.63).
-- **E-SSL's gain over SimCLR comes with its doubled learning rate**; the study's control arm runs SimCLR at that
-  same rate.
+- **E-SSL's gain over SimCLR comes with its doubled learning rate**: SimCLR at that same rate (the study's
+  `simclr-lr2` control) matches it.
 """
 
 st.title("About EquiLab")
