@@ -176,7 +176,9 @@ def test_cli_refuses_bad_values_with_one_line_naming_key_and_range(tmp_path, cas
     argv = ["train", "--out", str(tmp_path / "never-written"), "--no-progress"]
     flags = {"model.method": "--method", "data.dataset": "--dataset"}
     if form == "named" and key in flags:
-        argv += [flags[key], str(value)]
+        argv += [
+            f"{flags[key]}={value}"
+        ]  # the = form: a value may start with "-" (argparse would take it as a flag)
     elif form == "flag" and "." in key:
         argv += [f"--{key}={value}"]
     else:
