@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.evaluate import EvalContext, evaluate, write_results
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,10 @@ def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str
 class EvalSizes:
     """How much of each split the evaluation uses (smaller in tests)."""
 
-    probe_cap: int = 10_000
-    n_fit: int = 4096
-    n_eval: int = 1024
-    n_sweep: int = 128
+    probe_cap: int = EvalContext.probe_cap  # the evaluation's own defaults (engine.evaluate)
+    n_fit: int = EvalContext.n_fit
+    n_eval: int = EvalContext.n_eval
+    n_sweep: int = EvalContext.n_sweep
     store_limit: int | None = None  # embed only the first N items of each split (tests)
 
 
@@ -171,15 +172,12 @@ def run_arm(
         "train_seconds": round(train_s, 1),
         "source": {"checkpoint": str(run_dir / "checkpoints" / "last.json"), "dataset": study.dataset},
     }
-    from engine.evaluate import write_results
-
     return write_results(rows, run_dir, info)[0]
 
 
 def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, sizes: EvalSizes, device: str):
     """Build the run's test and train stores (no UMAP: not needed for scores) and run every evaluator."""
     from engine.embed import EmbedJob, build_store, resolve_device
-    from engine.evaluate import EvalContext, evaluate
     from engine.store import StoreOptions, open_store
 
     stores = {}
@@ -190,7 +188,14 @@ def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, si
         stores[split] = open_store(build_store(job, StoreOptions(umap=False), overwrite=True))
     dev = str(resolve_device(device))
     ctx = EvalContext(
-        stores["test"], stores["train"], sizes.probe_cap, sizes.n_fit, sizes.n_eval, seed, dev, sizes.n_sweep
+        stores["test"],
+        stores["train"],
+        probe_cap=sizes.probe_cap,
+        n_fit=sizes.n_fit,
+        n_eval=sizes.n_eval,
+        seed=seed,
+        device=dev,
+        n_sweep=sizes.n_sweep,
     )
     return evaluate(ctx)
 
