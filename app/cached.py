@@ -26,13 +26,13 @@ class StoreRef:
 
 def _open(path: str):
     """Re-open a store that store_for() already verified in full: sizes checked, hashes skipped."""
-    from engine.store import open_store
+    from engine.store.format import open_store
 
     return open_store(path, verify=False)
 
 
 def _progress_cb(status, bar):
-    """engine.embed's ``progress(fraction, message)`` shown as a bar and a status label."""
+    """engine.store.build's ``progress(fraction, message)`` shown as a bar and a status label."""
 
     def cb(fraction: float, message: str) -> None:
         bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or None)
@@ -44,8 +44,8 @@ def _progress_cb(status, bar):
 
 def canonical_store(ckpt: Path, dataset: str, split: str) -> Path | None:
     """Where ``python -m engine embed --out <stores root>`` writes this store (None if the checkpoint is unreadable)."""
-    from engine.embed import store_path
-    from engine.errors import EquiLabError
+    from engine.core.errors import EquiLabError
+    from engine.store.build import store_path
 
     try:
         return store_path(ckpt, dataset, split, ui.roots()["stores"])
@@ -99,8 +99,8 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     run, so a store damaged or deleted while the page is open also ends in the error box, not a traceback.
     Shows what is wrong and the fixing command, then stops the page, when it cannot be built or opened.
     """
-    from engine import store as mod
-    from engine.errors import EquiLabError
+    from engine.core.errors import EquiLabError
+    from engine.store import format as mod
 
     ckpt = checkpoint or sel.checkpoint
     if ckpt is None:
@@ -126,8 +126,8 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
 
 
 def _build(ckpt: Path, sel: ui.Selection) -> Path:
-    """engine.embed.ensure_store with a progress display while it builds; returns the store directory."""
-    from engine.embed import ensure_store
+    """engine.store.build.ensure_store with a progress display while it builds; returns the store directory."""
+    from engine.store.build import ensure_store
 
     slot = st.empty()  # the progress box disappears once the store is ready
     with slot.container():
@@ -174,7 +174,7 @@ def _coords(path: str, stamp: float, space: str, kind: str) -> np.ndarray:
 
 def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
     """[N, 2] map coordinates precomputed by the store; PCA with a note when the store has no UMAP."""
-    from engine.errors import StoreError
+    from engine.core.errors import StoreError
 
     try:
         return _coords(str(ref.path), ref.stamp, space, kind)
@@ -188,8 +188,8 @@ def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
 def store_images(ref: StoreRef) -> np.ndarray:
     """uint8 [N, H, W, 3] images of the store's items: the dataset it was built on (memory-mapped by engine.data),
     else the thumbnails when that dataset is not reachable with the recorded options."""
+    from engine.core.errors import EquiLabError
     from engine.data import load_dataset
-    from engine.errors import EquiLabError
 
     s = _open(str(ref.path))
     src = s.manifest.get("source", {})
@@ -224,8 +224,8 @@ def thumbs(path: str, stamp: float) -> np.ndarray:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def pca(path: str, stamp: float, space: str):
-    """The store's linear PCA basis (engine.lab.Basis2D) for projecting new vectors next to the cloud."""
-    from engine.lab import Basis2D
+    """The store's linear PCA basis (engine.lab.image.Basis2D) for projecting new vectors next to the cloud."""
+    from engine.lab.image import Basis2D
 
     b = _open(path).pca_basis(space)  # fitted when the store was built
     axes = np.asarray(b.components, dtype=np.float64)[:2]
@@ -238,8 +238,8 @@ def _index(path: str, stamp: float, space: str):
 
 
 def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.ndarray | None = None):
-    """Top-k of each query row in the store: engine.index SearchResult (ids, scores, latency_ms)."""
-    from engine.index import search as engine_search
+    """Top-k of each query row in the store: engine.store.index SearchResult (ids, scores, latency_ms)."""
+    from engine.store.index import search as engine_search
 
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     return engine_search(_index(str(ref.path), ref.stamp, space), q, k, space=space, exclude=exclude)
@@ -247,14 +247,14 @@ def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.n
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _predictor(path: str, stamp: float, space: str):
-    from engine.displacement import load_predictor
+    from engine.eval.displacement import load_predictor
 
     return load_predictor(path, space)
 
 
 def predictor(ref: StoreRef, space: str):
     """The post-hoc displacement predictor saved beside the store for ``space``, or None if there is none."""
-    from engine.errors import EquiLabError
+    from engine.core.errors import EquiLabError
 
     try:
         return _predictor(str(ref.path), ref.stamp, space)

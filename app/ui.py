@@ -33,7 +33,7 @@ def roots() -> dict[str, Path]:
 
 def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path | None:
     """``text`` resolved (relative paths against each root, then the repo) if it lies inside an allowed root."""
-    from engine.paths import UnsafePathError
+    from engine.core.paths import UnsafePathError
 
     try:
         return resolve_path(text, kinds)
@@ -42,8 +42,8 @@ def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "store
 
 
 def resolve_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path:
-    """Like :func:`safe_path` but raises engine.paths.UnsafePathError saying why (for the page's error box)."""
-    from engine.paths import resolve_inside
+    """Like :func:`safe_path` but raises engine.core.paths.UnsafePathError saying why (for the page's error box)."""
+    from engine.core.paths import resolve_inside
 
     r = roots()
     return resolve_inside(text, [r[k] for k in kinds], anchors=[REPO])
@@ -51,7 +51,7 @@ def resolve_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "st
 
 def inside_root(path: Path, kind: str) -> bool:
     """True when ``path`` (symlinks followed) lies inside the ``kind`` root: discovered files must not escape it."""
-    from engine.paths import is_inside
+    from engine.core.paths import is_inside
 
     return is_inside(path, roots()[kind])
 
@@ -214,7 +214,7 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
 def _load_model(path: str, stamp: float):
-    from engine.checkpoint import load_model
+    from engine.train.checkpoint import load_model
 
     return load_model(path)
 
@@ -225,7 +225,7 @@ def load_model(path: Path, stop: bool = True):
     A missing or damaged checkpoint shows the engine's message and the fixing command, then stops the page
     (or returns None with ``stop=False``, for loops over several models).
     """
-    from engine.errors import EquiLabError
+    from engine.core.errors import EquiLabError
 
     try:
         return _load_model(str(path), _stamp(path))
@@ -259,7 +259,7 @@ def decode_upload(up: Any) -> np.ndarray | None:
         st.error(f"{up.name}: {len(data) / 1e6:.1f} MB is over the 10 MB upload limit.")
         return None
     from engine import data as mod
-    from engine.errors import EquiLabError
+    from engine.core.errors import EquiLabError
 
     try:
         return _decode(mod, data)

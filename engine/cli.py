@@ -2,7 +2,7 @@
 
 Each module listed in :data:`COMMAND_MODULES` defines ``add_commands(subparsers)``, registering its parsers with
 ``set_defaults(func=handler)``; a handler takes the parsed ``argparse.Namespace`` and returns an exit code.
-Errors derived from :class:`engine.errors.EquiLabError` are printed as one line, without a traceback.
+Errors derived from :class:`engine.core.errors.EquiLabError` are printed as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import importlib
 import logging
 import sys
 
-from engine.errors import EquiLabError
+from engine.core.errors import EquiLabError
 
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "engine.data.cli",  # data info|preview
     "engine.augment.cli",  # augment preview
-    "engine.train",  # train
-    "engine.embed",  # embed
-    "engine.evaluate",  # eval
-    "engine.study",  # study run|report
-    "engine.bench",  # bench augment|train|embed|knn
-    "engine.warmup",  # warmup
+    "engine.train.loop",  # train
+    "engine.store.build",  # embed
+    "engine.eval.evaluate",  # eval
+    "engine.study.run",  # study run|report
+    "engine.benches.cli",  # bench augment|train|embed|knn
+    "engine.store.precompile",  # warmup
 )
 
 

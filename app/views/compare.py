@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.compare import knn_ids, neighbour_overlap, rank_changed, selection_ids, stratified_sample
+from engine.lab.compare import knn_ids, neighbour_overlap, rank_changed, selection_ids, stratified_sample
 
 MAX_POINTS = 5000
 

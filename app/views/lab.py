@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.errors import EquiLabError
-from engine.lab import SWEEPS, SliderValues, displacement_basis, lab_views, random_values, sweep_values
+from engine.core.errors import EquiLabError
+from engine.lab.image import SWEEPS, SliderValues, displacement_basis, lab_views, random_values, sweep_values
 
 
 def _arrow(fig: go.Figure, start, end, colour: str, text: str) -> None:

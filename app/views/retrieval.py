@@ -29,7 +29,7 @@ elif source == "Upload":
     img = ui.decode_upload(up)
     if img is not None:
         model, _ = ui.load_model(sel.checkpoint)
-        from engine.lab import SliderValues, lab_views
+        from engine.lab.image import SliderValues, lab_views
 
         res = lab_views(model, img, [SliderValues()], space)
         query, show = res.z0, img

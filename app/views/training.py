@@ -71,7 +71,7 @@ typed = st.text_input(
     key="train_path",
 )
 if typed:
-    from engine.paths import UnsafePathError
+    from engine.core.paths import UnsafePathError
 
     try:
         p = ui.resolve_path(typed, ("runs", "checkpoints", "stores"))

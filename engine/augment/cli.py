@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from engine.errors import ConfigError, DataError
+from engine.core.errors import ConfigError, DataError
 
 PAD = 2  # px of white between tiles
 
@@ -43,7 +43,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from engine import augment as A
-    from engine import io
+    from engine.core import io
 
     if args.n < 1 or args.zoom < 1:
         raise ConfigError(f"--n {args.n} and --zoom {args.zoom} must be >= 1")

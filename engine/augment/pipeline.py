@@ -11,7 +11,7 @@ from engine.augment import ops
 from engine.augment.params import AugParams
 from engine.augment.recipes import Recipe
 from engine.augment.sampling import sample_params
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 
 class View(NamedTuple):

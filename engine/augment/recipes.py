@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 INTERPOLATIONS = ("bilinear", "bicubic")
 

@@ -1,1 +1,1 @@
-"""Benchmark targets for ``python -m engine bench``; see :mod:`engine.bench`."""
+"""Benchmark targets for ``python -m engine bench``; see :mod:`engine.benches.cli`."""

@@ -40,7 +40,7 @@ def _torchvision_compose():
 
 def run(args: argparse.Namespace) -> int:
     from engine.augment import RECIPES, augment
-    from engine.errors import ConfigError
+    from engine.core.errors import ConfigError
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -1,8 +1,8 @@
 """Embedding throughput and store build time.
 
-1. img/s of the engine's inference path (``engine.embed.embed_batches``: inference_mode, large batches, bf16
+1. img/s of the engine's inference path (``engine.store.build.embed_batches``: inference_mode, large batches, bf16
    autocast + channels_last on CUDA) vs a plain eval loop (``model.eval()``, autograd on, batch 64, float32).
-2. The time to build a full store (``engine.embed.build_store``) split into embed / PCA / UMAP / index, on the
+2. The time to build a full store (``engine.store.build.build_store``) split into embed / PCA / UMAP / index, on the
    shapes test split (5,000 images) with a freshly initialised (or the given) checkpoint.
 """
 
@@ -48,8 +48,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _new_checkpoint(method: str, width: float, where: Path) -> Path:
-    from engine.checkpoint import save_checkpoint
     from engine.methods import build_method
+    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method(method, width=width, image_size=32)
@@ -57,10 +57,10 @@ def _new_checkpoint(method: str, width: float, where: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.checkpoint import load_model
     from engine.data import load_dataset
-    from engine.embed import EmbedJob, build_store, embed_batches, resolve_device
-    from engine.store import open_store
+    from engine.store.build import EmbedJob, build_store, embed_batches, resolve_device
+    from engine.store.format import open_store
+    from engine.train.checkpoint import load_model
 
     device = resolve_device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="equilab-bench-embed-"))

@@ -30,7 +30,7 @@ def _numpy_knn(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     import faiss
 
-    from engine.index import HNSW_M, build_index, normalize
+    from engine.store.index import HNSW_M, build_index, normalize
 
     rng = np.random.default_rng(args.seed)
     x = normalize(rng.normal(size=(args.n, args.dim)).astype(np.float32))

@@ -181,7 +181,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.errors import ConfigError
+    from engine.core.errors import ConfigError
     from engine.methods import METHODS
 
     device = torch.device(args.device)

@@ -2,7 +2,7 @@
 
 ``load_dataset("shapes")`` needs no files; the others read a data root (``root=`` / ``--data-root``, else
 ``$EQUILAB_DATA_ROOT``, else for ``cifar10`` the sibling ``../shared/data/cifar10-jpeg``). Nothing is ever
-downloaded. Decoded and generated arrays are cached under ``engine.io.cache_dir()`` and memory-mapped.
+downloaded. Decoded and generated arrays are cached under ``engine.core.io.cache_dir()`` and memory-mapped.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.core.errors import ConfigError
 from engine.data.dataset import ROOT_ENV, ImageDataset, resolve_root
 from engine.data.folders import load_imagefolder
 from engine.data.images import DEFAULT_MAX_PIXELS, decode_image, to_square
@@ -27,7 +28,6 @@ from engine.data.shapes import (
     render_shape,
 )
 from engine.data.torchvision_layouts import load_cifar10, load_cifar100, load_stl10
-from engine.errors import ConfigError
 
 DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "shapes": load_shapes,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import io
+from engine.core import io
+from engine.core.errors import ConfigError, DataError
 from engine.data import DATASETS, SPLITS, ImageDataset, dataset_options, load_dataset
 from engine.data.shapes import FACTOR_RANGES
-from engine.errors import ConfigError, DataError
 
 TILE_SCALE = 2  # 32 px thumbnails are too small to read at 1:1
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import io
-from engine.errors import DataError, EquiLabError
+from engine.core import io
+from engine.core.errors import DataError, EquiLabError
 
 ROOT_ENV = "EQUILAB_DATA_ROOT"
 ROOT_HINT = f"pass --data-root DIR (root= in Python) or set {ROOT_ENV}"
@@ -98,7 +98,7 @@ class Arrays:
 
 
 def cache_path(name: str, split: str, parts: dict) -> Path:
-    """Folder of one cache entry under ``engine.io.cache_dir()``."""
+    """Folder of one cache entry under ``engine.core.io.cache_dir()``."""
     return (
         io.cache_dir() / CACHE_SUBDIR / f"{name}-{split}-{cache_key({'name': name, 'split': split, **parts})}"
     )

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.core.errors import ConfigError, DataError
 from engine.data.dataset import Arrays, ImageDataset, cached
 from engine.data.images import decode_image, to_square
-from engine.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

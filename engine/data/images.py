@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 # Raster formats only (JPEG covers MPO phone photos): PIL hands EPS to an external program (Ghostscript).
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")

@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from engine.core.errors import ConfigError
 from engine.data.dataset import Arrays, ImageDataset, cached
-from engine.errors import ConfigError
 
 GENERATOR_VERSION = 2  # bump whenever pixels or factors change: caches are keyed on it
 IMAGE_SIZE = 32

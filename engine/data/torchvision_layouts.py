@@ -19,10 +19,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from engine.core.errors import ConfigError, DataError
+from engine.core.io import REPO_ROOT
 from engine.data.dataset import Arrays, ImageDataset, cached, resolve_root
 from engine.data.folders import load_files, scan_classes
-from engine.errors import ConfigError, DataError
-from engine.io import REPO_ROOT
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_JPEG_FALLBACK = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg"

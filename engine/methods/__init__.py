@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 from engine.methods.clever import CLeVER
 from engine.methods.equimod import EquiMod
 from engine.methods.essl import ESSL

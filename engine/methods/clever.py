@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
-from engine.losses import head_norm_gap, nt_xent, separation_loss
 from engine.methods import views as V
+from engine.methods.losses import head_norm_gap, nt_xent, separation_loss
 from engine.models import mlp, scaled_hidden
 
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
-from engine.losses import equimod_loss, nt_xent
 from engine.methods import views as V
+from engine.methods.losses import equimod_loss, nt_xent
 from engine.models import equimod_predictor, param_encoder, projector
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.losses import nt_xent, rotation_ce
 from engine.methods import views as V
+from engine.methods.losses import nt_xent, rotation_ce
 from engine.models import projector, rotation_head
 
 

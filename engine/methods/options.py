@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 # Allowed ranges (inclusive) shared by every method config that has the field.
 RANGES: dict[str, tuple[float, float]] = {

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.losses import rotation_ce
 from engine.methods import views as V
+from engine.methods.losses import rotation_ce
 from engine.models import mlp, scaled_hidden
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.losses import nt_xent
 from engine.methods import views as V
+from engine.methods.losses import nt_xent
 from engine.models import projector
 
 

@@ -28,11 +28,11 @@ def build(root: Path) -> dict[str, str]:
     """Create checkpoints/, runs/, stores/ under ``root``; return the env vars that point the app at them."""
     import torch
 
-    from engine.checkpoint import save_checkpoint
+    from engine.core.io import sha256_file
     from engine.data import load_dataset
-    from engine.io import sha256_file
     from engine.methods import build_method
-    from engine.store import StoreArrays, StoreOptions, write_store
+    from engine.store.format import StoreArrays, StoreOptions, write_store
+    from engine.train.checkpoint import save_checkpoint
 
     dirs = {k: root / k for k in ("checkpoints", "runs", "stores")}
     for d in dirs.values():

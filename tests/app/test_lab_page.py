@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.checkpoint import load_model
-from engine.lab import SliderValues, lab_views
-from engine.store import open_store
+from engine.lab.image import SliderValues, lab_views
+from engine.store.format import open_store
+from engine.train.checkpoint import load_model
 
 
 def array(v) -> np.ndarray:
@@ -84,7 +84,7 @@ def test_a_saved_posthoc_predictor_fills_the_prediction_metrics(store_roots, tmp
 
     from streamlit.testing.v1 import AppTest
 
-    from engine.displacement import fit_posthoc, save_predictor
+    from engine.eval.displacement import fit_posthoc, save_predictor
 
     for k, v in store_roots.items():
         shutil.copytree(v, tmp_path / k)

@@ -1,6 +1,6 @@
 """Path safety: no widget or URL value reaches a file outside the configured roots; no raw HTML; local binding.
 
-The resolver (engine.paths.resolve_inside) is tested directly on hostile values; the pages are then driven with
+The resolver (engine.core.paths.resolve_inside) is tested directly on hostile values; the pages are then driven with
 the same values through AppTest while a Python audit hook records every file the process opens or lists, so
 "refused" also means "nothing outside the roots was read".
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.paths import UnsafePathError, is_inside, resolve_inside
+from engine.core.paths import UnsafePathError, is_inside, resolve_inside
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = str(REPO / "app" / "main.py")

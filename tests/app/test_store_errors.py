@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.embed import store_path
-from engine.store import MANIFEST_VERSION
+from engine.store.build import store_path
+from engine.store.format import MANIFEST_VERSION
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 PAGES = ("lab", "map", "retrieval", "compare")

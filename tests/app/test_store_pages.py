@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.compare import overlap_at_k
-from engine.store import open_store
+from engine.lab.compare import overlap_at_k
+from engine.store.format import open_store
 
 N = 160
 
@@ -214,9 +214,9 @@ def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_pat
 
 
 def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app_env):
-    from engine.checkpoint import load_model
     from engine.data import load_dataset
-    from engine.lab import displacement_scores
+    from engine.lab.image import displacement_scores
+    from engine.train.checkpoint import load_model
 
     at = open_app("map")
     at.selectbox(key="map_colour").set_value("displacement |Δ|").run()

@@ -20,7 +20,7 @@ from engine.augment import (
     rotate4,
     sample_params,
 )
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 HW = (32, 32)
 # EquiMod's hard-coded CIFAR SimCLR z-score constants (methods.md §2.3, src/main.py)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import export, load_model, load_train_state, read_info, save_checkpoint
-from engine.errors import CheckpointError
+from engine.core.errors import CheckpointError
 from engine.methods import build_method
+from engine.train.checkpoint import export, load_model, load_train_state, read_info, save_checkpoint
 
 
 def _model(width: float = 0.0625):
@@ -241,7 +241,7 @@ def test_truncated_safetensors_at_every_stage(saved, keep) -> None:
 )
 def test_weights_of_another_architecture_with_a_matching_sha(saved, tmp_path: Path, other, needle) -> None:
     """The real case: a genuine safetensors file of another model, sidecar sha256 updated to match it."""
-    from engine.io import sha256_file
+    from engine.core.io import sha256_file
 
     _, stem, _ = saved
     kw = {"name": "simclr", "width": 0.0625, "image_size": 16, **other}

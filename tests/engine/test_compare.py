@@ -1,11 +1,12 @@
-"""engine.compare: kNN ids, overlap@k, ranking, Plotly selection -> ids, stratified sampling."""
+"""engine.lab.compare: kNN ids, overlap@k, ranking, Plotly selection -> ids, stratified sampling."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.compare import (
+from engine.core.errors import ConfigError
+from engine.lab.compare import (
     knn_ids,
     neighbour_overlap,
     overlap_at_k,
@@ -13,7 +14,6 @@ from engine.compare import (
     selection_ids,
     stratified_sample,
 )
-from engine.errors import ConfigError
 
 
 def test_knn_ids_on_a_line_excludes_self_and_breaks_ties_by_id():

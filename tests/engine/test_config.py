@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from engine.config import build_config, from_dict, load_config, peak_lr, to_dict, to_yaml
-from engine.errors import ConfigError
-from engine.optim import LARS, build_optimizer, lr_at, scaled_lr
+from engine.core.errors import ConfigError
+from engine.train.config import build_config, from_dict, load_config, peak_lr, to_dict, to_yaml
+from engine.train.optim import LARS, build_optimizer, lr_at, scaled_lr
 
 
 def test_defaults_per_dataset_and_method() -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.core.errors import ConfigError, DataError
 from engine.data import decode_image, load_dataset, resolve_root
 from engine.data.torchvision_layouts import CIFAR10_JPEG_FALLBACK, read_batch
-from engine.errors import ConfigError, DataError
 
 CIFAR10_JPEG = CIFAR10_JPEG_FALLBACK.resolve()
 

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
+from engine.core.errors import ConfigError
 from engine.data import FACTOR_RANGES, SHAPE_CLASSES, SYMMETRY, ShapeFactors, load_dataset, render_shape
 from engine.data import shapes as shapes_mod
 from engine.data.dataset import Arrays, cache_path
 from engine.data.shapes import angle_mod_symmetry, generate, hsv_to_rgb, sample_factors
-from engine.errors import ConfigError
 
 
 @pytest.fixture()

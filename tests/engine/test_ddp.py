@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from engine.losses import nt_xent
-from engine.train import rank_batches, step_generator
+from engine.methods.losses import nt_xent
+from engine.train.loop import rank_batches, step_generator
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD, BATCH, SEED = 2, 16, 3
@@ -31,7 +31,7 @@ import sys, torch
 from safetensors.torch import save_file
 sys.path.insert(0, sys.argv[2])
 from test_ddp_common import global_batch, make_model
-from engine.train import init_distributed, rank_batches, step_generator
+from engine.train.loop import init_distributed, rank_batches, step_generator
 torch.set_num_threads(1)
 rank, world, device = init_distributed(torch.device("cpu"))
 model = make_model()

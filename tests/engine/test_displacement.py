@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.displacement import (
+from engine.core.errors import StoreError
+from engine.eval.displacement import (
     PosthocPredictor,
     fit_posthoc,
     load_predictor,
@@ -13,7 +14,6 @@ from engine.displacement import (
     score,
     shuffled_control,
 )
-from engine.errors import StoreError
 
 
 def _planted(n: int, seed: int, d: int = 12):
@@ -60,9 +60,9 @@ def test_save_load_round_trip(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from engine.checkpoint import load_model
-    from engine.config import load_config
-    from engine.train import fit
+    from engine.train.checkpoint import load_model
+    from engine.train.config import load_config
+    from engine.train.loop import fit
 
     out = tmp_path_factory.mktemp("equimod") / "run"
     tiny = [
@@ -94,7 +94,7 @@ def _uint8(split: str, n: int):
 def test_posthoc_beats_shuffled_control_on_shapes(trained):
     import torch
 
-    from engine.displacement import resolve_predictor, sample_pairs
+    from engine.eval.displacement import resolve_predictor, sample_pairs
 
     model, _ = trained
     g = torch.Generator().manual_seed(0)
@@ -118,7 +118,7 @@ def test_displacement_for_and_sweep(trained):
     import torch
 
     from engine.augment import FAMILIES, identity_params
-    from engine.displacement import displacement_for, sweep
+    from engine.eval.displacement import displacement_for, sweep
 
     model, _ = trained
     imgs = _uint8("test", 16)

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
-from engine.evaluate import ARRAY_ONLY, EvalContext, evaluate, write_results
-from engine.store import StoreArrays, StoreOptions, open_store, write_store
+from engine.core.errors import ConfigError
+from engine.eval.evaluate import ARRAY_ONLY, EvalContext, evaluate, write_results
+from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
 
 
 def _store(path, n: int, seed: int):
@@ -68,10 +68,10 @@ def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
     """Rotation / CLeVER / displacement evaluators end to end on --limit stores of an untrained model."""
     import torch
 
-    from engine.checkpoint import save_checkpoint
-    from engine.displacement import load_predictor
-    from engine.embed import EmbedJob, build_store
+    from engine.eval.displacement import load_predictor
     from engine.methods import build_method
+    from engine.store.build import EmbedJob, build_store
+    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method(method, width=0.0625, image_size=32)
@@ -102,7 +102,7 @@ def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
 def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
     import json
 
-    from engine.evaluate import TABLE_COLUMNS, results_table
+    from engine.eval.evaluate import TABLE_COLUMNS, results_table
 
     def doc(name, rows):
         f = tmp_path / f"{name}.json"

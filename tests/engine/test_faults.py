@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import load_model, load_train_state, read_info, save_checkpoint
-from engine.embed import EmbedJob, build_store, ensure_store, store_path
-from engine.errors import StoreError
+from engine.core.errors import StoreError
 from engine.methods import build_method
-from engine.store import StoreOptions, open_store
+from engine.store.build import EmbedJob, build_store, ensure_store, store_path
+from engine.store.format import StoreOptions, open_store
+from engine.train.checkpoint import load_model, load_train_state, read_info, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -44,8 +44,8 @@ STORE_ITEMS = 64  # --limit of the small stores (thumbnails alone are 64 * 32 * 
 SAVE_SCRIPT = """
 import json, signal, sys
 import torch
-from engine.checkpoint import load_model, save_checkpoint
-from engine.errors import EquiLabError
+from engine.train.checkpoint import load_model, save_checkpoint
+from engine.core.errors import EquiLabError
 stem, die = sys.argv[1], sys.argv[2] == "die"
 if die:  # Python ignores SIGXFSZ; restore the kernel's default: the write past the limit kills the process
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
@@ -66,9 +66,9 @@ except EquiLabError as e:
 STORE_SCRIPT = """
 import json, sys
 from pathlib import Path
-from engine.embed import EmbedJob, build_store
-from engine.errors import EquiLabError
-from engine.store import StoreOptions
+from engine.store.build import EmbedJob, build_store
+from engine.core.errors import EquiLabError
+from engine.store.format import StoreOptions
 job = EmbedJob(Path(sys.argv[1]), "shapes", "test", store_root=Path(sys.argv[2]), batch=32, device="cpu",
                limit=int(sys.argv[3]))
 try:

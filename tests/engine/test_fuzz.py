@@ -23,9 +23,18 @@ from hypothesis import strategies as st
 
 from engine.augment import FAMILIES, Recipe, apply, augment
 from engine.cli import main
-from engine.config import RANGES, Config, all_keys, build_config, from_dict, load_config, to_dict, to_yaml
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 from engine.methods import METHODS
+from engine.train.config import (
+    RANGES,
+    Config,
+    all_keys,
+    build_config,
+    from_dict,
+    load_config,
+    to_dict,
+    to_yaml,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.core.errors import DataError
 from engine.data import decode_image, to_square
-from engine.errors import DataError
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

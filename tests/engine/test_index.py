@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import StoreError
-from engine.index import SearchResult, build_index, normalize, read_index, search, search_ids, write_index
+from engine.core.errors import StoreError
+from engine.store.index import (
+    SearchResult,
+    build_index,
+    normalize,
+    read_index,
+    search,
+    search_ids,
+    write_index,
+)
 
 
 def _brute(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

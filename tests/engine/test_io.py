@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from engine.errors import EquiLabError
-from engine.io import atomic_dir, atomic_write_text
+from engine.core.errors import EquiLabError
+from engine.core.io import atomic_dir, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path) -> None:
@@ -23,7 +23,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path) -> No
         path.write_text("half")
         raise RuntimeError("killed mid-write")
 
-    from engine.io import atomic_write
+    from engine.core.io import atomic_write
 
     with pytest.raises(RuntimeError):
         atomic_write(f, boom)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from engine.knn import knn_accuracy, weighted_knn_predict
+from engine.eval.knn import knn_accuracy, weighted_knn_predict
 
 # Bank on the unit circle-ish: cosine similarities to the query (1, 0) are 1, 0, 1/sqrt(2), -1.
 BANK = torch.tensor([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0], [-1.0, 0.0]])

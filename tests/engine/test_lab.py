@@ -1,4 +1,4 @@
-"""engine.lab: crop boxes, sweeps, seeded random values, linear bases and displacement metrics."""
+"""engine.lab.image: crop boxes, sweeps, seeded random values, linear bases and displacement metrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
-from engine.lab import (
+from engine.core.errors import ConfigError
+from engine.lab.image import (
     SWEEPS,
     SliderValues,
     crop_box,
@@ -52,9 +52,9 @@ def test_random_values_are_seeded():
 
 
 def test_store_pca_basis_recovers_the_dominant_plane():
-    # The lab draws its arrows in the store's PCA plane (engine.projection.pca, fitted at store build).
-    from engine.lab import Basis2D
-    from engine.projection import pca
+    # The lab draws its arrows in the store's PCA plane (engine.store.projection.pca, fitted at store build).
+    from engine.lab.image import Basis2D
+    from engine.store.projection import pca
 
     rng = np.random.default_rng(0)
     x = np.zeros((200, 5))
@@ -100,7 +100,7 @@ def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
     import torch
 
     from engine.augment import apply, identity_params
-    from engine.lab import compose_params
+    from engine.lab.image import compose_params
 
     img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ident = compose_params(SliderValues(), (32, 32), 32)
@@ -118,7 +118,7 @@ def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
 def test_displacement_scores_are_zero_at_the_neutral_strength_and_positive_away_from_it():
     import torch
 
-    from engine.lab import displacement_scores
+    from engine.lab.image import displacement_scores
     from engine.methods import build_method
 
     torch.manual_seed(0)

@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.losses import equimod_loss, head_norm_gap, nt_xent, nt_xent_keys, rotation_ce, separation_loss
+from engine.methods.losses import (
+    equimod_loss,
+    head_norm_gap,
+    nt_xent,
+    nt_xent_keys,
+    rotation_ce,
+    separation_loss,
+)
 
 
 def _cos(a: list[float], b: list[float]) -> float:

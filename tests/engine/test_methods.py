@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.errors import ConfigError
-from engine.losses import equimod_loss, head_norm_gap
+from engine.core.errors import ConfigError
 from engine.methods import METHODS, SPACES, build_method, method_config
+from engine.methods.losses import equimod_loss, head_norm_gap
 
 WIDTH = 0.0625  # 32-d features: seconds per test on CPU
 FEAT = 32

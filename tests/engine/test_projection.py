@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.projection import pca, project, stratified_sample, umap_2d
+from engine.store.projection import pca, project, stratified_sample, umap_2d
 
 
 def test_pca_recovers_planted_axes_and_projects_new_vectors():

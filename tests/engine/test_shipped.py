@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import load_model
 from engine.data import load_dataset
-from engine.knn import knn_accuracy
-from engine.run_data import embed_backbone
+from engine.eval.knn import knn_accuracy
+from engine.train.checkpoint import load_model
+from engine.train.data import embed_backbone
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 TRAINED = ("simclr", "essl", "equimod", "clever")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.errors import StoreError
-from engine.store import MANIFEST_VERSION, StoreArrays, StoreOptions, open_store, write_store
+from engine.core.errors import StoreError
+from engine.store.format import MANIFEST_VERSION, StoreArrays, StoreOptions, open_store, write_store
 
 SHA = "ab" * 32
 
@@ -120,7 +120,7 @@ def test_existing_store_needs_overwrite(built):
 
 
 def test_shard_merge_equals_single_pass(tmp_path):
-    from engine.embed import merge_shards, shard_range
+    from engine.store.build import merge_shards, shard_range
 
     assert [shard_range(10, r, 3) for r in range(3)] == [(0, 4), (4, 7), (7, 10)]
     x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
@@ -138,9 +138,9 @@ def test_shard_merge_equals_single_pass(tmp_path):
 def test_build_and_ensure_store_from_checkpoint(tmp_path):
     import torch
 
-    from engine.checkpoint import save_checkpoint
-    from engine.embed import EmbedJob, build_store, ensure_store, store_path
     from engine.methods import build_method
+    from engine.store.build import EmbedJob, build_store, ensure_store, store_path
+    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method("clever", width=0.0625, image_size=32).eval()

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.config import peak_lr
-from engine.errors import ConfigError
-from engine.report import Stat, aggregate, family_table, load_results, summary_table, write_report
-from engine.study import STUDIES, EvalSizes, arm_config, get_study, run_study, select_arms
+from engine.core.errors import ConfigError
+from engine.study.report import Stat, aggregate, family_table, load_results, summary_table, write_report
+from engine.study.run import STUDIES, EvalSizes, arm_config, get_study, run_study, select_arms
+from engine.train.config import peak_lr
 
 TINY = {"data.train_subset": 128, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625}
 SIZES = EvalSizes(probe_cap=200, n_fit=64, n_eval=64, n_sweep=8, store_limit=200)

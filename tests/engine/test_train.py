@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import load_model, load_state, read_info
 from engine.cli import main
-from engine.config import load_config
-from engine.errors import ConfigError
-from engine.train import NonFiniteLossError, StepEvent, fit
+from engine.core.errors import ConfigError
+from engine.train.checkpoint import load_model, load_state, read_info
+from engine.train.config import load_config
+from engine.train.loop import NonFiniteLossError, StepEvent, fit
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 8  # 512 items / batch 64
@@ -92,8 +92,8 @@ def test_resume_after_stop_equals_uninterrupted(uninterrupted, tmp_path: Path) -
 
 KILL_SCRIPT = """
 import os, signal, sys
-from engine.config import load_config
-from engine.train import fit
+from engine.train.config import load_config
+from engine.train.loop import fit
 def hook(ev):
     if ev.step == int(sys.argv[1]):
         os.kill(os.getpid(), signal.SIGKILL)

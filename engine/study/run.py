@@ -4,7 +4,7 @@ A study is a registry entry (:data:`STUDIES`): one dataset, the settings every a
 epochs, schedule) and its arms (a method plus the few options that make it that arm, e.g. E-SSL at the
 shared lr vs its reference doubled lr). ``study run`` is resumable: each ``<out>/<arm>-s<seed>/`` is a normal
 training run (continued with ``--resume`` semantics when it was interrupted) whose ``eval.json`` marks it done,
-so rerunning the same command only does what is missing. ``study report`` (engine.report) aggregates the
+so rerunning the same command only does what is missing. ``study report`` (engine.study.report) aggregates the
 ``eval.json`` files into tables and plots.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
-from engine.evaluate import EvalContext, evaluate, write_results
+from engine.core.errors import ConfigError
+from engine.eval.evaluate import EvalContext, evaluate, write_results
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def select_arms(study: Study, names: list[str] | None) -> tuple[Arm, ...]:
 
 def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str, Any], root: str | None):
     """The validated training config of one (arm, seed): shared settings < arm overrides < ``extra``."""
-    from engine.config import build_config
+    from engine.train.config import build_config
 
     flat = {
         **study.settings,
@@ -134,7 +134,7 @@ def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str
 class EvalSizes:
     """How much of each split the evaluation uses (smaller in tests)."""
 
-    probe_cap: int = EvalContext.probe_cap  # the evaluation's own defaults (engine.evaluate)
+    probe_cap: int = EvalContext.probe_cap  # the evaluation's own defaults (engine.eval.evaluate)
     n_fit: int = EvalContext.n_fit
     n_eval: int = EvalContext.n_eval
     n_sweep: int = EvalContext.n_sweep
@@ -152,7 +152,7 @@ def run_arm(
     device: str = "auto",
 ) -> Path:
     """Train (or resume) and evaluate one (arm, seed); returns its ``eval.json`` (skips the work if present)."""
-    from engine.train import fit
+    from engine.train.loop import fit
 
     run_dir = out / f"{arm.name}-s{seed}"
     result = run_dir / "eval.json"
@@ -177,8 +177,8 @@ def run_arm(
 
 def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, sizes: EvalSizes, device: str):
     """Build the run's test and train stores (no UMAP: not needed for scores) and run every evaluator."""
-    from engine.embed import EmbedJob, build_store, resolve_device
-    from engine.store import StoreOptions, open_store
+    from engine.store.build import EmbedJob, build_store, resolve_device
+    from engine.store.format import StoreOptions, open_store
 
     stores = {}
     for split in ("test", "train"):
@@ -216,7 +216,7 @@ def run_study(
     if not seeds or any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds must list non-negative integers, got {seeds}")
     out.mkdir(parents=True, exist_ok=True)
-    from engine.io import atomic_write_json
+    from engine.core.io import atomic_write_json
 
     atomic_write_json(
         out / "study.json",
@@ -256,13 +256,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="override a shared setting for every arm, e.g. --set optim.epochs=20 (recorded in study.json)",
     )
     r.set_defaults(func=_cmd_run)
-    from engine.report import add_report_args
+    from engine.study.report import add_report_args
 
     add_report_args(sp.add_parser("report", help="tables and plots from a study directory's eval.json files"))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.config import parse_overrides
+    from engine.train.config import parse_overrides
 
     out = args.out or Path(f"runs/study-{args.study}")
     extra = parse_overrides(args.set)

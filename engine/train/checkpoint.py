@@ -19,8 +19,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine import __version__, io
-from engine.errors import CheckpointError, EquiLabError
+from engine import __version__
+from engine.core import io
+from engine.core.errors import CheckpointError, EquiLabError
 
 FORMAT = "equilab-checkpoint/1"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

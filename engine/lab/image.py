@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import ConfigError, StoreError
-from engine.metrics import DisplacementScores, displacement_scores, rel_error, row_cos
+from engine.core.errors import ConfigError, StoreError
+from engine.eval.metrics import DisplacementScores, displacement_scores, rel_error, row_cos
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]
 
@@ -61,8 +61,8 @@ def fit_posthoc(
     z0: np.ndarray, zt: np.ndarray, p_raw: np.ndarray, space: str, rank: int = 16, alpha: float = 10.0
 ) -> PosthocPredictor:
     """Fit the ridge predictor of ``delta = zt - z0`` from (z0, raw parameter vectors) of sampled views."""
-    from engine.metrics import ridge_fit
-    from engine.projection import pca
+    from engine.eval.metrics import ridge_fit
+    from engine.store.projection import pca
 
     z0, zt, p_raw = (np.asarray(v, np.float64) for v in (z0, zt, p_raw))
     basis = pca(z0, min(rank, z0.shape[1]))
@@ -95,7 +95,7 @@ def predictor_path(store: str | Path, space: str) -> Path:
 
 def save_predictor(pred: PosthocPredictor, store: str | Path) -> Path:
     """Write ``posthoc_<space>.npz`` into the store directory (atomically; arrays only, no pickle)."""
-    from engine.io import atomic_write
+    from engine.core.io import atomic_write
 
     arrays = {k: np.asarray(v) for k, v in _asdict(pred).items() if k != "space"}
     path = predictor_path(store, pred.space)
@@ -273,7 +273,7 @@ def shuffled_control(
     return displacement_scores(z0, zt, fn(z0, p[generator.permutation(len(p))]))
 
 
-# ---------------------------------------------------------------- evaluation over a store (engine.evaluate)
+# ---------------------------------------------------------------- evaluation over a store (engine.eval.evaluate)
 
 
 def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch: int = 256):
@@ -298,7 +298,7 @@ def run_displacement_eval(model, ctx) -> list[dict]:
     "equivariant" space uses its own predictor. Top-1 retrieval is computed within batches of 256.
     """
     from engine.augment import FAMILIES
-    from engine.evaluate import _images
+    from engine.eval.evaluate import _images
 
     g = torch.Generator(device=_device(model)).manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)

@@ -24,12 +24,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from engine import checkpoint as ckpt
-from engine import io
-from engine.config import Config, load_config, peak_lr, to_dict, to_yaml
-from engine.errors import ConfigError, EquiLabError
-from engine.optim import build_optimizer, lr_at, set_lr
-from engine.run_data import autocast, knn_monitor, load_run_data, to_device
+from engine.core import io
+from engine.core.errors import ConfigError, EquiLabError
+from engine.train import checkpoint as ckpt
+from engine.train.config import Config, load_config, peak_lr, to_dict, to_yaml
+from engine.train.data import autocast, knn_monitor, load_run_data, to_device
+from engine.train.optim import build_optimizer, lr_at, set_lr
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from engine.config import flatten_yaml, parse_overrides
+    from engine.train.config import flatten_yaml, parse_overrides
 
     flags = {"model.method": args.method, "data.dataset": args.dataset, "data.root": args.data_root}
     flags = {k: v for k, v in flags.items() if v is not None}

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError
-from engine.evaluate import TABLE_COLUMNS
+from engine.core.errors import ConfigError
+from engine.eval.evaluate import TABLE_COLUMNS
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored:
 # EquiMod's own "equivariant" predictor, else the projector (or, without one, the backbone) post-hoc.
@@ -220,7 +220,7 @@ def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: 
 
 
 def _save(fig, path: Path) -> Path:
-    from engine.io import atomic_write
+    from engine.core.io import atomic_write
 
     plt = _pyplot()
     try:
@@ -231,7 +231,7 @@ def _save(fig, path: Path) -> Path:
 
 def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[Path]:
     """Tables (``tables.md``), the aggregate (``summary.json``) and three PNG plots of one study into ``out``."""
-    from engine.io import atomic_write_json, atomic_write_text
+    from engine.core.io import atomic_write_json, atomic_write_text
 
     docs = load_results(study_dir)
     arms = arm_order(docs, study_dir)

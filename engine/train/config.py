@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 KNOWN_DATASETS = ("shapes", "shapes_upright", "cifar10", "cifar100", "stl10", "imagefolder")
 
@@ -304,7 +304,7 @@ def to_yaml(cfg: Config) -> str:
 def peak_lr(cfg: Config) -> float:
     """Peak learning rate: ``lr * batch / 256 * method lr_scale``."""
     from engine.methods import method_config
-    from engine.optim import scaled_lr
+    from engine.train.optim import scaled_lr
 
     scale = getattr(method_config(cfg.model.method, cfg.model.options), "lr_scale", 1.0)
     return scaled_lr(cfg.optim.lr, cfg.optim.batch_size, scale)

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError
-from engine.io import atomic_write_json, atomic_write_text
-from engine.metrics import factor_probe, knn_eval, linear_probe
-from engine.store import Store, open_store
+from engine.core.errors import ConfigError
+from engine.core.io import atomic_write_json, atomic_write_text
+from engine.eval.metrics import factor_probe, knn_eval, linear_probe
+from engine.store.format import Store, open_store
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -105,7 +105,7 @@ def eval_factors(ctx: EvalContext) -> list[Row]:
 
 
 def _model(ctx: EvalContext):
-    from engine.checkpoint import load_model
+    from engine.train.checkpoint import load_model
 
     model, _ = load_model(ctx.test.checkpoint, ctx.device)
     return model
@@ -153,8 +153,8 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
     import torch
 
     from engine.augment import augment
+    from engine.eval.metrics import row_cos
     from engine.methods.views import training_recipe
-    from engine.metrics import row_cos
 
     if "invariant_part" not in ctx.test.spaces:
         return []
@@ -178,7 +178,7 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
 
 def eval_displacement(ctx: EvalContext) -> list[Row]:
     """Fit post-hoc predictors on train-split recipe views, score every space on test views + shuffled control."""
-    from engine.displacement import run_displacement_eval
+    from engine.eval.displacement import run_displacement_eval
 
     return run_displacement_eval(_model(ctx), ctx)
 
@@ -309,8 +309,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
-    from engine.embed import ensure_store
-    from engine.store import StoreOptions
+    from engine.store.build import ensure_store
+    from engine.store.format import StoreOptions
 
     if args.store is None and args.checkpoint is None:
         raise ConfigError("eval needs --store DIR or --checkpoint PATH (with --dataset)")
@@ -332,7 +332,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.table:
         print(results_table(args.table))
         return 0
-    from engine.embed import resolve_device
+    from engine.store.build import resolve_device
 
     test, train = _stores(args)
     ctx = EvalContext(

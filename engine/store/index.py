@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import StoreError
+from engine.core.errors import StoreError
 
 EXACT_MAX = 1_000_000
 HNSW_M = 32  # graph degree; recall depends on the data: near 1 on real embeddings, low on isotropic noise (bench knn)

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import StoreError
-from engine.io import open_memmap
-from engine.store import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
+from engine.core.errors import StoreError
+from engine.core.io import open_memmap
+from engine.store.format import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
 
 CPU_CHUNK = 64
 SKIP_SPACES = frozenset({"rotation_logits"})  # a 4-way classifier output, not an embedding space
@@ -49,15 +49,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def checkpoint_sha(checkpoint: str | Path) -> str:
-    """sha256 of the checkpoint's weights as recorded (and verified on load) by engine.checkpoint."""
-    from engine.checkpoint import read_info
+    """sha256 of the checkpoint's weights as recorded (and verified on load) by engine.train.checkpoint."""
+    from engine.train.checkpoint import read_info
 
     return str(read_info(checkpoint)["weights"]["sha256"])
 
 
 def store_path(checkpoint: str | Path, dataset: str, split: str, store_root: str | Path) -> Path:
     """``<store_root>/<checkpoint stem>-<sha[:10]>/<dataset>-<split>``: one directory per (checkpoint, data, split)."""
-    from engine.checkpoint import stem_of
+    from engine.train.checkpoint import stem_of
 
     return (
         Path(store_root)
@@ -155,11 +155,11 @@ def build_store(
     overwrite: bool = False,
 ) -> Path:
     """Embed ``job.dataset``/``job.split`` with ``job.checkpoint`` and write the complete store atomically."""
-    from engine.checkpoint import load_model, read_info
+    from engine.train.checkpoint import load_model, read_info
 
     options = options or StoreOptions()
+    from engine.core.io import atomic_dir
     from engine.data import load_dataset
-    from engine.io import atomic_dir
 
     out = store_path(job.checkpoint, job.dataset, job.split, job.store_root)
     if out.exists() and not overwrite:
@@ -227,7 +227,7 @@ def _embed_shard(model, images, out: Path, options: StoreOptions, job: EmbedJob,
     Returns ([], []) on a single process (the caller embeds directly), (shard dirs, spaces) on rank 0 and
     (None, spaces) on the other ranks.
     """
-    from engine import distributed as dist
+    from engine.core import distributed as dist
 
     if not dist.is_distributed():
         return [], []

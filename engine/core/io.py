@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EquiLabError, WriteError
+from engine.core.errors import EquiLabError, WriteError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FILE_MODE, DIR_MODE = 0o644, 0o755
 # What to tell the user per errno (the kernel's own words alone do not say what to do).
 _WRITE_HINTS: dict[int, str] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux: anything longer cannot name a real file
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.errors import StoreError
-from engine.io import atomic_write_json, open_memmap, sha256_file
+from engine.core.errors import StoreError
+from engine.core.io import atomic_write_json, open_memmap, sha256_file
 
 MANIFEST_VERSION = 1
 COORD_KINDS = ("pca2", "pca3", "umap")
@@ -99,15 +99,15 @@ class Store:
         return np.load(path, allow_pickle=False)
 
     def pca_basis(self, space: str):
-        """The store's PCA basis of ``space`` (engine.projection.PCABasis, 3 components)."""
-        from engine.projection import PCABasis
+        """The store's PCA basis of ``space`` (engine.store.projection.PCABasis, 3 components)."""
+        from engine.store.projection import PCABasis
 
         with np.load(self.path / f"pca_{self._space(space)}.npz", allow_pickle=False) as z:
             return PCABasis(mean=z["mean"], components=z["components"], explained=z["explained"])
 
     def index(self, space: str):
         """The FAISS cosine index of ``space`` (loaded from disk on each call; callers cache it)."""
-        from engine.index import read_index
+        from engine.store.index import read_index
 
         return read_index(self.path / f"{self._space(space)}.faiss")
 
@@ -209,8 +209,8 @@ def derive_space(
 
     Returns the seconds spent per stage (for the build-time benchmark).
     """
-    from engine.index import build_index, write_index
-    from engine.projection import pca, project, umap_2d
+    from engine.store.index import build_index, write_index
+    from engine.store.projection import pca, project, umap_2d
 
     x = np.load(dirpath / f"{space}.npy", mmap_mode="r", allow_pickle=False)
     times = {}
@@ -313,7 +313,7 @@ def finish_store(
 
 @dataclass(frozen=True)
 class StoreArrays:
-    """In-memory content of a small store (tests, fixtures); :mod:`engine.embed` streams large ones instead."""
+    """In-memory content of a small store (tests, fixtures); :mod:`engine.store.build` streams large ones instead."""
 
     embeddings: dict[str, np.ndarray]  # space -> [N, D]
     labels: np.ndarray  # int64 [N]
@@ -330,7 +330,7 @@ def write_store(
     overwrite: bool = False,
 ) -> Path:
     """Write a complete store from arrays, atomically (temporary directory, then rename)."""
-    from engine.io import atomic_dir
+    from engine.core.io import atomic_dir
 
     path = Path(path)
     if path.exists() and not overwrite:

@@ -1,6 +1,6 @@
 """Metrics on frozen features (arrays in, floats out): linear probes, factor probes, displacement scores.
 
-The weighted kNN classifier lives in :mod:`engine.knn` (shared with the trainer's online monitor); this module
+The weighted kNN classifier lives in :mod:`engine.eval.knn` (shared with the trainer's online monitor); this module
 adds the linear probe, the per-factor probes of the shapes dataset and the displacement metrics.
 """
 
@@ -149,10 +149,10 @@ def knn_eval(
     k: int = 200,
     t: float = 0.1,
 ) -> float:
-    """Weighted cosine kNN accuracy (k=200, T=0.1) through :func:`engine.knn.knn_accuracy` on numpy arrays."""
+    """Weighted cosine kNN accuracy (k=200, T=0.1) through :func:`engine.eval.knn.knn_accuracy` on numpy arrays."""
     import torch
 
-    from engine.knn import knn_accuracy
+    from engine.eval.knn import knn_accuracy
 
     n_cls = int(max(np.max(train_y), np.max(test_y))) + 1
     return knn_accuracy(

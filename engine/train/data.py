@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.config import Config
-from engine.errors import EquiLabError
-from engine.knn import knn_accuracy
+from engine.core.errors import EquiLabError
+from engine.eval.knn import knn_accuracy
+from engine.train.config import Config
 
 
 def to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Shared infrastructure: the error family, atomic file io, path safety, distributed helpers."""

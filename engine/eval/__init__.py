@@ -1,0 +1,1 @@
+"""Evaluation: metrics, kNN, probes, displacement and the `eval` command."""

@@ -1,0 +1,1 @@
+"""Embedding stores: building (embedding a dataset), the on-disk format, FAISS index, projections."""

@@ -1,0 +1,1 @@
+"""Studies: multi-seed train + evaluate per arm, and their report."""

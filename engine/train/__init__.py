@@ -1,0 +1,1 @@
+"""Training: configs, optimisers, the loop, checkpoints and the run's data."""
