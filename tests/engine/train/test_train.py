@@ -19,7 +19,7 @@ from engine.train.checkpoint import load_model, load_state, read_info
 from engine.train.config import load_config
 from engine.train.loop import NonFiniteLossError, StepEvent, fit
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STEPS_PER_EPOCH = 8  # 512 items / batch 64
 TINY = [
     "data.options.size=600",

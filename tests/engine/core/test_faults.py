@@ -34,7 +34,7 @@ from engine.store.build import EmbedJob, build_store, ensure_store, store_path
 from engine.store.format import StoreOptions, open_store
 from engine.train.checkpoint import load_model, load_train_state, read_info, save_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NOBODY = 65534
 PR_CAPBSET_DROP, DAC_CAPS = 24, (1, 2, 3)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
 KIB = 1024

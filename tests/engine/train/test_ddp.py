@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from engine.methods.losses import nt_xent
 from engine.train.loop import rank_batches, step_generator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WORLD, BATCH, SEED = 2, 16, 3
 
 WORKER = """
