@@ -6,6 +6,8 @@ goes through ``st.cache_resource``. The store is opened (and its checksums verif
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,14 @@ import numpy as np
 import streamlit as st
 
 from app import ui
+from engine.core.errors import EquiLabError, StoreError
+from engine.data import load_dataset
+from engine.eval.displacement import load_predictor
+from engine.lab.image import Basis2D
+from engine.store import format as mod
+from engine.store.build import ensure_store, store_path
+from engine.store.format import open_store
+from engine.store.index import search as engine_search
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,6 @@ class StoreRef:
 
 def _open(path: str):
     """Re-open a store that store_for() already verified in full: sizes checked, hashes skipped."""
-    from engine.store.format import open_store
 
     return open_store(path, verify=False)
 
@@ -44,8 +53,6 @@ def _progress_cb(status, bar):
 
 def canonical_store(ckpt: Path, dataset: str, split: str) -> Path | None:
     """Where ``python -m engine embed --out <stores root>`` writes this store (None if the checkpoint is unreadable)."""
-    from engine.core.errors import EquiLabError
-    from engine.store.build import store_path
 
     try:
         return store_path(ckpt, dataset, split, ui.roots()["stores"])
@@ -59,7 +66,6 @@ def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
     The path the rebuild command writes comes first, so running the command shown for a damaged store fixes it
     wherever the damaged one lies; stores reached through a symlink pointing outside the root are ignored.
     """
-    import json
 
     try:
         sha = json.loads(ckpt.with_suffix(".json").read_text()).get("weights", {}).get("sha256")
@@ -85,7 +91,6 @@ def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
 
 def rebuild_command(ckpt: Path, dataset: str, split: str) -> str:
     """The shell command that (re)builds the store the app reads first for (ckpt, dataset, split)."""
-    import shlex
 
     args = ["python", "-m", "engine", "embed", "--checkpoint", str(ckpt), "--dataset", dataset]
     args += ["--split", split, "--out", str(ui.roots()["stores"]), "--overwrite"]
@@ -99,8 +104,6 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     run, so a store damaged or deleted while the page is open also ends in the error box, not a traceback.
     Shows what is wrong and the fixing command, then stops the page, when it cannot be built or opened.
     """
-    from engine.core.errors import EquiLabError
-    from engine.store import format as mod
 
     ckpt = checkpoint or sel.checkpoint
     if ckpt is None:
@@ -127,7 +130,6 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
 
 def _build(ckpt: Path, sel: ui.Selection) -> Path:
     """engine.store.build.ensure_store with a progress display while it builds; returns the store directory."""
-    from engine.store.build import ensure_store
 
     slot = st.empty()  # the progress box disappears once the store is ready
     with slot.container():
@@ -174,7 +176,6 @@ def _coords(path: str, stamp: float, space: str, kind: str) -> np.ndarray:
 
 def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
     """[N, 2] map coordinates precomputed by the store; PCA with a note when the store has no UMAP."""
-    from engine.core.errors import StoreError
 
     try:
         return _coords(str(ref.path), ref.stamp, space, kind)
@@ -188,8 +189,6 @@ def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
 def store_images(ref: StoreRef) -> np.ndarray:
     """uint8 [N, H, W, 3] images of the store's items: the dataset it was built on (memory-mapped by engine.data),
     else the thumbnails when that dataset is not reachable with the recorded options."""
-    from engine.core.errors import EquiLabError
-    from engine.data import load_dataset
 
     s = _open(str(ref.path))
     src = s.manifest.get("source", {})
@@ -225,7 +224,6 @@ def thumbs(path: str, stamp: float) -> np.ndarray:
 @st.cache_data(max_entries=32, show_spinner=False)
 def pca(path: str, stamp: float, space: str):
     """The store's linear PCA basis (engine.lab.image.Basis2D) for projecting new vectors next to the cloud."""
-    from engine.lab.image import Basis2D
 
     b = _open(path).pca_basis(space)  # fitted when the store was built
     axes = np.asarray(b.components, dtype=np.float64)[:2]
@@ -239,7 +237,6 @@ def _index(path: str, stamp: float, space: str):
 
 def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.ndarray | None = None):
     """Top-k of each query row in the store: engine.store.index SearchResult (ids, scores, latency_ms)."""
-    from engine.store.index import search as engine_search
 
     q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     return engine_search(_index(str(ref.path), ref.stamp, space), q, k, space=space, exclude=exclude)
@@ -247,14 +244,12 @@ def search(ref: StoreRef, space: str, queries: np.ndarray, k: int, exclude: np.n
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _predictor(path: str, stamp: float, space: str):
-    from engine.eval.displacement import load_predictor
 
     return load_predictor(path, space)
 
 
 def predictor(ref: StoreRef, space: str):
     """The post-hoc displacement predictor saved beside the store for ``space``, or None if there is none."""
-    from engine.core.errors import EquiLabError
 
     try:
         return _predictor(str(ref.path), ref.stamp, space)

@@ -8,12 +8,19 @@ Heavy engine imports happen inside functions so the first paint is fast.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import streamlit as st
+
+from engine import data as mod
+from engine.core.errors import EquiLabError
+from engine.core.paths import UnsafePathError, is_inside, resolve_inside
+from engine.data import DATASETS
+from engine.train import checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT_ENV: dict[str, str] = {
@@ -33,7 +40,6 @@ def roots() -> dict[str, Path]:
 
 def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path | None:
     """``text`` resolved (relative paths against each root, then the repo) if it lies inside an allowed root."""
-    from engine.core.paths import UnsafePathError
 
     try:
         return resolve_path(text, kinds)
@@ -43,7 +49,6 @@ def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "store
 
 def resolve_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path:
     """Like :func:`safe_path` but raises engine.core.paths.UnsafePathError saying why (for the page's error box)."""
-    from engine.core.paths import resolve_inside
 
     r = roots()
     return resolve_inside(text, [r[k] for k in kinds], anchors=[REPO])
@@ -51,7 +56,6 @@ def resolve_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "st
 
 def inside_root(path: Path, kind: str) -> bool:
     """True when ``path`` (symlinks followed) lies inside the ``kind`` root: discovered files must not escape it."""
-    from engine.core.paths import is_inside
 
     return is_inside(path, roots()[kind])
 
@@ -92,7 +96,6 @@ def show_error(err: Exception, fix: str | None = None) -> None:
     With ``fix``, a rebuild command the engine's message carries is replaced by a pointer to the one below, so
     the page shows a single command (the app's, which targets the store the app reads first).
     """
-    import re
 
     text = str(err)
     if fix:
@@ -141,7 +144,6 @@ class Selection:
 
 
 def _dataset_names() -> list[str]:
-    from engine.data import DATASETS
 
     return sorted(DATASETS)
 
@@ -214,9 +216,7 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
 def _load_model(path: str, stamp: float):
-    from engine.train.checkpoint import load_model
-
-    return load_model(path)
+    return checkpoint.load_model(path)
 
 
 def load_model(path: Path, stop: bool = True):
@@ -225,7 +225,6 @@ def load_model(path: Path, stop: bool = True):
     A missing or damaged checkpoint shows the engine's message and the fixing command, then stops the page
     (or returns None with ``stop=False``, for loops over several models).
     """
-    from engine.core.errors import EquiLabError
 
     try:
         return _load_model(str(path), _stamp(path))
@@ -258,8 +257,6 @@ def decode_upload(up: Any) -> np.ndarray | None:
     if len(data) > MAX_UPLOAD_BYTES:
         st.error(f"{up.name}: {len(data) / 1e6:.1f} MB is over the 10 MB upload limit.")
         return None
-    from engine import data as mod
-    from engine.core.errors import EquiLabError
 
     try:
         return _decode(mod, data)

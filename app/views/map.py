@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
+from engine.augment import FAMILIES
 from engine.lab.compare import knn_ids, selection_ids, stratified_sample
+from engine.lab.image import displacement_scores
 
 MAX_POINTS = 20000
 GRID = 48
@@ -35,7 +37,6 @@ def knn_correct(path: str, stamp: float, space: str, k: int = 10) -> np.ndarray:
 @st.cache_data(max_entries=16, show_spinner="Augmenting and embedding every item (once per setting)…")
 def displacement_map(path: str, stamp: float, space: str, family: str, strength: float):
     """(|Δ| [N], invariance cos [N]) of every store item under one augmentation family."""
-    from engine.lab.image import displacement_scores
 
     model, _ = ui.load_model(sel.checkpoint)
     images = cached.store_images(ref)
@@ -61,8 +62,6 @@ if colour == "label":
 elif colour == "kNN-correctness":
     values, names = knn_correct(str(ref.path), ref.stamp, space), None
 elif colour in ("displacement |Δ|", "invariance cos"):
-    from engine.augment import FAMILIES
-
     fams = list(FAMILIES)
     d1, d2 = st.columns(2)
     fam = d1.selectbox(

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import cached, ui
+from engine.lab.image import SliderValues, lab_views
 
 st.title("Retrieval")
 sel = ui.selection()
@@ -29,7 +30,6 @@ elif source == "Upload":
     img = ui.decode_upload(up)
     if img is not None:
         model, _ = ui.load_model(sel.checkpoint)
-        from engine.lab.image import SliderValues, lab_views
 
         res = lab_views(model, img, [SliderValues()], space)
         query, show = res.z0, img

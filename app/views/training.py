@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import ui
+from engine.core.paths import UnsafePathError
 
 MAX_RUNS = 200
 
@@ -71,8 +72,6 @@ typed = st.text_input(
     key="train_path",
 )
 if typed:
-    from engine.core.paths import UnsafePathError
-
     try:
         p = ui.resolve_path(typed, ("runs", "checkpoints", "stores"))
         if not any(ui.inside_root(p / "metrics.jsonl", k) for k in ("runs", "checkpoints", "stores")):

@@ -7,8 +7,12 @@ import dataclasses
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from engine import augment as A
+from engine.core import io
 from engine.core.errors import ConfigError, DataError
+from engine.data import load_dataset
 
 PAD = 2  # px of white between tiles
 
@@ -16,14 +20,11 @@ PAD = 2  # px of white between tiles
 def _load_image(args: argparse.Namespace) -> np.ndarray:
     """uint8 [H, W, 3] from ``--image`` (PIL, RGB) or item ``--index`` of ``--dataset``."""
     if args.image:
-        from PIL import Image, UnidentifiedImageError
-
         try:
             with Image.open(args.image) as im:
                 return np.asarray(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
             raise DataError(f"cannot read image {args.image}: {e}. Pass a PNG or JPEG file.") from e
-    from engine.data import load_dataset
 
     ds = load_dataset(args.dataset, args.split, args.data_root)
     if not 0 <= args.index < len(ds):
@@ -40,10 +41,6 @@ def strip(tiles: torch.Tensor, zoom: int) -> np.ndarray:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from engine import augment as A
-    from engine.core import io
 
     if args.n < 1 or args.zoom < 1:
         raise ConfigError(f"--n {args.n} and --zoom {args.zoom} must be >= 1")

@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 
 import torch
+from torchvision.transforms import InterpolationMode, v2
 
+from engine.augment import RECIPES, augment
 from engine.benches.common import print_table, time_it, write_results
+from engine.core.errors import ConfigError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -25,7 +28,6 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _torchvision_compose():
-    from torchvision.transforms import InterpolationMode, v2
 
     return v2.Compose(
         [
@@ -39,8 +41,6 @@ def _torchvision_compose():
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.augment import RECIPES, augment
-    from engine.core.errors import ConfigError
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():

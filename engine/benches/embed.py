@@ -17,6 +17,11 @@ import numpy as np
 import torch
 
 from engine.benches.common import print_table, time_it, write_results
+from engine.data import load_dataset
+from engine.methods import build_method
+from engine.store.build import EmbedJob, build_store, embed_batches, resolve_device
+from engine.store.format import open_store
+from engine.train.checkpoint import load_model, save_checkpoint
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -48,8 +53,6 @@ def _sync(device: torch.device) -> None:
 
 
 def _new_checkpoint(method: str, width: float, where: Path) -> Path:
-    from engine.methods import build_method
-    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method(method, width=width, image_size=32)
@@ -57,10 +60,6 @@ def _new_checkpoint(method: str, width: float, where: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.data import load_dataset
-    from engine.store.build import EmbedJob, build_store, embed_batches, resolve_device
-    from engine.store.format import open_store
-    from engine.train.checkpoint import load_model
 
     device = resolve_device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="equilab-bench-embed-"))

@@ -9,6 +9,7 @@ import argparse
 import numpy as np
 
 from engine.benches.common import percentile_ms, print_table, time_it, write_results
+from engine.store.index import HNSW_M, build_index, normalize
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -29,8 +30,6 @@ def _numpy_knn(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     import faiss
-
-    from engine.store.index import HNSW_M, build_index, normalize
 
     rng = np.random.default_rng(args.seed)
     x = normalize(rng.normal(size=(args.n, args.dim)).astype(np.float32))

@@ -14,8 +14,11 @@ import argparse
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import v2
 
 from engine.benches.common import print_table, time_it, write_results
+from engine.core.errors import ConfigError
+from engine.methods import METHODS, build_method
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -62,7 +65,6 @@ def _plain_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> torc
 
 
 def _plain_transform(size: int):
-    from torchvision.transforms import v2
 
     return v2.Compose(
         [
@@ -90,7 +92,6 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _engine_step(name: str, args: argparse.Namespace, images: torch.Tensor, device: torch.device):
-    from engine.methods import METHODS, build_method
 
     model = build_method(name, width=args.width, image_size=args.size).to(device)
     if device.type == "cuda":
@@ -181,8 +182,6 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.core.errors import ConfigError
-    from engine.methods import METHODS
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.distributed.nn.functional import all_gather
 
 
 def is_distributed() -> bool:
@@ -27,6 +28,5 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     """
     if not is_distributed():
         return x
-    from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)

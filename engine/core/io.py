@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.core.errors import EquiLabError, WriteError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +72,6 @@ def open_memmap(path: str | Path, dtype: Any, shape: tuple[int, ...]) -> Any:
     A memmap over a sparse file on a full disk dies with SIGBUS on the first page it cannot back; reserving
     the blocks turns that into an ``OSError`` (ENOSPC/EFBIG) here, which the atomic helpers report cleanly.
     """
-    import numpy as np
 
     arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=shape)
     with open(path, "rb+") as f:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from engine.core import io
 from engine.core.errors import ConfigError, DataError
@@ -89,7 +90,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def grid_image(images: np.ndarray, labels: list[str], cols: int) -> np.ndarray:
     """Tile uint8 ``[n, h, w, 3]`` into one image, each tile upscaled and captioned with its label."""
-    from PIL import Image, ImageDraw
 
     n, h, w, _ = images.shape
     th, tw, caption = h * TILE_SCALE, w * TILE_SCALE, 12
@@ -104,7 +104,6 @@ def grid_image(images: np.ndarray, labels: list[str], cols: int) -> np.ndarray:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from PIL import Image
 
     if args.n < 1:
         raise ConfigError(f"--n {args.n} must be at least 1.")

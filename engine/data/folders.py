@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.core.errors import ConfigError, DataError
-from engine.data.dataset import Arrays, ImageDataset, cached
+from engine.data.dataset import Arrays, ImageDataset, cached, resolve_root
 from engine.data.images import decode_image, to_square
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,6 @@ def load_imagefolder(
     Reads ``<root>/<split>/<class>/*`` when ``<root>/<split>`` exists, else ``<root>/<class>/*`` as split
     ``train``. ``meta["path"]`` holds each image's path relative to the split folder.
     """
-    from engine.data.dataset import resolve_root
 
     size = check_image_size(image_size)
     if not split or split in {".", ".."} or Path(split).name != split:

@@ -12,6 +12,7 @@ layout is detected from what the root holds.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import pickle
 from pathlib import Path
@@ -43,8 +44,6 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) == ("_codecs", "encode"):  # protocol-2 pickles spell bytes this way
-            import codecs
-
             return codecs.encode
         try:
             return self.ALLOWED[(module, name)]

@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine import augment as A
+from engine.augment import FAMILIES, sample_params
 from engine.core.errors import ConfigError, StoreError
-from engine.eval.metrics import DisplacementScores, displacement_scores, rel_error, row_cos
+from engine.core.io import atomic_write
+from engine.eval.context import sample_images
+from engine.eval.metrics import DisplacementScores, displacement_scores, rel_error, ridge_fit, row_cos
+from engine.methods.views import training_recipe
+from engine.store.projection import pca
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]
 
@@ -61,8 +67,6 @@ def fit_posthoc(
     z0: np.ndarray, zt: np.ndarray, p_raw: np.ndarray, space: str, rank: int = 16, alpha: float = 10.0
 ) -> PosthocPredictor:
     """Fit the ridge predictor of ``delta = zt - z0`` from (z0, raw parameter vectors) of sampled views."""
-    from engine.eval.metrics import ridge_fit
-    from engine.store.projection import pca
 
     z0, zt, p_raw = (np.asarray(v, np.float64) for v in (z0, zt, p_raw))
     basis = pca(z0, min(rank, z0.shape[1]))
@@ -95,7 +99,6 @@ def predictor_path(store: str | Path, space: str) -> Path:
 
 def save_predictor(pred: PosthocPredictor, store: str | Path) -> Path:
     """Write ``posthoc_<space>.npz`` into the store directory (atomically; arrays only, no pickle)."""
-    from engine.core.io import atomic_write
 
     arrays = {k: np.asarray(v) for k, v in _asdict(pred).items() if k != "space"}
     path = predictor_path(store, pred.space)
@@ -131,7 +134,6 @@ def embed_views(model, images: torch.Tensor, params) -> tuple[dict, dict, np.nda
 
     The original goes through the identity augmentation at the model's size, exactly as EquiMod's x0.
     """
-    from engine import augment as A
 
     dev = _device(model)
     images = images.to(dev)
@@ -222,7 +224,6 @@ def sweep_spaces(
     model, images: torch.Tensor, family: str, strengths, predictors: dict[str, Predictor | None]
 ) -> dict[str, SweepResult]:
     """:func:`sweep` for several spaces at once (each strength is embedded once): space -> SweepResult."""
-    from engine.augment import FAMILIES
 
     if family not in FAMILIES:
         raise ConfigError(f"unknown augmentation family {family!r}; choose from {sorted(FAMILIES)}")
@@ -278,8 +279,6 @@ def shuffled_control(
 
 def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch: int = 256):
     """(e0, et per space, raw p) for one random recipe view of every image (the training recipe at model size)."""
-    from engine.augment import sample_params
-    from engine.methods.views import training_recipe
 
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     r = training_recipe(model)
@@ -297,13 +296,11 @@ def run_displacement_eval(model, ctx) -> list[dict]:
     Post-hoc predictors are fitted on ``ctx.n_fit`` train images and saved beside the test store; EquiMod's
     "equivariant" space uses its own predictor. Top-1 retrieval is computed within batches of 256.
     """
-    from engine.augment import FAMILIES
-    from engine.eval.evaluate import _images
 
     g = torch.Generator(device=_device(model)).manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
-    tr_imgs, _ = _images(ctx.train, ctx.n_fit, ctx.seed)
-    te_imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed + 1)
+    tr_imgs, _ = sample_images(ctx.train, ctx.n_fit, ctx.seed)
+    te_imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed + 1)
     f0, ft, fp = sample_pairs(model, tr_imgs, g)
     t0, tt, tp = sample_pairs(model, te_imgs, g)
     rows, fns = [], {}

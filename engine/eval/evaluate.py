@@ -19,35 +19,25 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from engine.augment import apply, augment, identity_params, rotate4
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
-from engine.eval.metrics import factor_probe, knn_eval, linear_probe
-from engine.store.format import Store, open_store
+from engine.eval.context import EvalContext, sample_ids, sample_images
+from engine.eval.displacement import run_displacement_eval
+from engine.eval.metrics import factor_probe, knn_eval, linear_probe, row_cos
+from engine.methods.views import training_recipe
+from engine.store.build import ensure_store, resolve_device
+from engine.store.format import Store, StoreOptions, open_store
+from engine.train.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class EvalContext:
-    test: Store
-    train: Store
-    probe_cap: int = 10_000
-    n_fit: int = 4096  # train images for post-hoc displacement predictors
-    n_eval: int = 1024  # test images for displacement / rotation / CLeVER scores
-    seed: int = 0
-    device: str = "cpu"
-    n_sweep: int = 128  # test images per (family, strength) in the displacement sweeps
-
-
-def _cap(n: int, cap: int, seed: int) -> np.ndarray:
-    return np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
 
 
 def eval_knn(ctx: EvalContext) -> list[Row]:
@@ -61,7 +51,7 @@ def eval_knn(ctx: EvalContext) -> list[Row]:
 
 def eval_linear(ctx: EvalContext) -> list[Row]:
     """Linear probe accuracy on frozen features for every space."""
-    ids = _cap(ctx.train.n, ctx.probe_cap, ctx.seed)
+    ids = sample_ids(ctx.train.n, ctx.probe_cap, ctx.seed)
     rows = []
     for s in ctx.test.spaces:
         acc = linear_probe(
@@ -92,7 +82,7 @@ def eval_factors(ctx: EvalContext) -> list[Row]:
     """Per-factor ridge R^2 on shapes (hue and rotation circular); skipped for datasets without factors."""
     tr_meta, te_meta = ctx.train.meta, ctx.test.meta
     targets_tr, targets_te = _factor_targets(tr_meta), _factor_targets(te_meta)
-    ids = _cap(ctx.train.n, ctx.probe_cap, ctx.seed)
+    ids = sample_ids(ctx.train.n, ctx.probe_cap, ctx.seed)
     rows = []
     for s in ctx.test.spaces:
         xtr, xte = np.asarray(ctx.train.embeddings(s))[ids], np.asarray(ctx.test.embeddings(s))
@@ -105,32 +95,16 @@ def eval_factors(ctx: EvalContext) -> list[Row]:
 
 
 def _model(ctx: EvalContext):
-    from engine.train.checkpoint import load_model
 
     model, _ = load_model(ctx.test.checkpoint, ctx.device)
     return model
 
 
-def _images(store: Store, n: int, seed: int):
-    """uint8 [n, 3, H, W] tensor of the store's dataset items (reloaded from the dataset, not thumbnails)."""
-    import torch
-
-    from engine.data import load_dataset
-
-    src = store.manifest["source"]
-    data = load_dataset(src["dataset"], split=src["split"], root=src.get("data_root"))
-    ids = _cap(store.n, n, seed)
-    return torch.from_numpy(np.array(data.images[ids])).permute(0, 3, 1, 2), ids
-
-
 def eval_rotation(ctx: EvalContext) -> list[Row]:
     """E-SSL 4-way rotation accuracy: argmax of "rotation_logits" on augment.rotate4 copies of test images."""
-    import torch
-
-    from engine.augment import apply, identity_params, rotate4
 
     model = _model(ctx)
-    imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed)
+    imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed)
     hw = tuple(imgs.shape[-2:])
     correct = total = 0
     with torch.no_grad():
@@ -150,16 +124,11 @@ def eval_rotation(ctx: EvalContext) -> list[Row]:
 
 def eval_clever(ctx: EvalContext) -> list[Row]:
     """CLeVER: mean cross-view cosine of the invariant part (target ~1) and equivariant part (target ~0)."""
-    import torch
-
-    from engine.augment import augment
-    from engine.eval.metrics import row_cos
-    from engine.methods.views import training_recipe
 
     if "invariant_part" not in ctx.test.spaces:
         return []
     model = _model(ctx)
-    imgs, _ = _images(ctx.test, ctx.n_eval, ctx.seed)
+    imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
     r = training_recipe(model)
     with torch.no_grad():
@@ -178,7 +147,6 @@ def eval_clever(ctx: EvalContext) -> list[Row]:
 
 def eval_displacement(ctx: EvalContext) -> list[Row]:
     """Fit post-hoc predictors on train-split recipe views, score every space on test views + shuffled control."""
-    from engine.eval.displacement import run_displacement_eval
 
     return run_displacement_eval(_model(ctx), ctx)
 
@@ -309,8 +277,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
-    from engine.store.build import ensure_store
-    from engine.store.format import StoreOptions
 
     if args.store is None and args.checkpoint is None:
         raise ConfigError("eval needs --store DIR or --checkpoint PATH (with --dataset)")
@@ -332,7 +298,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.table:
         print(results_table(args.table))
         return 0
-    from engine.store.build import resolve_device
 
     test, train = _stores(args)
     ctx = EvalContext(

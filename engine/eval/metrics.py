@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from engine.eval.knn import knn_accuracy
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +25,6 @@ def linear_probe(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, c: float = 1.0
 ) -> float:
     """Test accuracy of a multinomial logistic regression (L2, C=``c``, lbfgs) on standardised frozen features."""
-    from sklearn.linear_model import LogisticRegression
 
     tr, te = _standardize(np.asarray(train_x, np.float64), np.asarray(test_x, np.float64))
     clf = LogisticRegression(C=c, max_iter=500)
@@ -150,9 +153,6 @@ def knn_eval(
     t: float = 0.1,
 ) -> float:
     """Weighted cosine kNN accuracy (k=200, T=0.1) through :func:`engine.eval.knn.knn_accuracy` on numpy arrays."""
-    import torch
-
-    from engine.eval.knn import knn_accuracy
 
     n_cls = int(max(np.max(train_y), np.max(test_y))) + 1
     return knn_accuracy(

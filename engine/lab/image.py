@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from engine.augment import FAMILIES, apply, equimod_vector, identity_params
 from engine.core.errors import ConfigError
 
 
@@ -57,9 +59,6 @@ def crop_box(values: SliderValues, image_hw: tuple[int, int]) -> tuple[float, fl
 
 def compose_params(values: SliderValues, image_hw: tuple[int, int], size: int, device: str = "cpu"):
     """An ``engine.augment.AugParams`` for one image (B = 1) reproducing the slider values exactly."""
-    import torch
-
-    from engine.augment import identity_params
 
     base = identity_params(1, image_hw, size, device)
 
@@ -194,9 +193,6 @@ def lab_views(model, image: np.ndarray, values: list[SliderValues], space: str, 
     EquiMod's own predictor in its "equivariant" space, else from ``predictor(z0 [V, D], p [V, 15]) -> [V, D]``
     (a post-hoc predictor), else there is none.
     """
-    import torch
-
-    from engine.augment import apply, equimod_vector, identity_params
 
     device = next(model.parameters()).device
     size = int(getattr(model, "image_size", image.shape[0]))
@@ -239,9 +235,6 @@ def displacement_scores(
 
     ``images`` uint8 [N, H, W, 3]; the map colours every item of a store by these (computed on all N items).
     """
-    import torch
-
-    from engine.augment import FAMILIES, apply, identity_params
 
     if family not in FAMILIES:
         raise ConfigError(f"unknown augmentation family {family!r}: choose from {sorted(FAMILIES)}")

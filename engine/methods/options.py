@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from engine.augment import RECIPES
 from engine.core.errors import ConfigError
 
 # Allowed ranges (inclusive) shared by every method config that has the field.
@@ -64,14 +65,11 @@ def make_config(config_cls: type, method: str, options: dict[str, Any] | None) -
             f"unknown option(s) {unknown} for method '{method}'; allowed keys: {sorted(defaults) or 'none'}"
         )
     values = {k: _coerce(method, k, v, defaults[k]) for k, v in options.items()}
-    if "recipe" in values:
-        from engine.augment import RECIPES
-
-        if values["recipe"] not in RECIPES:
-            raise ConfigError(
-                f"option 'recipe' of method '{method}' = {values['recipe']!r} is unknown; "
-                f"choose from {sorted(RECIPES)}"
-            )
+    if "recipe" in values and values["recipe"] not in RECIPES:
+        raise ConfigError(
+            f"option 'recipe' of method '{method}' = {values['recipe']!r} is unknown; "
+            f"choose from {sorted(RECIPES)}"
+        )
     for key, value in values.items():
         if key in RANGES:
             lo, hi = RANGES[key]

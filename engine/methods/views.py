@@ -8,10 +8,12 @@ from typing import Any
 
 from torch import Generator, Tensor
 
+from engine import augment as aug
+from engine.augment import get_recipe
+
 
 def recipe(name: str, size: int) -> Any:
     """``RECIPES[name]`` with its output side set to ``size`` (recipes are written for 32 px CIFAR)."""
-    from engine.augment import get_recipe
 
     r = get_recipe(name)
     if dataclasses.is_dataclass(r) and hasattr(r, "size") and r.size != size:
@@ -35,32 +37,27 @@ def light_recipe(size: int) -> Any:
 
 def augment(images: Tensor, recipe_obj: Any, generator: Generator) -> tuple[Tensor, Any]:
     """One augmented view of every image: ``(views [B,3,S,S] in [0,1], AugParams)``."""
-    from engine import augment as aug
 
     return aug.augment(images, recipe_obj, generator)
 
 
 def identity_view(images: Tensor, size: int) -> Tensor:
     """The un-augmented image resized to ``size`` (EquiMod's x0), through the same ``apply`` as training."""
-    from engine import augment as aug
 
     n, _, h, w = images.shape
     return aug.apply(images, aug.identity_params(n, (h, w), size, images.device))
 
 
 def equimod_vector(params: Any, image_hw: tuple[int, int]) -> Tensor:
-    from engine import augment as aug
 
     return aug.equimod_vector(params, image_hw)
 
 
 def param_stats(recipe_obj: Any, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    from engine import augment as aug
 
     return aug.param_stats(recipe_obj, image_hw)
 
 
 def rotate4(x: Tensor) -> tuple[Tensor, Tensor]:
-    from engine import augment as aug
 
     return aug.rotate4(x)

@@ -18,11 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as tdist
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from engine.core import distributed as dist
 from engine.core.errors import StoreError
-from engine.core.io import open_memmap
+from engine.core.io import atomic_dir, open_memmap
+from engine.data import load_dataset
 from engine.store.format import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
+from engine.train.checkpoint import load_model, read_info, stem_of
 
 CPU_CHUNK = 64
 SKIP_SPACES = frozenset({"rotation_logits"})  # a 4-way classifier output, not an embedding space
@@ -50,14 +55,12 @@ def resolve_device(name: str) -> torch.device:
 
 def checkpoint_sha(checkpoint: str | Path) -> str:
     """sha256 of the checkpoint's weights as recorded (and verified on load) by engine.train.checkpoint."""
-    from engine.train.checkpoint import read_info
 
     return str(read_info(checkpoint)["weights"]["sha256"])
 
 
 def store_path(checkpoint: str | Path, dataset: str, split: str, store_root: str | Path) -> Path:
     """``<store_root>/<checkpoint stem>-<sha[:10]>/<dataset>-<split>``: one directory per (checkpoint, data, split)."""
-    from engine.train.checkpoint import stem_of
 
     return (
         Path(store_root)
@@ -155,11 +158,8 @@ def build_store(
     overwrite: bool = False,
 ) -> Path:
     """Embed ``job.dataset``/``job.split`` with ``job.checkpoint`` and write the complete store atomically."""
-    from engine.train.checkpoint import load_model, read_info
 
     options = options or StoreOptions()
-    from engine.core.io import atomic_dir
-    from engine.data import load_dataset
 
     out = store_path(job.checkpoint, job.dataset, job.split, job.store_root)
     if out.exists() and not overwrite:
@@ -227,11 +227,9 @@ def _embed_shard(model, images, out: Path, options: StoreOptions, job: EmbedJob,
     Returns ([], []) on a single process (the caller embeds directly), (shard dirs, spaces) on rank 0 and
     (None, spaces) on the other ranks.
     """
-    from engine.core import distributed as dist
 
     if not dist.is_distributed():
         return [], []
-    import torch.distributed as tdist
 
     r, world = dist.rank(), dist.world_size()
     dirs = [out.parent / f".{out.name}.shard{i}" for i in range(world)]
@@ -323,7 +321,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     options = StoreOptions(
         dtype="float16" if args.float16 else "float32",

@@ -13,6 +13,7 @@ Layout (every file listed in ``manifest.json`` with its size and sha256)::
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import time
 from collections.abc import Callable
@@ -22,9 +23,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
+from engine import __version__ as engine_version
 from engine.core.errors import StoreError
-from engine.core.io import atomic_write_json, open_memmap, sha256_file
+from engine.core.io import atomic_dir, atomic_write_json, open_memmap, sha256_file
+from engine.store.index import build_index, read_index, write_index
+from engine.store.projection import PCABasis, pca, project, umap_2d
 
 MANIFEST_VERSION = 1
 COORD_KINDS = ("pca2", "pca3", "umap")
@@ -100,14 +105,12 @@ class Store:
 
     def pca_basis(self, space: str):
         """The store's PCA basis of ``space`` (engine.store.projection.PCABasis, 3 components)."""
-        from engine.store.projection import PCABasis
 
         with np.load(self.path / f"pca_{self._space(space)}.npz", allow_pickle=False) as z:
             return PCABasis(mean=z["mean"], components=z["components"], explained=z["explained"])
 
     def index(self, space: str):
         """The FAISS cosine index of ``space`` (loaded from disk on each call; callers cache it)."""
-        from engine.store.index import read_index
 
         return read_index(self.path / f"{self._space(space)}.faiss")
 
@@ -180,7 +183,6 @@ def _thumbs(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 thumbnails: images at most ``size`` px are kept, larger ones are resized (PIL, bilinear)."""
     if images.shape[1] <= size and images.shape[2] <= size:
         return np.ascontiguousarray(images, dtype=np.uint8)
-    from PIL import Image
 
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])
 
@@ -209,8 +211,6 @@ def derive_space(
 
     Returns the seconds spent per stage (for the build-time benchmark).
     """
-    from engine.store.index import build_index, write_index
-    from engine.store.projection import pca, project, umap_2d
 
     x = np.load(dirpath / f"{space}.npy", mmap_mode="r", allow_pickle=False)
     times = {}
@@ -242,7 +242,6 @@ def derive_space(
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
 
     out = {}
     for pkg in ("torch", "faiss-cpu", "umap-learn", "numpy", "pandas"):
@@ -250,7 +249,6 @@ def _versions() -> dict[str, str]:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = "absent"
-    from engine import __version__ as engine_version
 
     out["engine"] = str(engine_version)
     return out
@@ -330,7 +328,6 @@ def write_store(
     overwrite: bool = False,
 ) -> Path:
     """Write a complete store from arrays, atomically (temporary directory, then rename)."""
-    from engine.core.io import atomic_dir
 
     path = Path(path)
     if path.exists() and not overwrite:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 
 def warmup() -> float:
     """Fit a tiny UMAP so numba compiles and caches its kernels; returns the seconds it took."""
-    import numpy as np
     import umap
 
     t0 = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils.extmath import randomized_svd
 
 UMAP_SAMPLE_CAP = 20_000
 
@@ -40,7 +41,6 @@ def pca(x: np.ndarray, n: int = 2, sample_cap: int = 200_000, seed: int = 0) -> 
     total_var = float((xc**2).sum()) / max(len(x) - 1, 1)
     if x.shape[1] > 256 and n <= 16:
         # Few components of a wide space: a seeded randomized SVD costs O(N D n) instead of eigh's O(D^3).
-        from sklearn.utils.extmath import randomized_svd
 
         _, sing, vt = randomized_svd(xc, n, n_iter=7, random_state=seed)
         vals, comps, order = sing**2 / max(len(x) - 1, 1), vt, np.arange(len(sing))

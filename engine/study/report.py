@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.augment import FAMILIES
 from engine.core.errors import ConfigError
+from engine.core.io import atomic_write, atomic_write_json, atomic_write_text
 from engine.eval.evaluate import TABLE_COLUMNS
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored:
@@ -132,7 +134,6 @@ def family_table(
 ) -> str:
     """One row per arm, one column per augmentation family: ``kind`` averaged over the family's non-identity
     strengths (``invariance`` = cos(e(a(x)), e(x)); ``cos`` = cos(Δ, Δ̂), predicted vs actual displacement)."""
-    from engine.augment import FAMILIES
 
     families = sweep_keys(agg, space, kind)
     names = [f for f in FAMILIES if f in families]
@@ -190,7 +191,6 @@ def _bars(ax, agg, arms, keys, labels, ylabel) -> None:
 
 def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: str, ylabel: str) -> Path:
     """One panel per augmentation family: ``kind`` against strength, a line per arm with a ±std band."""
-    from engine.augment import FAMILIES
 
     plt = _pyplot()
     families = sweep_keys(agg, space, kind)
@@ -220,7 +220,6 @@ def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: 
 
 
 def _save(fig, path: Path) -> Path:
-    from engine.core.io import atomic_write
 
     plt = _pyplot()
     try:
@@ -231,7 +230,6 @@ def _save(fig, path: Path) -> Path:
 
 def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[Path]:
     """Tables (``tables.md``), the aggregate (``summary.json``) and three PNG plots of one study into ``out``."""
-    from engine.core.io import atomic_write_json, atomic_write_text
 
     docs = load_results(study_dir)
     arms = arm_order(docs, study_dir)

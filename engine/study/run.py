@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import ConfigError
-from engine.eval.evaluate import EvalContext, evaluate, write_results
+from engine.core.io import atomic_write_json
+from engine.eval.context import EvalContext
+from engine.eval.evaluate import evaluate, write_results
+from engine.store.build import EmbedJob, build_store, resolve_device
+from engine.store.format import StoreOptions, open_store
+from engine.study.report import add_report_args
+from engine.train.config import build_config, parse_overrides
+from engine.train.loop import fit
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +122,6 @@ def select_arms(study: Study, names: list[str] | None) -> tuple[Arm, ...]:
 
 def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str, Any], root: str | None):
     """The validated training config of one (arm, seed): shared settings < arm overrides < ``extra``."""
-    from engine.train.config import build_config
 
     flat = {
         **study.settings,
@@ -152,7 +158,6 @@ def run_arm(
     device: str = "auto",
 ) -> Path:
     """Train (or resume) and evaluate one (arm, seed); returns its ``eval.json`` (skips the work if present)."""
-    from engine.train.loop import fit
 
     run_dir = out / f"{arm.name}-s{seed}"
     result = run_dir / "eval.json"
@@ -177,8 +182,6 @@ def run_arm(
 
 def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, sizes: EvalSizes, device: str):
     """Build the run's test and train stores (no UMAP: not needed for scores) and run every evaluator."""
-    from engine.store.build import EmbedJob, build_store, resolve_device
-    from engine.store.format import StoreOptions, open_store
 
     stores = {}
     for split in ("test", "train"):
@@ -216,7 +219,6 @@ def run_study(
     if not seeds or any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds must list non-negative integers, got {seeds}")
     out.mkdir(parents=True, exist_ok=True)
-    from engine.core.io import atomic_write_json
 
     atomic_write_json(
         out / "study.json",
@@ -256,13 +258,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="override a shared setting for every arm, e.g. --set optim.epochs=20 (recorded in study.json)",
     )
     r.set_defaults(func=_cmd_run)
-    from engine.study.report import add_report_args
 
     add_report_args(sp.add_parser("report", help="tables and plots from a study directory's eval.json files"))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.train.config import parse_overrides
 
     out = args.out or Path(f"runs/study-{args.study}")
     extra = parse_overrides(args.set)

@@ -22,6 +22,7 @@ from torch import nn
 from engine import __version__
 from engine.core import io
 from engine.core.errors import CheckpointError, EquiLabError
+from engine.methods import METHODS, build_method
 
 FORMAT = "equilab-checkpoint/1"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
@@ -146,7 +147,6 @@ def read_info(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint sidecar {side}: {e}") from e
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{side} is not an EquiLab checkpoint sidecar (format {FORMAT!r} expected)")
-    from engine.methods import METHODS
 
     if info.get("method") not in METHODS:
         raise CheckpointError(f"{side}: unknown method {info.get('method')!r}; known: {sorted(METHODS)}")
@@ -207,7 +207,6 @@ def check_shapes(model: nn.Module, state: dict[str, torch.Tensor], where: Path |
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the method from the sidecar, load verified weights, return ``(model.eval() on device, info)``."""
-    from engine.methods import build_method
 
     state, info = load_state(path)
     try:

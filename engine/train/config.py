@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from engine.core.errors import ConfigError
-
-KNOWN_DATASETS = ("shapes", "shapes_upright", "cifar10", "cifar100", "stl10", "imagefolder")
+from engine.data import DATASETS
+from engine.methods import METHODS, method_config
+from engine.train.optim import scaled_lr
 
 
 @dataclass(frozen=True)
@@ -128,21 +129,16 @@ RANGES: dict[str, tuple[float, float]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "optim.optimizer": ("sgd", "lars"),
     "train.device": ("auto", "cpu", "cuda"),
-    "data.dataset": KNOWN_DATASETS,
+    "data.dataset": tuple(sorted(DATASETS)),
 }
 
 
 def _methods() -> tuple[str, ...]:
-    from engine.methods import METHODS
 
     return tuple(sorted(METHODS))
 
 
 def _datasets() -> tuple[str, ...]:
-    try:
-        from engine.data import DATASETS
-    except ImportError:  # the data package may be missing pieces; fall back to the documented names
-        return KNOWN_DATASETS
     return tuple(sorted(DATASETS))
 
 
@@ -237,7 +233,6 @@ def flatten_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def _method_takes(method: str, option: str) -> bool:
-    from engine.methods import METHODS
 
     cls = METHODS.get(method)
     return cls is not None and option in {f.name for f in dataclasses.fields(cls.Config)}
@@ -268,7 +263,6 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
             **values["model"].get("options", {}),
         }
     cfg = Config(**{s: SECTIONS[s](**v) for s, v in values.items()})
-    from engine.methods import method_config
 
     try:
         method_config(cfg.model.method, cfg.model.options)  # ConfigError for unknown/bad method options
@@ -303,8 +297,6 @@ def to_yaml(cfg: Config) -> str:
 
 def peak_lr(cfg: Config) -> float:
     """Peak learning rate: ``lr * batch / 256 * method lr_scale``."""
-    from engine.methods import method_config
-    from engine.train.optim import scaled_lr
 
     scale = getattr(method_config(cfg.model.method, cfg.model.options), "lr_scale", 1.0)
     return scaled_lr(cfg.optim.lr, cfg.optim.batch_size, scale)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.core.errors import EquiLabError
+from engine.data import load_dataset
 from engine.eval.knn import knn_accuracy
 from engine.train.config import Config
 
@@ -60,7 +61,6 @@ class RunData:
 
 def load_run_data(cfg: Config) -> RunData:
     """The training subset (in RAM) and the kNN bank/queries, chosen by a seeded permutation."""
-    from engine.data import load_dataset
 
     d = cfg.data
     train = load_dataset(d.dataset, "train", d.root, **d.options)

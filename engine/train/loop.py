@@ -23,11 +23,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from engine.core import io
 from engine.core.errors import ConfigError, EquiLabError
+from engine.methods import build_method
 from engine.train import checkpoint as ckpt
-from engine.train.config import Config, load_config, peak_lr, to_dict, to_yaml
+from engine.train.config import Config, flatten_yaml, load_config, parse_overrides, peak_lr, to_dict, to_yaml
 from engine.train.data import autocast, knn_monitor, load_run_data, to_device
 from engine.train.optim import build_optimizer, lr_at, set_lr
 
@@ -184,7 +186,6 @@ def run_dir_of(cfg: Config) -> Path:
 
 def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Path:
     """Train ``cfg`` (resuming from ``<out>/checkpoints/last`` when ``resume``) and return the run directory."""
-    from engine.methods import build_method
 
     device = resolve_device(cfg.train.device)
     rank, world, device = init_distributed(device)
@@ -334,7 +335,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from engine.train.config import flatten_yaml, parse_overrides
 
     flags = {"model.method": args.method, "data.dataset": args.dataset, "data.root": args.data_root}
     flags = {k: v for k, v in flags.items() if v is not None}
@@ -357,7 +357,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _progress_bar() -> OnStep:
     """A tqdm bar per epoch showing loss, lr and img/s (CLI only; the engine itself only logs)."""
-    from tqdm import tqdm
 
     bars: dict[int, tqdm] = {}
 

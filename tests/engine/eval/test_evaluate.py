@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engine.core.errors import ConfigError
-from engine.eval.evaluate import ARRAY_ONLY, EvalContext, evaluate, write_results
+from engine.eval.context import EvalContext
+from engine.eval.evaluate import ARRAY_ONLY, evaluate, write_results
 from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
 
 

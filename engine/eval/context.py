@@ -1,0 +1,36 @@
+"""What every evaluator receives (the test and train stores, sizes, seed, device) and the item samples they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.data import load_dataset
+from engine.store.format import Store
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    test: Store
+    train: Store
+    probe_cap: int = 10_000
+    n_fit: int = 4096  # train images for post-hoc displacement predictors
+    n_eval: int = 1024  # test images for displacement / rotation / CLeVER scores
+    seed: int = 0
+    device: str = "cpu"
+    n_sweep: int = 128  # test images per (family, strength) in the displacement sweeps
+
+
+def sample_ids(n: int, cap: int, seed: int) -> np.ndarray:
+    """All of range(n), or ``cap`` of them drawn without replacement under ``seed`` (sorted)."""
+    return np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def sample_images(store: Store, n: int, seed: int):
+    """uint8 [n, 3, H, W] tensor of the store's dataset items (reloaded from the dataset, not thumbnails)."""
+    src = store.manifest["source"]
+    data = load_dataset(src["dataset"], split=src["split"], root=src.get("data_root"))
+    ids = sample_ids(store.n, n, seed)
+    return torch.from_numpy(np.array(data.images[ids])).permute(0, 3, 1, 2), ids
