@@ -3,13 +3,15 @@
 ``augment(images, recipe, generator)`` samples per-image ``AugParams`` and applies them to a whole batch (CPU or
 CUDA, uint8 or float ``[B, 3, H, W]``) -> float ``[B, 3, S, S]`` in [0, 1]; ``apply(images, params)`` replays
 them exactly. Parameter vectors: ``equimod_vector`` (EquiMod's 15-d layout) with ``param_stats`` computed from
-the recipe, and ``normalized_vector``. ``rotate4`` is E-SSL's rotation pretext; ``FAMILIES`` the sweep families.
+the recipe, and ``normalized_vector``. ``rotate4`` is E-SSL's rotation pretext. ``FAMILIES`` is the one table of
+augmentation families (label, range, neutral value, sweep grid, mapping onto AugParams) that the lab, the evaluation's
+sweeps, the map and the reports read; ``training_recipe`` the recipe a built method was trained with.
 """
 
-from engine.augment.families import FAMILIES, Family
+from engine.augment.families import FAMILIES, Family, compose, find_family
 from engine.augment.params import AugParams, cat_params, identity_params
-from engine.augment.pipeline import View, apply, augment, to_float
-from engine.augment.recipes import RECIPES, Recipe, for_image, get_recipe
+from engine.augment.pipeline import View, apply, augment, identity_view, to_float
+from engine.augment.recipes import RECIPES, Recipe, for_image, get_recipe, light_recipe, training_recipe
 from engine.augment.rotation import Rotated, rotate4
 from engine.augment.sampling import sample_params
 from engine.augment.vectors import (
@@ -35,13 +37,18 @@ __all__ = [
     "apply",
     "augment",
     "cat_params",
+    "compose",
     "equimod_vector",
+    "find_family",
     "for_image",
     "get_recipe",
     "identity_params",
+    "identity_view",
+    "light_recipe",
     "normalized_vector",
     "param_stats",
     "rotate4",
     "sample_params",
     "to_float",
+    "training_recipe",
 ]

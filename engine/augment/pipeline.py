@@ -8,7 +8,7 @@ import torch
 from torch import Generator, Tensor
 
 from engine.augment import ops
-from engine.augment.params import AugParams
+from engine.augment.params import AugParams, identity_params
 from engine.augment.recipes import Recipe
 from engine.augment.sampling import sample_params
 from engine.core.errors import ConfigError
@@ -81,3 +81,9 @@ def augment(images: Tensor, recipe: Recipe, generator: Generator) -> View:
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     params = sample_params(recipe, len(images), hw, generator)
     return View(views=apply(images, params, recipe.interpolation), params=params)
+
+
+def identity_view(images: Tensor, size: int) -> Tensor:
+    """The un-augmented images resized to ``size`` (EquiMod's x0), through the same ``apply`` as every view."""
+    n, _, h, w = images.shape
+    return apply(images, identity_params(n, (h, w), size, images.device))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from engine.core.errors import ConfigError
 
@@ -96,11 +97,27 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def get_recipe(name: str) -> Recipe:
-    """``RECIPES[name]``, or ConfigError listing the choices."""
+def get_recipe(name: str, size: int | None = None) -> Recipe:
+    """``RECIPES[name]`` (with its output side set to ``size`` when given), or ConfigError listing the choices."""
     if name not in RECIPES:
         raise ConfigError(f"unknown augmentation recipe {name!r}: choose from {sorted(RECIPES)}")
-    return RECIPES[name]
+    r = RECIPES[name]
+    return r if size is None or r.size == size else replace(r, size=int(size))
+
+
+def light_recipe(size: int) -> Recipe:
+    """The rotation-pretext reference's light augmentation (methods.md §4.2): crop + flip, no colour, no gray."""
+    return replace(get_recipe("simclr", size), jitter_p=0.0, gray_p=0.0, scale=(0.6, 1.0))
+
+
+def training_recipe(model: Any) -> Recipe:
+    """The recipe a built method was trained with: its config's ``recipe`` (else ``simclr``) at its image size.
+
+    ``model`` is any object with ``config`` and ``image_size`` (a method from ``engine.methods.build_method``,
+    e.g. loaded from a checkpoint, whose config records the recipe).
+    """
+    name = getattr(getattr(model, "config", None), "recipe", "simclr")
+    return get_recipe(name, int(getattr(model, "image_size", 32)))
 
 
 def for_image(recipe: Recipe, image_hw: tuple[int, int]) -> Recipe:

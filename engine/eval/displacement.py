@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from engine import augment as A
-from engine.augment import FAMILIES, sample_params
+from engine.augment import FAMILIES, sample_params, training_recipe
 from engine.core.errors import ConfigError, StoreError
 from engine.core.io import atomic_write
 from engine.eval.context import sample_images
 from engine.eval.metrics import DisplacementScores, displacement_scores, rel_error, ridge_fit, row_cos
-from engine.methods.views import training_recipe
 from engine.store.projection import pca
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]

@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.augment import apply, augment, identity_params, rotate4
+from engine.augment import apply, augment, identity_params, rotate4, training_recipe
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
 from engine.eval.context import EvalContext, sample_ids, sample_images
 from engine.eval.displacement import run_displacement_eval
 from engine.eval.metrics import factor_probe, knn_eval, linear_probe, row_cos
-from engine.methods.views import training_recipe
 from engine.store.build import ensure_store, resolve_device
 from engine.store.format import Store, StoreOptions, open_store
 from engine.train.checkpoint import load_model

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
-from engine.methods import views as V
+from engine.augment import augment, get_recipe
 from engine.methods.losses import head_norm_gap, nt_xent, separation_loss
 from engine.models import mlp, scaled_hidden
 
@@ -54,9 +54,9 @@ class CLeVER(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """Two SimCLR-recipe views {"x1", "x2"} (CLeVER uses no augmentation parameters)."""
-        r = V.recipe(self.config.recipe, self.image_size)
-        x1, _ = V.augment(images_uint8, r, generator)
-        x2, _ = V.augment(images_uint8, r, generator)
+        r = get_recipe(self.config.recipe, self.image_size)
+        x1, _ = augment(images_uint8, r, generator)
+        x2, _ = augment(images_uint8, r, generator)
         return {"x1": x1, "x2": x2}
 
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:

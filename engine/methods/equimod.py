@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
-from engine.methods import views as V
+from engine.augment import augment, equimod_vector, get_recipe, identity_view, param_stats
 from engine.methods.losses import equimod_loss, nt_xent
 from engine.models import equimod_predictor, param_encoder, projector
 
@@ -49,7 +49,7 @@ class EquiMod(nn.Module):
         self.config, self.image_size = config, image_size
         self.backbone = backbone
         feat = backbone.feat_dim
-        mean, std = V.param_stats(V.recipe(config.recipe, image_size), (image_size, image_size))
+        mean, std = param_stats(get_recipe(config.recipe, image_size), (image_size, image_size))
         self.register_buffer("param_mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("param_std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6).clone())
         self.projector = projector(feat, config.proj_hidden, config.proj_dim)
@@ -60,15 +60,15 @@ class EquiMod(nn.Module):
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"x0" original, "x1", "x2" views, "p1", "p2" raw 15-d parameter vectors [B, 15]}."""
         hw = tuple(images_uint8.shape[-2:])
-        r = V.recipe(self.config.recipe, self.image_size)
-        x1, a1 = V.augment(images_uint8, r, generator)
-        x2, a2 = V.augment(images_uint8, r, generator)
+        r = get_recipe(self.config.recipe, self.image_size)
+        x1, a1 = augment(images_uint8, r, generator)
+        x2, a2 = augment(images_uint8, r, generator)
         return {
-            "x0": V.identity_view(images_uint8, self.image_size),
+            "x0": identity_view(images_uint8, self.image_size),
             "x1": x1,
             "x2": x2,
-            "p1": V.equimod_vector(a1, hw).float(),
-            "p2": V.equimod_vector(a2, hw).float(),
+            "p1": equimod_vector(a1, hw).float(),
+            "p2": equimod_vector(a2, hw).float(),
         }
 
     def predict(self, y0: Tensor, param_vector: Tensor) -> Tensor:

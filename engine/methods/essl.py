@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.methods import views as V
+from engine.augment import augment, get_recipe, rotate4
 from engine.methods.losses import nt_xent, rotation_ce
 from engine.models import projector, rotation_head
 
@@ -48,11 +48,11 @@ class ESSL(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"x1", "x2"} SimCLR views, {"xr" [4B, 3, s, s], "yr" [4B]} all four rotations of a small view."""
-        r = V.recipe(self.config.recipe, self.image_size)
-        x1, _ = V.augment(images_uint8, r, generator)
-        x2, _ = V.augment(images_uint8, r, generator)
-        small, _ = V.augment(images_uint8, dataclasses.replace(r, size=self.rot_size), generator)
-        xr, yr = V.rotate4(small)
+        r = get_recipe(self.config.recipe, self.image_size)
+        x1, _ = augment(images_uint8, r, generator)
+        x2, _ = augment(images_uint8, r, generator)
+        small, _ = augment(images_uint8, dataclasses.replace(r, size=self.rot_size), generator)
+        xr, yr = rotate4(small)
         return {"x1": x1, "x2": x2, "xr": xr, "yr": yr}
 
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:

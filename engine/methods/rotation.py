@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.methods import views as V
+from engine.augment import augment, identity_view, light_recipe, rotate4
 from engine.methods.losses import rotation_ce
 from engine.models import mlp, scaled_hidden
 
@@ -38,8 +38,8 @@ class Rotation(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"xr" [4B, 3, S, S] full-size lightly augmented views x 4 rotations, "yr" [4B] labels 0..3}."""
-        x, _ = V.augment(images_uint8, V.light_recipe(self.image_size), generator)
-        xr, yr = V.rotate4(x)
+        x, _ = augment(images_uint8, light_recipe(self.image_size), generator)
+        xr, yr = rotate4(x)
         return {"xr": xr, "yr": yr}
 
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -75,7 +75,7 @@ class NoTraining(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"x0": the un-augmented images in [0, 1]} (unused by forward)."""
-        return {"x0": V.identity_view(images_uint8, self.image_size)}
+        return {"x0": identity_view(images_uint8, self.image_size)}
 
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:
         """A zero loss that supports ``backward()`` (a no-op) so generic loops need no special case."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.methods import views as V
+from engine.augment import augment, get_recipe
 from engine.methods.losses import nt_xent
 from engine.models import projector
 
@@ -40,9 +40,9 @@ class SimCLR(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """Two SimCLR-recipe views: {"x1", "x2"} float [B, 3, S, S] in [0, 1]."""
-        r = V.recipe(self.config.recipe, self.image_size)
-        x1, _ = V.augment(images_uint8, r, generator)
-        x2, _ = V.augment(images_uint8, r, generator)
+        r = get_recipe(self.config.recipe, self.image_size)
+        x1, _ = augment(images_uint8, r, generator)
+        x2, _ = augment(images_uint8, r, generator)
         return {"x1": x1, "x2": x2}
 
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:

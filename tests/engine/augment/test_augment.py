@@ -13,12 +13,18 @@ from engine.augment import (
     Recipe,
     apply,
     augment,
+    compose,
     equimod_vector,
+    find_family,
+    get_recipe,
     identity_params,
+    identity_view,
+    light_recipe,
     normalized_vector,
     param_stats,
     rotate4,
     sample_params,
+    training_recipe,
 )
 from engine.core.errors import ConfigError
 
@@ -130,6 +136,61 @@ def test_families_identity_at_neutral_and_change_elsewhere(name):
     assert fam.low <= fam.neutral <= fam.high and fam.neutral in fam.sweep
     far = next(s for s in fam.sweep if s != fam.neutral)  # e.g. rotation 45 (360 is the identity again)
     assert not torch.equal(apply(x, fam.params(far, 3, HW, 32, "cpu")), base)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_no_family_grid_holds_a_point_twice(name):
+    """Each strength of a sweep is a distinct op: the identity once, no equal angles (rotation 0 and 360)."""
+    fam = FAMILIES[name]
+    assert sum(fam.same(s, fam.neutral) for s in fam.sweep) == 1
+    assert sum(fam.same(s, fam.neutral) for s in fam.coarse) == 1
+    for i, a in enumerate(fam.sweep):
+        assert not any(fam.same(a, b) for b in fam.sweep[i + 1 :]), (name, a)
+    assert all(fam.low <= s <= fam.high for s in fam.sweep) and set(fam.coarse) <= set(fam.sweep)
+    if fam.period is not None:  # the ends of a circular range are the same op
+        assert fam.same(fam.low, fam.high) or fam.same(fam.low + fam.period, fam.high)
+
+
+def test_family_equivalence_and_clamp():
+    rot, hue = FAMILIES["rotation"], FAMILIES["hue"]
+    assert rot.same(0.0, 360.0) and rot.same(-90.0, 270.0) and not rot.same(0.0, 180.0)
+    assert hue.same(-0.5, 0.5) and not FAMILIES["brightness"].same(1.0, 1.2)
+    assert rot.clamp(-90.0) == 270.0 and rot.clamp(360.0) == 0.0 and hue.clamp(0.75) == -0.25
+    assert FAMILIES["crop_scale"].clamp(0.08) == 0.2 and FAMILIES["blur"].clamp(3.0) == 2.0
+
+
+def test_find_family_by_name_or_label():
+    assert find_family("hue").name == "hue" and find_family("Hue shift").name == "hue"
+    assert find_family("crop scale").name == "crop_scale" and find_family("rotation angle").name == "rotation"
+    with pytest.raises(ConfigError, match="choose from"):
+        find_family("nope")
+
+
+def test_compose_sets_every_named_family_like_the_single_family_params():
+    x = _batch(2)
+    p = compose({"hue": 0.2, "brightness": 1.0, "flip": 1.0, "rotation": 90.0}, 2, HW, 32)
+    assert p.jitter.tolist() == [
+        True,
+        True,
+    ]  # a later neutral colour factor keeps the jitter of an earlier one
+    assert p.flip.tolist() == [True, True] and p.hue.tolist() == pytest.approx([0.2, 0.2])
+    one = FAMILIES["rotation"].apply_to(FAMILIES["flip"].params(1.0, 2, HW, 32), 90.0, HW)
+    one = FAMILIES["hue"].apply_to(one, 0.2, HW)
+    assert torch.equal(apply(x, p), apply(x, one))
+    assert torch.equal(apply(x, compose({}, 2, HW, 32)), apply(x, identity_params(2, HW, 32)))
+
+
+def test_recipes_by_name_size_and_training_recipe_of_a_method():
+    from engine.methods import build_method
+
+    assert get_recipe("simclr", 16).size == 16 and get_recipe("simclr") is RECIPES["simclr"]
+    light = light_recipe(24)
+    assert light.size == 24 and light.jitter_p == 0.0 and light.gray_p == 0.0 and light.scale == (0.6, 1.0)
+    model = build_method("simclr", width=0.125, image_size=32, options={"recipe": "shapes"})
+    assert training_recipe(model) == RECIPES["shapes"]
+    assert training_recipe(build_method("none", width=0.125, image_size=16)) == get_recipe("simclr", 16)
+    x = (torch.rand(2, 3, 20, 20) * 255).to(torch.uint8)
+    assert torch.equal(identity_view(x, 16), apply(x, identity_params(2, (20, 20), 16)))
 
 
 def test_bad_recipe_values_raise_config_error_naming_them():
