@@ -28,5 +28,10 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     """
     if not is_distributed():
         return x
-
     return torch.cat(all_gather(x), dim=0)
+
+
+def gather_rows(x: Tensor) -> tuple[Tensor, int]:
+    """The DDP ``engine.methods.losses.Gather``: every rank's rows of ``x`` (with gradients) and where this
+    rank's rows start among them (every rank holds the same number of rows)."""
+    return all_gather_with_grad(x), rank() * x.shape[0]

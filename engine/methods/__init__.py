@@ -18,6 +18,7 @@ from engine.core.errors import ConfigError
 from engine.methods.clever import CLeVER
 from engine.methods.equimod import EquiMod
 from engine.methods.essl import ESSL
+from engine.methods.losses import Gather, local
 from engine.methods.options import make_config
 from engine.methods.rotation import NoTraining, Rotation
 from engine.methods.simclr import SimCLR
@@ -60,8 +61,13 @@ def build_method(
     width: float = 1.0,
     image_size: int = 32,
     options: dict[str, Any] | None = None,
+    gather: Gather = local,
 ) -> nn.Module:
-    """Build method ``name`` on a fresh ``backbone`` of channel ``width`` for ``image_size`` px views."""
+    """Build method ``name`` on a fresh ``backbone`` of channel ``width`` for ``image_size`` px views.
+
+    ``gather`` is how its contrastive losses see the other DDP ranks (``engine.core.distributed.gather_rows``
+    from the trainer; :func:`~engine.methods.losses.local` otherwise); a config with ``gather: false`` keeps
+    its negatives local either way."""
     cls = method_class(name)
     config = method_config(name, options)
     if backbone not in BACKBONES:
@@ -72,6 +78,8 @@ def build_method(
         raise ConfigError(f"image_size {image_size!r} out of range; allowed integers in [8, 1024]")
     model = cls(BACKBONES[backbone](width=float(width)), config, image_size)
     model.name = name
+    if getattr(config, "gather", False):
+        model.gather = gather
     model.build_kwargs = {
         "name": name,
         "backbone": backbone,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, get_recipe
-from engine.methods.losses import head_norm_gap, nt_xent, separation_loss
+from engine.methods.losses import Gather, head_norm_gap, local, nt_xent, separation_loss
 from engine.models import mlp, scaled_hidden
 
 
@@ -43,6 +43,7 @@ class CLeVER(nn.Module):
     ) -> None:
         super().__init__()
         self.config, self.image_size = config, image_size
+        self.gather: Gather = local  # build_method installs the trainer's (DDP) gather
         self.backbone = backbone
         feat = backbone.feat_dim
         self.n_ir = min(feat - 1, max(1, math.floor(config.split * feat)))
@@ -65,7 +66,7 @@ class CLeVER(nn.Module):
         ir, ef = h[:, : self.n_ir], h[:, self.n_ir :]
         z = self.projector(ir)
         e = self.ef_projector(ef)
-        loss_inv = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.config.gather)
+        loss_inv = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.gather)
         # Symmetrised DDCL form |(cos(e1, sg e2) + cos(e2, sg e1)) / 2|.
         loss_sep = separation_loss(e, torch.cat([e[n:], e[:n]]))
         loss_reg = head_norm_gap(self.projector.parameters(), self.ef_projector.parameters())

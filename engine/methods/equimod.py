@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, equimod_vector, get_recipe, identity_view, param_stats
-from engine.methods.losses import equimod_loss, nt_xent
+from engine.methods.losses import Gather, equimod_loss, local, nt_xent
 from engine.models import equimod_predictor, param_encoder, projector
 
 
@@ -47,6 +47,7 @@ class EquiMod(nn.Module):
     ) -> None:
         super().__init__()
         self.config, self.image_size = config, image_size
+        self.gather: Gather = local  # build_method installs the trainer's (DDP) gather
         self.backbone = backbone
         feat = backbone.feat_dim
         mean, std = param_stats(get_recipe(config.recipe, image_size), (image_size, image_size))
@@ -85,11 +86,11 @@ class EquiMod(nn.Module):
         # All 3N images in ONE backbone pass: x0 shares BN statistics with the views, as EquiMod's code does.
         h = self.backbone(torch.cat([views["x1"], views["x2"], views["x0"]]))
         z = self.projector(h[: 2 * n])
-        loss_inv = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.config.gather)
+        loss_inv = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.gather)
         y = self.eq_projector(h)  # BN over all 3N rows, like the code
         y_t, y0 = y[: 2 * n], y[2 * n :]
         y_hat = self.predict(torch.cat([y0, y0]), torch.cat([views["p1"], views["p2"]]))
-        loss_equi = equimod_loss(y_t, y_hat, self.config.temperature_y, gather=self.config.gather)
+        loss_equi = equimod_loss(y_t, y_hat, self.config.temperature_y, gather=self.gather)
         with torch.no_grad():  # EquiMod's eqgain: how much better than predicting "no displacement"
             y_t32, y0_32 = y_t.float(), torch.cat([y0, y0]).float()
             eqgain = (F.cosine_similarity(y_t32, y_hat.float()) - F.cosine_similarity(y_t32, y0_32)).mean()

@@ -10,7 +10,7 @@ import torch
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, get_recipe, rotate4
-from engine.methods.losses import nt_xent, rotation_ce
+from engine.methods.losses import Gather, local, nt_xent, rotation_ce
 from engine.models import projector, rotation_head
 
 
@@ -38,6 +38,7 @@ class ESSL(nn.Module):
     def __init__(self, backbone: nn.Module, config: ESSLConfig = ESSLConfig(), image_size: int = 32) -> None:
         super().__init__()
         self.config, self.image_size = config, image_size
+        self.gather: Gather = local  # build_method installs the trainer's (DDP) gather
         self.backbone = backbone
         self.projector = projector(backbone.feat_dim, config.proj_hidden, config.proj_dim)
         self.rotation_head = rotation_head(backbone.feat_dim, config.rot_hidden, 4)
@@ -58,7 +59,7 @@ class ESSL(nn.Module):
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:
         n = views["x1"].shape[0]
         z = self.projector(self.backbone(torch.cat([views["x1"], views["x2"]])))
-        loss_inv = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.config.gather)
+        loss_inv = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.gather)
         # Separate pass: the small rotation views have another size (BN statistics are per pass, as in E-SSL).
         logits = self.rotation_head(self.backbone(views["xr"]))
         loss_rot = rotation_ce(logits, views["yr"])

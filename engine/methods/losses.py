@@ -6,30 +6,36 @@ mantissa).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.core import distributed
+Gather = Callable[[Tensor], tuple[Tensor, int]]
+"""How a contrastive loss sees the other ranks: ``x [n, D]`` -> ``(rows of every rank concatenated [M, D],
+offset of this rank's rows among them)``, keeping gradients to every rank's input. The trainer passes
+``engine.core.distributed.gather_rows`` under DDP; the loss never reads process-group state itself."""
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = False) -> Tensor:
+def local(x: Tensor) -> tuple[Tensor, int]:
+    """The single-process :data:`Gather`: this rank's rows are all the rows, at offset 0."""
+    return x, 0
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: Gather = local) -> Tensor:
     """SimCLR's 2N-way NT-Xent: each of the 2N embeddings must pick its other view among the 2N-1 others.
 
     Args:
         z1, z2: ``[N, D]`` embeddings of two views (row i of both = same source image).
         temperature: softmax temperature tau.
-        gather: under DDP, contrast the local 2N queries against keys all-gathered from every rank
-            (positives at this rank's offset); a no-op on one process.
+        gather: where the keys come from (:data:`Gather`): :func:`local` contrasts within this batch; under
+            DDP the local 2N queries are contrasted against keys gathered from every rank.
     Returns: mean loss over the local 2N rows.
     """
     q1, q2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
-    if gather and distributed.is_distributed():
-        k1, k2 = distributed.all_gather_with_grad(q1), distributed.all_gather_with_grad(q2)
-        return nt_xent_keys(q1, q2, k1, k2, distributed.rank() * q1.shape[0], temperature)
-    return nt_xent_keys(q1, q2, q1, q2, 0, temperature)
+    (k1, offset), (k2, _) = gather(q1), gather(q2)
+    return nt_xent_keys(q1, q2, k1, k2, offset, temperature)
 
 
 def nt_xent_keys(q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, offset: int, temperature: float) -> Tensor:
@@ -50,7 +56,7 @@ def nt_xent_keys(q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, offset: int, te
     return F.cross_entropy(logits.masked_fill(self_mask, float("-inf")), pos_idx)
 
 
-def equimod_loss(y_t: Tensor, y_hat_t: Tensor, temperature: float = 0.2, gather: bool = False) -> Tensor:
+def equimod_loss(y_t: Tensor, y_hat_t: Tensor, temperature: float = 0.2, gather: Gather = local) -> Tensor:
     """EquiMod's L_equi (methods.md §2.1): NT-Xent over the 4N set ``[y_t; y_hat_t]``.
 
     ``y_t``/``y_hat_t``: ``[2N, D]`` actual and predicted embeddings of both augmented views. The positive of

@@ -8,7 +8,7 @@ import torch
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, get_recipe
-from engine.methods.losses import nt_xent
+from engine.methods.losses import Gather, local, nt_xent
 from engine.models import projector
 
 
@@ -35,6 +35,7 @@ class SimCLR(nn.Module):
     ) -> None:
         super().__init__()
         self.config, self.image_size = config, image_size
+        self.gather: Gather = local  # build_method installs the trainer's (DDP) gather
         self.backbone = backbone
         self.projector = projector(backbone.feat_dim, config.proj_hidden, config.proj_dim)
 
@@ -49,7 +50,7 @@ class SimCLR(nn.Module):
         n = views["x1"].shape[0]
         h = self.backbone(torch.cat([views["x1"], views["x2"]]))  # one pass, shared BN statistics
         z = self.projector(h)
-        loss = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.config.gather)
+        loss = nt_xent(z[:n], z[n:], self.config.temperature, gather=self.gather)
         return {"loss": loss, "loss/inv": loss.detach()}
 
     def embed(self, x01: Tensor) -> dict[str, Tensor]:

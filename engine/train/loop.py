@@ -25,9 +25,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from engine.core import io
+from engine.core import distributed, io
 from engine.core.errors import ConfigError, EquiLabError
 from engine.methods import build_method
+from engine.methods.losses import local
 from engine.train import checkpoint as ckpt
 from engine.train.config import Config, flatten_yaml, load_config, parse_overrides, peak_lr, to_dict, to_yaml
 from engine.train.data import autocast, knn_monitor, load_run_data, to_device
@@ -204,6 +205,7 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
             cfg.model.width,
             cfg.model.image_size or data.image_side,
             cfg.model.options,
+            gather=distributed.gather_rows if world > 1 else local,
         )
     model = model.to(device)
     if device.type == "cuda" and cfg.train.channels_last:

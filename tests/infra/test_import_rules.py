@@ -36,7 +36,6 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
         ("app.ui", "engine.train.checkpoint"),  # checkpoint discovery moves to engine.store (issue 12)
-        ("engine.methods.losses", "engine.core.distributed"),  # the loss's gather becomes an argument
     }
 )
 

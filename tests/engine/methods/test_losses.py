@@ -12,6 +12,7 @@ from torch import nn
 from engine.methods.losses import (
     equimod_loss,
     head_norm_gap,
+    local,
     nt_xent,
     nt_xent_keys,
     rotation_ce,
@@ -66,14 +67,32 @@ def test_nt_xent_logits_stay_float32_under_bf16_autocast():
     assert mixed.item() == pytest.approx(nt_xent(z1, z2, 0.2).item(), rel=1e-6)
 
 
-def test_nt_xent_gather_flag_is_identity_on_one_process():
+def test_nt_xent_local_gather_is_the_default():
     g = torch.Generator().manual_seed(2)
     z1, z2 = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
-    assert nt_xent(z1, z2, 0.5, gather=True).item() == pytest.approx(nt_xent(z1, z2, 0.5).item())
+    assert nt_xent(z1, z2, 0.5, gather=local).item() == nt_xent(z1, z2, 0.5).item()
+
+
+def test_nt_xent_uses_the_gather_passed_in():
+    """Two simulated ranks: each rank's gather returns both ranks' rows and its offset; the mean of the two
+    rank losses is the global-batch loss (what DDP computes with ``distributed.gather_rows``)."""
+    g = torch.Generator().manual_seed(7)
+    z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    q = {"1": F.normalize(z1, dim=1), "2": F.normalize(z2, dim=1)}
+
+    def rank_gather(r: int):
+        def gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+            view = "1" if torch.equal(x, q["1"][r * 3 : r * 3 + 3]) else "2"  # which view's rows to "gather"
+            return q[view], r * 3
+
+        return gather
+
+    per_rank = [nt_xent(z1[r * 3 : r * 3 + 3], z2[r * 3 : r * 3 + 3], 0.5, rank_gather(r)) for r in range(2)]
+    assert (sum(per_rank) / 2).item() == pytest.approx(nt_xent(z1, z2, 0.5).item(), rel=1e-5)
 
 
 def test_gathered_keys_averaged_over_ranks_equal_the_global_batch_loss():
-    """What DDP with gather=True computes: each rank's local queries vs all ranks' keys at its offset."""
+    """What DDP with a gathering ``Gather`` computes: each rank's local queries vs all ranks' keys at its offset."""
     g = torch.Generator().manual_seed(5)
     z1, z2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
     k1, k2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)

@@ -31,10 +31,11 @@ import sys, torch
 from safetensors.torch import save_file
 sys.path.insert(0, sys.argv[2])
 from test_ddp_common import global_batch, make_model
+from engine.core.distributed import gather_rows
 from engine.train.loop import init_distributed, rank_batches, step_generator
 torch.set_num_threads(1)
 rank, world, device = init_distributed(torch.device("cpu"))
-model = make_model()
+model = make_model(gather_rows)  # what fit() passes under DDP
 ddp = torch.nn.parallel.DistributedDataParallel(model)
 images, perm = global_batch()
 idx = rank_batches(perm, len(perm), rank, world)[0]
@@ -52,10 +53,11 @@ torch.distributed.destroy_process_group()
 COMMON = f"""
 import numpy as np, torch
 from engine.methods import build_method
+from engine.methods.losses import local
 
-def make_model():
+def make_model(gather=local):
     torch.manual_seed(0)
-    return build_method("simclr", width=0.0625, image_size=16)
+    return build_method("simclr", width=0.0625, image_size=16, gather=gather)
 
 def global_batch():
     rng = np.random.default_rng(0)
