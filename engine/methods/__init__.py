@@ -1,10 +1,10 @@
 """SSL methods registry: one ``nn.Module`` per method, built from a backbone name and a frozen config.
 
 Every method class has ``Config`` (frozen dataclass of its hyper-parameters, paper defaults, including
-``lr_scale``: the recommended multiplier on the base learning rate) and ``trainable`` (False for ``none``), and
-exposes ``make_views(images_uint8, generator)``, ``forward(views) -> {"loss", "loss/<part>", diagnostics}``
-and ``embed(x01) -> {space: Tensor}``. Built modules carry ``build_kwargs`` (everything ``build_method``
-needs to rebuild them, for checkpoints).
+``lr_scale``: the recommended multiplier on the base learning rate), ``trainable`` (False for ``none``) and
+``spaces``; a built method satisfies :class:`engine.methods.protocol.Method` (``make_views``,
+``forward(views) -> {"loss", "loss/<part>", diagnostics}``, ``embed(x01) -> {space: Tensor}``, ``build_kwargs``:
+everything ``build_method`` needs to rebuild it, for checkpoints). See docs/methods.md.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from engine.methods.equimod import EquiMod
 from engine.methods.essl import ESSL
 from engine.methods.losses import Gather, local
 from engine.methods.options import make_config
+from engine.methods.protocol import Method, Predicts
 from engine.methods.rotation import NoTraining, Rotation
 from engine.methods.simclr import SimCLR
 from engine.models import BACKBONES
@@ -34,14 +35,7 @@ METHODS: dict[str, type[nn.Module]] = {
 }
 
 # Embedding spaces each method's embed() returns (for stores, the app and tests).
-SPACES: dict[str, tuple[str, ...]] = {
-    "simclr": ("backbone", "projector"),
-    "essl": ("backbone", "projector", "rotation_logits"),
-    "equimod": ("backbone", "projector", "equivariant"),
-    "clever": ("backbone", "projector", "invariant_part", "equivariant_part"),
-    "rotation": ("backbone", "rotation_logits"),
-    "none": ("backbone",),
-}
+SPACES: dict[str, tuple[str, ...]] = {name: cls.spaces for name, cls in METHODS.items()}
 
 
 def method_class(name: str) -> type[nn.Module]:
@@ -90,4 +84,4 @@ def build_method(
     return model
 
 
-__all__ = ["METHODS", "SPACES", "build_method", "method_class", "method_config"]
+__all__ = ["METHODS", "SPACES", "Method", "Predicts", "build_method", "method_class", "method_config"]

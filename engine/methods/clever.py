@@ -37,6 +37,7 @@ class CLeVER(nn.Module):
 
     Config = CLeVERConfig
     trainable = True
+    spaces = ("backbone", "projector", "invariant_part", "equivariant_part")  # embed()'s keys, in order
 
     def __init__(
         self, backbone: nn.Module, config: CLeVERConfig = CLeVERConfig(), image_size: int = 32

@@ -41,6 +41,7 @@ class EquiMod(nn.Module):
 
     Config = EquiModConfig
     trainable = True
+    spaces = ("backbone", "projector", "equivariant")  # embed()'s keys, in order
 
     def __init__(
         self, backbone: nn.Module, config: EquiModConfig = EquiModConfig(), image_size: int = 32

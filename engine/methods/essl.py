@@ -34,6 +34,7 @@ class ESSL(nn.Module):
 
     Config = ESSLConfig
     trainable = True
+    spaces = ("backbone", "projector", "rotation_logits")  # embed()'s keys, in order
 
     def __init__(self, backbone: nn.Module, config: ESSLConfig = ESSLConfig(), image_size: int = 32) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ class Rotation(nn.Module):
 
     Config = RotationConfig
     trainable = True
+    spaces = ("backbone", "rotation_logits")  # embed()'s keys, in order
 
     def __init__(
         self, backbone: nn.Module, config: RotationConfig = RotationConfig(), image_size: int = 32
@@ -67,6 +68,7 @@ class NoTraining(nn.Module):
 
     Config = NoneConfig
     trainable = False
+    spaces = ("backbone",)  # embed()'s keys, in order
 
     def __init__(self, backbone: nn.Module, config: NoneConfig = NoneConfig(), image_size: int = 32) -> None:
         super().__init__()

@@ -29,6 +29,7 @@ class SimCLR(nn.Module):
 
     Config = SimCLRConfig
     trainable = True
+    spaces = ("backbone", "projector")  # embed()'s keys, in order
 
     def __init__(
         self, backbone: nn.Module, config: SimCLRConfig = SimCLRConfig(), image_size: int = 32
