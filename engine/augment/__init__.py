@@ -3,7 +3,9 @@
 ``augment(images, recipe, generator)`` samples per-image ``AugParams`` and applies them to a whole batch (CPU or
 CUDA, uint8 or float ``[B, 3, H, W]``) -> float ``[B, 3, S, S]`` in [0, 1]; ``apply(images, params)`` replays
 them exactly. Parameter vectors: ``equimod_vector`` (EquiMod's 15-d layout) with ``param_stats`` computed from
-the recipe, and ``normalized_vector``. ``rotate4`` is E-SSL's rotation pretext. ``FAMILIES`` is the one table of
+the recipe, and ``normalized_vector``. ``preprocess(images, size)`` turns un-augmented images into model input
+(training's kNN monitor, stores, the lab, the displacement evaluation); it equals the identity view exactly.
+``rotate4`` is E-SSL's rotation pretext. ``FAMILIES`` is the one table of
 augmentation families (label, range, neutral value, sweep grid, mapping onto AugParams) that the lab, the evaluation's
 sweeps, the map and the reports read; ``training_recipe`` the recipe a built method was trained with.
 """
@@ -11,6 +13,7 @@ sweeps, the map and the reports read; ``training_recipe`` the recipe a built met
 from engine.augment.families import FAMILIES, Family, compose, find_family
 from engine.augment.params import AugParams, cat_params, identity_params
 from engine.augment.pipeline import View, apply, augment, identity_view, to_float
+from engine.augment.preprocess import preprocess
 from engine.augment.recipes import RECIPES, Recipe, for_image, get_recipe, light_recipe, training_recipe
 from engine.augment.rotation import Rotated, rotate4
 from engine.augment.sampling import sample_params
@@ -47,6 +50,7 @@ __all__ = [
     "light_recipe",
     "normalized_vector",
     "param_stats",
+    "preprocess",
     "rotate4",
     "sample_params",
     "to_float",

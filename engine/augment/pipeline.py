@@ -9,6 +9,7 @@ from torch import Generator, Tensor
 
 from engine.augment import ops
 from engine.augment.params import AugParams, identity_params
+from engine.augment.preprocess import INTERPOLATION, resize_crop, to_float
 from engine.augment.recipes import Recipe
 from engine.augment.sampling import sample_params
 from engine.core.errors import ConfigError
@@ -19,17 +20,6 @@ class View(NamedTuple):
 
     views: Tensor  # float [B, 3, S, S] in [0, 1]
     params: AugParams
-
-
-def to_float(images: Tensor) -> Tensor:
-    """uint8 [0, 255] or float [0, 1] ``[B, 3, H, W]`` -> float32 in [0, 1]."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ConfigError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    if not images.is_floating_point():
-        raise ConfigError(f"images must be uint8 or float, got {images.dtype}")
-    return images.float()
 
 
 def _on_rows(x: Tensor, rows: Tensor, fn, *args: Tensor) -> Tensor:
@@ -53,7 +43,7 @@ def colour_jitter(x: Tensor, p: AugParams) -> Tensor:
     return x
 
 
-def apply(images: Tensor, params: AugParams, interpolation: str = "bicubic") -> Tensor:
+def apply(images: Tensor, params: AugParams, interpolation: str = INTERPOLATION) -> Tensor:
     """The views ``params`` describe: float ``[B, 3, S, S]`` in [0, 1]. Deterministic (replay on the same device).
 
     Order: crop + resize + flip, colour jitter, grayscale, blur, solarize, rotation. A single image is broadcast
@@ -65,9 +55,7 @@ def apply(images: Tensor, params: AugParams, interpolation: str = "bicubic") -> 
         x = x.expand(len(p), -1, -1, -1)
     if len(x) != len(p):
         raise ConfigError(f"{len(x)} images but {len(p)} parameter rows: pass one row per image")
-    if interpolation not in ops.FILTERS:
-        raise ConfigError(f"interpolation {interpolation!r}: choose from {sorted(ops.FILTERS)}")
-    x = ops.resized_crop(x, p.crop.float(), p.flip, p.size, interpolation).clamp_(0.0, 1.0)
+    x = resize_crop(x, p.crop, p.flip, p.size, interpolation)  # the same stage as engine.augment.preprocess
     x = colour_jitter(x, p)
     x = torch.where(p.gray[:, None, None, None], ops.grayscale(x).expand_as(x), x)
     x = _on_rows(x, p.blur, ops.gaussian_blur, p.sigma)
