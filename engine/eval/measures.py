@@ -668,7 +668,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> Cka:
     """Linear CKA (Kornblith et al. 2019) of ``x`` [N, Dx] and ``y`` [N, Dy] (rows are the same items).
 
     ``debiased``: use the unbiased HSIC estimator (Song et al. 2012), which removes the upward bias of small N
-    against large D (independent embeddings then score about 0 instead of about D / N); needs N > 3.
+    against large D (independent embeddings then score about 0 instead of about D / (N + D)); needs N > 3.
     Computed in feature space (no N x N Gram matrix).
     """
     x, y = _f64(x), _f64(y)
