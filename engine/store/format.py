@@ -100,7 +100,9 @@ class Store:
             raise StoreError(f"unknown coordinate kind {kind!r}; choose from {list(COORD_KINDS)}.")
         path = self.path / f"coords_{self._space(space)}_{kind}.npy"
         if not path.is_file():
-            raise StoreError(f"{path} is missing (store built without {kind}); {rebuild_hint(self.manifest)}")
+            raise StoreError(
+                f"{path} is missing (store built without {kind})", fix=rebuild_command(self.manifest)
+            )
         return np.load(path, allow_pickle=False)
 
     def pca_basis(self, space: str):
@@ -115,28 +117,30 @@ class Store:
         return read_index(self.path / f"{self._space(space)}.faiss")
 
 
-def rebuild_hint(manifest: dict[str, Any] | None, path: Path | None = None) -> str:
-    """The command that rebuilds a store (every StoreError ends with it)."""
+def rebuild_command(manifest: dict[str, Any] | None, path: Path | None = None) -> str:
+    """The command that rebuilds a store (every StoreError carries it as ``fix``)."""
     src = (manifest or {}).get("source", {})
     ckpt = src.get("checkpoint", "<checkpoint.safetensors>")
     ds, split = src.get("dataset", "<dataset>"), src.get("split", "<split>")
     out = src.get("store_root") or (str(path.parent) if path else "stores")
     root = f" --data-root {src['data_root']}" if src.get("data_root") else ""
-    return f"rebuild it with: python -m engine embed --checkpoint {ckpt} --dataset {ds} --split {split}{root} --out {out} --overwrite"
+    return f"python -m engine embed --checkpoint {ckpt} --dataset {ds} --split {split}{root} --out {out} --overwrite"
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     mpath = path / "manifest.json"
     if not path.is_dir():
-        raise StoreError(f"store {path} does not exist; {rebuild_hint(None, path)}")
+        raise StoreError(f"store {path} does not exist", fix=rebuild_command(None, path))
     if not mpath.is_file():
-        raise StoreError(f"store {path} has no manifest.json (incomplete build?); {rebuild_hint(None, path)}")
+        raise StoreError(
+            f"store {path} has no manifest.json (incomplete build?)", fix=rebuild_command(None, path)
+        )
     try:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StoreError(f"{mpath} is not valid JSON ({e}); {rebuild_hint(None, path)}") from e
+        raise StoreError(f"{mpath} is not valid JSON ({e})", fix=rebuild_command(None, path)) from e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise StoreError(f"{mpath} is not an EquiLab store manifest; {rebuild_hint(None, path)}")
+        raise StoreError(f"{mpath} is not an EquiLab store manifest", fix=rebuild_command(None, path))
     return manifest
 
 
@@ -145,15 +149,17 @@ def verify_files(path: Path, manifest: dict[str, Any], full: bool = True) -> Non
     for name, rec in manifest["files"].items():
         f = path / name
         if not f.is_file():
-            raise StoreError(f"store file {f} is missing; {rebuild_hint(manifest, path)}")
+            raise StoreError(f"store file {f} is missing", fix=rebuild_command(manifest, path))
         size = f.stat().st_size
         if size != rec["size"]:
             raise StoreError(
-                f"store file {f} has {size} bytes, the manifest says {rec['size']} (truncated or replaced); "
-                f"{rebuild_hint(manifest, path)}"
+                f"store file {f} has {size} bytes, the manifest says {rec['size']} (truncated or replaced)",
+                fix=rebuild_command(manifest, path),
             )
         if full and sha256_file(f) != rec["sha256"]:
-            raise StoreError(f"store file {f} was modified (sha256 mismatch); {rebuild_hint(manifest, path)}")
+            raise StoreError(
+                f"store file {f} was modified (sha256 mismatch)", fix=rebuild_command(manifest, path)
+            )
 
 
 def open_store(path: str | Path, verify: bool = True, expect_checkpoint_sha: str | None = None) -> Store:
@@ -167,13 +173,14 @@ def open_store(path: str | Path, verify: bool = True, expect_checkpoint_sha: str
     if not isinstance(version, int) or version > MANIFEST_VERSION:
         raise StoreError(
             f"store {path} has manifest version {version!r}; this engine reads up to {MANIFEST_VERSION}. "
-            f"Update the engine or {rebuild_hint(manifest, path)}"
+            "Update the engine or rebuild the store",
+            fix=rebuild_command(manifest, path),
         )
     have = manifest.get("source", {}).get("checkpoint_sha256")
     if expect_checkpoint_sha is not None and have != expect_checkpoint_sha:
         raise StoreError(
-            f"store {path} was built from checkpoint sha256 {str(have)[:12]}…, not {expect_checkpoint_sha[:12]}…; "
-            f"{rebuild_hint(manifest, path)}"
+            f"store {path} was built from checkpoint sha256 {str(have)[:12]}…, not {expect_checkpoint_sha[:12]}…",
+            fix=rebuild_command(manifest, path),
         )
     verify_files(path, manifest, full=verify)
     return Store(path=path, manifest=manifest)
