@@ -1,0 +1,41 @@
+"""Checkpoints as the dashboard uses them: load a trained model; a failure carries the command that replaces it."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from engine.core.errors import EquiLabError
+from engine.store.discovery import recorded_info
+from engine.train.checkpoint import load_model as _load_model
+
+
+def _text(value: Any, default: str) -> str:
+    return value if isinstance(value, str) and value else default
+
+
+def train_command(checkpoint: Path) -> str:
+    """The command that trains a replacement for ``checkpoint`` (its recorded method and dataset when readable)."""
+    info = recorded_info(checkpoint)
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    method = _text(info.get("method"), "<method>")
+    dataset = _text(data.get("dataset"), "shapes")
+    cmd = shlex.join(["python", "-m", "engine", "train", "--method", method, "--dataset", dataset])
+    return f"{cmd} --out runs/<name>   # or restore {checkpoint}"
+
+
+def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, sidecar info) of a checkpoint (engine.train.checkpoint.load_model).
+
+    An EquiLabError without a ``fix`` gets :func:`train_command` as its fix.
+    """
+    try:
+        return _load_model(checkpoint, device)
+    except EquiLabError as e:
+        if e.fix is None:
+            e.fix = train_command(Path(checkpoint))
+        raise

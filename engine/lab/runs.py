@@ -1,0 +1,107 @@
+"""Run logs for the dashboard: training runs' ``metrics.jsonl`` and the ``eval.json`` an evaluation writes.
+
+Readers are tolerant of live files: a run being written may end in a half line, which is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.core.paths import is_inside
+
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"
+X_COLUMNS = ("step", "global_step", "epoch")  # preferred x axis first
+NOT_CURVES = frozenset({*X_COLUMNS, "time"})
+
+
+def find_runs(root: Path, limit: int = 200) -> dict[str, Path]:
+    """Run directories (holding metrics.jsonl) under ``root``: label (path relative to root) -> directory.
+
+    Newest first, at most ``limit``; a metrics file reached through a symlink pointing outside ``root`` is skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    found = [p for p in root.glob(f"**/{METRICS_FILE}") if is_inside(p, root)]
+    found = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
+    return {str(p.parent.relative_to(root)) or ".": p.parent for p in found}
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """One row per JSON object line of a metrics.jsonl (numeric values only; unparsable lines are skipped)."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                rows.append(
+                    {k: v for k, v in rec.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+                )
+    return pd.DataFrame(rows)
+
+
+def is_writing(run_dir: Path, within_s: float = 120.0, now: float | None = None) -> bool:
+    """True when the run's metrics.jsonl was written in the last ``within_s`` seconds."""
+    f = Path(run_dir) / METRICS_FILE
+    try:
+        mtime = f.stat().st_mtime
+    except OSError:
+        return False
+    return (time.time() if now is None else now) - mtime < within_s
+
+
+def x_axis(df: pd.DataFrame) -> str | None:
+    """The column to plot curves against (step, else global_step, else epoch), or None."""
+    return next((c for c in X_COLUMNS if c in df.columns), None)
+
+
+def curve_groups(columns: list[str]) -> dict[str, list[str]]:
+    """Which columns go in which chart: losses, learning rate, kNN / accuracy; the rest under 'other'."""
+    groups: dict[str, list[str]] = {"loss": [], "lr": [], "knn / accuracy": [], "other": []}
+    for c in columns:
+        if c in NOT_CURVES:
+            continue
+        lc = c.lower()
+        if "loss" in lc:
+            key = "loss"
+        elif lc in ("lr", "learning_rate") or lc.startswith("lr/"):
+            key = "lr"
+        elif "knn" in lc or "acc" in lc:
+            key = "knn / accuracy"
+        else:
+            key = "other"
+        groups[key].append(c)
+    return {k: v for k, v in groups.items() if v}
+
+
+def read_eval(store_dir: Path) -> list[dict[str, Any]] | None:
+    """The result rows of ``<store_dir>/eval.json`` (evaluator, space, metric, value); None when there is none
+    or it is unreadable."""
+    try:
+        doc = json.loads((Path(store_dir) / EVAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    rows = doc.get("results") if isinstance(doc, dict) else None
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
+
+
+def factor_probes(rows: list[dict[str, Any]], space: str) -> list[dict[str, Any]]:
+    """Per-factor probe R² of ``space`` from eval rows: [{"factor": name, "r2": value}] in file order."""
+    out = []
+    for r in rows:
+        if r.get("evaluator") != "factors" or r.get("space") != space:
+            continue
+        try:
+            out.append({"factor": str(r["metric"]).removeprefix("r2_"), "r2": float(r["value"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
