@@ -1,16 +1,22 @@
-"""Augmentation lab: augment one image, compare actual and predicted embedding displacements, sweep a parameter."""
+"""Augmentation lab: augment one image, compare actual and predicted embedding displacements, sweep a family.
+
+Sliders, ranges and sweep grids come from the families table (engine.augment.FAMILIES); random views are drawn from
+the model's own training recipe; every number comes from engine.lab.image.
+"""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.core.errors import EquiLabError
-from engine.lab.image import SWEEPS, SliderValues, displacement_basis, lab_views, random_values, sweep_values
+from engine.augment import FAMILIES, Recipe, find_family, training_recipe
+from engine.core.errors import ConfigError, EquiLabError
+from engine.eval.displacement import SCORED_SPACES
+from engine.lab.image import SliderValues, displacement_basis, lab_views, random_values, sweep_models
+
+CENTRE_KEYS = {"crop_cx": ("Crop centre x", "lab_cx"), "crop_cy": ("Crop centre y", "lab_cy")}
 
 
 def _arrow(fig: go.Figure, start, end, colour: str, text: str) -> None:
@@ -31,11 +37,69 @@ def _arrow(fig: go.Figure, start, end, colour: str, text: str) -> None:
     )
 
 
+def _key(name: str) -> str:
+    return f"lab_{name}"
+
+
+def _sliders() -> SliderValues:
+    """One widget per family (checkbox for on/off ops), three columns, plus the crop centre under the crop."""
+    for (
+        name,
+        fam,
+    ) in FAMILIES.items():  # defaults once, so values set by "Edit in the sliders" are not overridden
+        st.session_state.setdefault(_key(name), bool(fam.neutral) if fam.flag else fam.neutral)
+    for name, (_, key) in CENTRE_KEYS.items():
+        st.session_state.setdefault(key, getattr(SliderValues(), name))
+    cols = st.columns(3)
+    names = list(FAMILIES)
+    per = -(-len(names) // 3)
+    got = {}
+    for i, name in enumerate(names):
+        fam, col = FAMILIES[name], cols[i // per]
+        if fam.flag:
+            got[name] = col.checkbox(fam.label, key=_key(name))
+        else:
+            got[name] = col.slider(fam.label, fam.low, fam.high, step=fam.step, key=_key(name))
+        if name == "crop_scale":
+            for field, (label, key) in CENTRE_KEYS.items():
+                got[field] = col.slider(label, 0.0, 1.0, step=0.01, key=key)
+    return SliderValues(**got)
+
+
+def _to_sliders(v: SliderValues) -> None:
+    """Callback: show one random view in the sliders (and switch to them)."""
+    for name in FAMILIES:
+        st.session_state[_key(name)] = getattr(v, name)
+    for field, (_, key) in CENTRE_KEYS.items():
+        st.session_state[key] = getattr(v, field)
+    st.session_state["lab_mode"] = "Sliders"
+
+
+def _describe(v: SliderValues) -> str:
+    """The non-identity strengths of one view, e.g. "Crop scale 0.52 · Hue shift 0.31"."""
+    parts = [
+        fam.label if fam.flag else f"{fam.label} {getattr(v, n):.2f}"
+        for n, fam in FAMILIES.items()
+        if not fam.same(float(getattr(v, n)), fam.neutral)
+    ]
+    return " · ".join(parts) or "identity"
+
+
+def _recipe_caption(r: Recipe) -> str:
+    lo, hi = r.scale
+    return (
+        f"Sampled from this model's training recipe: crop area {lo:g}–{hi:g}, flip p={r.flip_p:g}, colour jitter "
+        f"p={r.jitter_p:g} (brightness ±{r.brightness:g}, contrast ±{r.contrast:g}, saturation ±{r.saturation:g}, "
+        f"hue ±{r.hue:g}), grayscale p={r.gray_p:g}, blur p={r.blur_p:g}. The sliders show each view with the "
+        "image's aspect kept and the colour ops in a fixed order."
+    )
+
+
 st.title("Augmentation lab")
 sel = ui.selection()
 ref = cached.store_for(sel)
 info = cached.summary(str(ref.path), ref.stamp)
-space = ui.pick_space(info["spaces"], prefer=("equivariant", "projector"))  # where EquiMod predicts
+space = ui.pick_space(info["spaces"], prefer=SCORED_SPACES)  # where the displacement is scored
 example = st.session_state.get("example", {})
 
 # ---------------------------------------------------------------- the image
@@ -68,31 +132,19 @@ with src_col:
     st.image(image, caption=caption, width=160)
 
 # ---------------------------------------------------------------- the augmentation
+model, _ = ui.load_model(sel.checkpoint)
 with aug_col:
     mode = st.radio("Augmentation", ["Sliders", "Sample random (seeded)"], horizontal=True, key="lab_mode")
     if mode == "Sliders":
-        c1, c2, c3 = st.columns(3)
-        v = SliderValues(
-            crop_area=c1.slider("Crop area", 0.08, 1.0, 1.0, 0.01, key="lab_crop"),
-            crop_cx=c1.slider("Crop centre x", 0.0, 1.0, 0.5, 0.01, key="lab_cx"),
-            crop_cy=c1.slider("Crop centre y", 0.0, 1.0, 0.5, 0.01, key="lab_cy"),
-            brightness=c2.slider("Brightness", 0.2, 1.8, 1.0, 0.05, key="lab_brightness"),
-            contrast=c2.slider("Contrast", 0.2, 1.8, 1.0, 0.05, key="lab_contrast"),
-            saturation=c2.slider("Saturation", 0.0, 2.0, 1.0, 0.05, key="lab_saturation"),
-            hue=c3.slider("Hue shift", -0.5, 0.5, 0.0, 0.01, key="lab_hue"),
-            rotation=c3.slider("Rotation (°)", -180.0, 180.0, 0.0, 5.0, key="lab_rotation"),
-            blur_sigma=c3.slider("Blur σ (0 = off)", 0.0, 2.0, 0.0, 0.1, key="lab_blur"),
-            flip=c1.checkbox("Horizontal flip", key="lab_flip"),
-            gray=c2.checkbox("Grayscale", key="lab_gray"),
-        )
-        values = [v]
+        values = [_sliders()]
     else:
         c1, c2 = st.columns(2)
         seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="lab_seed")
         n_views = c2.slider("Views", 1, 4, 2, key="lab_nviews")
-        values = [random_values(int(seed) + i) for i in range(n_views)]
+        recipe = training_recipe(model)
+        values = random_values(recipe, image.shape[:2], int(seed), n_views)
+        st.caption(_recipe_caption(recipe))
 
-model, _ = ui.load_model(sel.checkpoint)
 try:
     res = lab_views(model, image, values, space, predictor=cached.predictor(ref, space))
 except EquiLabError as e:
@@ -112,13 +164,16 @@ with left:
     if res.predictor == "none":
         st.caption("Fit the post-hoc displacement predictor of this store with:")
         st.code(f"python -m engine eval --store {ref.path} --displacement", language="bash")
-    for i, m in enumerate(res.metrics):
+    for i, v in enumerate(values):
         cols = st.columns([1, 1, 1])
         cols[0].image(np.transpose(res.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
-        cols[1].metric("|Δ|", f"{m.norm:.4f}")
-        cols[1].metric("invariance cos", f"{m.invariance:.3f}")
-        cols[2].metric("cos(Δ, Δ̂)", "—" if np.isnan(m.cos) else f"{m.cos:.3f}")
-        cols[2].metric("relative error", "—" if np.isnan(m.rel_err) else f"{m.rel_err:.3f}")
+        cols[1].metric("|Δ|", f"{res.norm[i]:.4f}")
+        cols[1].metric("invariance cos", f"{res.invariance[i]:.3f}")
+        cols[2].metric("cos(Δ, Δ̂)", "—" if np.isnan(res.cos[i]) else f"{res.cos[i]:.3f}")
+        cols[2].metric("relative error", "—" if np.isnan(res.rel_err[i]) else f"{res.rel_err[i]:.3f}")
+        if mode != "Sliders":
+            cols[0].caption(_describe(v))
+            cols[0].button("Edit in the sliders", key=f"lab_edit_{i}", on_click=_to_sliders, args=(v,))
 
 with right:
     # ---------------------------------------------------------------- arrows in a linear basis
@@ -130,13 +185,13 @@ with right:
         key="lab_basis",
     )
     zoom = st.toggle("Zoom on the arrows", value=True, key="lab_zoom")
-    deltas = res.z - res.z0
+    deltas = res.actual
     if basis_kind == "Store PCA 1-2" or np.linalg.norm(deltas.mean(axis=0)) < 1e-9:
         basis = cached.pca(str(ref.path), ref.stamp, space)
     else:
         basis = displacement_basis(deltas, emb)
     cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
-    o = basis.project(res.z0)
+    o = basis.project(res.z0[0])
     fig = go.Figure(
         go.Scatter(
             x=cloud[:, 0], y=cloud[:, 1], mode="markers", marker=dict(size=3, color="lightgray"), name="store"
@@ -172,38 +227,45 @@ for i in range(len(res.z)):
     st.image([th[j] for j in ids], caption=[info["classes"][info["labels"][j]] for j in ids], width=56)
 
 # ---------------------------------------------------------------- sweep
-with st.expander("Sweep one parameter", expanded="sweep" in example):
-    names = list(SWEEPS)
-    want = example.get("sweep")
-    sweep = st.selectbox("Parameter", names, index=names.index(want) if want in names else 0, key="lab_sweep")
+with st.expander("Sweep one augmentation family", expanded="sweep" in example):
+    names = list(FAMILIES)
+    try:
+        want = find_family(example["sweep"]).name if "sweep" in example else names[0]
+    except ConfigError:
+        want = names[0]
+    sweep = st.selectbox(
+        "Family",
+        names,
+        index=names.index(want),
+        format_func=lambda n: FAMILIES[n].label,
+        key="lab_sweep",
+    )
     all_models = st.toggle("All models at once", key="lab_sweep_all")
     if st.button("Run sweep", key="lab_sweep_run"):
         base = values[0] if mode == "Sliders" else SliderValues()
-        grid, vals = sweep_values(dataclasses.replace(base), sweep, n=9)
-        models = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
-        rows = []
-        for label, ckpt in list(models.items())[:6]:
+        chosen = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
+        models = {}
+        for label, ckpt in list(chosen.items())[:6]:
             loaded = ui.load_model(ckpt, stop=False)
-            if loaded is None:
-                continue
-            mdl = loaded[0]
-            try:
-                r = lab_views(mdl, image, vals, space)
-            except EquiLabError:
-                r = lab_views(mdl, image, vals, "backbone")
-            rows += [{"model": label, "x": x, "norm": m.norm, "cos": m.cos} for x, m in zip(grid, r.metrics)]
-        st.session_state["lab_sweep_rows"] = (sweep, rows)
+            if loaded is not None:
+                models[label] = loaded[0]
+        st.session_state["lab_sweep_rows"] = (sweep, space, sweep_models(models, image, base, sweep, space))
     if "lab_sweep_rows" in st.session_state:
-        name, rows = st.session_state["lab_sweep_rows"]
+        name, swept_space, curves = st.session_state["lab_sweep_rows"]
+        for c in curves:
+            if c.error:
+                st.warning(f"No curve for {c.error}")
         c1, c2 = st.columns(2)
         for col, key, title in ((c1, "norm", "|Δ|"), (c2, "cos", "cos(Δ, Δ̂)")):
             f = go.Figure()
-            for label in dict.fromkeys(r["model"] for r in rows):
-                pts = [r for r in rows if r["model"] == label]
-                f.add_trace(
-                    go.Scatter(
-                        x=[r["x"] for r in pts], y=[r[key] for r in pts], mode="lines+markers", name=label
+            for c in curves:
+                if not c.error:
+                    f.add_trace(
+                        go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
                     )
-                )
-            f.update_layout(height=300, title=f"{title} vs {name}", margin=dict(l=10, r=10, t=40, b=10))
+            f.update_layout(
+                height=300,
+                title=f"{title} vs {FAMILIES[name].label} ({swept_space})",
+                margin=dict(l=10, r=10, t=40, b=10),
+            )
             col.plotly_chart(f, key=f"lab_sweep_{key}")

@@ -10,7 +10,7 @@ import streamlit as st
 from app import cached, ui
 from engine.augment import FAMILIES
 from engine.lab.compare import knn_ids, selection_ids, stratified_sample
-from engine.lab.image import displacement_scores
+from engine.lab.image import family_displacements
 
 MAX_POINTS = 20000
 GRID = 48
@@ -40,7 +40,7 @@ def displacement_map(path: str, stamp: float, space: str, family: str, strength:
 
     model, _ = ui.load_model(sel.checkpoint)
     images = cached.store_images(ref)
-    return displacement_scores(model, images, family, strength, space)
+    return family_displacements(model, images, family, strength, space)
 
 
 c1, c2, c3 = st.columns(3)

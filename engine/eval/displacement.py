@@ -8,6 +8,10 @@ a POST-HOC predictor of the same form fitted on frozen features, so all methods 
 where ``p`` is the z-scored 15-d EquiMod parameter vector and ``P`` the top-``rank`` PCA axes of e(x) (the
 interaction term lets the displacement depend on the image, as EquiMod's MLP does, at linear cost).
 Predictors are saved as ``posthoc_<space>.npz`` beside the store (no pickle) so the app does not refit them.
+
+:func:`displace` is the one function that embeds a batch of views and returns Δ, Δ̂ and their per-view scores
+(the lab and the map call it); :func:`sweep_spaces` and :func:`run_displacement_eval` score batches for the
+evaluation; :func:`scored_space` picks the space whose displacement is reported.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -122,27 +127,50 @@ def load_predictor(store: str | Path, space: str) -> PosthocPredictor:
 
 # ---------------------------------------------------------------- embedding views with the shared pipeline
 
+# The space whose displacement is scored and shown by default: EquiMod's own "equivariant" predictor space, else
+# the projector (post-hoc predictor), else the backbone. The evaluation's table, the study report and the lab agree.
+SCORED_SPACES = ("equivariant", "projector", "backbone")
+
+
+def scored_space(spaces) -> str:
+    """The first of :data:`SCORED_SPACES` among ``spaces`` (the backbone when none is present)."""
+    have = set(spaces)
+    return next((s for s in SCORED_SPACES if s in have), "backbone")
+
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
-def embed_views(model, images: torch.Tensor, params) -> tuple[dict, dict, np.ndarray]:
-    """(e(x) per space, e(a(x)) per space, raw 15-d parameter vectors) for uint8/float ``images`` [B, 3, H, W].
+class Embedded(NamedTuple):
+    """Embeddings of originals and their views: every space's ``e(x)`` and ``e(a(x))`` and the 15-d vectors."""
 
-    The original goes through the identity augmentation at the model's size, exactly as EquiMod's x0.
-    """
+    e0: dict[str, np.ndarray]  # space -> [B0, D]: the originals (B0 = 1 when one image is broadcast)
+    et: dict[str, np.ndarray]  # space -> [B, D]: the views
+    p: np.ndarray  # [B, 15] raw EquiMod parameter vectors
+    views: torch.Tensor  # float [B, 3, S, S] in [0, 1] on the model's device: the augmented images
+
+
+def original(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The un-augmented images at the model's input ``size`` (what ``e(x)`` embeds)."""
+    return A.identity_view(images, size)
+
+
+@torch.no_grad()
+def embed_views(model, images: torch.Tensor, params) -> Embedded:
+    """Embed uint8/float ``images`` [B, 3, H, W] and their views ``params`` (one row per image, or many rows for
+    a single image) with ``model``; the original goes through :func:`original` at the model's size."""
 
     dev = _device(model)
     images = images.to(dev)
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     size = int(getattr(model, "image_size", hw[0]))
-    x0 = A.apply(images, A.identity_params(len(images), hw, size, dev))
-    xt = A.apply(images, params)
-    e0, et = model.embed(x0), model.embed(xt)
+    x0, xt = original(images, size), A.apply(images, params)
+    # One forward pass for originals and views: an identity view then embeds exactly as its original (Δ = 0).
+    emb = model.embed(torch.cat([x0, xt]))
+    e0, et = ({k: v[: len(x0)] for k, v in emb.items()}, {k: v[len(x0) :] for k, v in emb.items()})
     p = A.equimod_vector(params, hw).float().cpu().numpy()
-    return _np(e0), _np(et), p
+    return Embedded(_np(e0), _np(et), p, xt)
 
 
 def _np(d: dict) -> dict[str, np.ndarray]:
@@ -163,44 +191,72 @@ def resolve_predictor(model, space: str, predictor: Predictor | None) -> tuple[P
     return (predictor, "post-hoc") if predictor is not None else (None, "none")
 
 
+def _space(e: dict[str, np.ndarray], space: str) -> np.ndarray:
+    if space not in e:
+        raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e)}")
+    return e[space]
+
+
 @dataclass(frozen=True)
-class DisplacementResult:
-    """One image, one composed augmentation, one space."""
+class Displacement:
+    """Views in one space: actual Δ = e(a(x)) − e(x), predicted Δ̂ = ê(a(x)) − e(x) and per-view scores [B]."""
 
-    actual: np.ndarray  # [D] delta = e(a(x)) - e(x)
-    predicted: np.ndarray | None  # [D] delta_hat (None without a predictor)
-    norm: float
-    cos: float  # nan without a predictor
-    rel_err: float  # nan without a predictor
-    invariance: float  # cos(e(a(x)), e(x))
-    predictor: str = "none"
+    z0: np.ndarray  # [B, D] e(x), one row per view
+    z: np.ndarray  # [B, D] e(a(x))
+    z_hat: np.ndarray | None  # [B, D] predicted e(a(x)); None without a predictor
+    predictor: str  # "equimod", "post-hoc" or "none"
+    norm: np.ndarray  # |Δ|
+    invariance: np.ndarray  # cos(e(a(x)), e(x)): 1 = unmoved
+    cos: np.ndarray  # cos(Δ, Δ̂); nan without a predictor or where Δ or Δ̂ is zero
+    rel_err: np.ndarray  # |Δ̂ − Δ| / |Δ|; nan without a predictor or where Δ is zero
+    views: np.ndarray | None = None  # float [B, 3, S, S] in [0, 1]: the augmented images, when embedded here
+
+    @property
+    def actual(self) -> np.ndarray:
+        return self.z - self.z0
+
+    @property
+    def predicted(self) -> np.ndarray | None:
+        return None if self.z_hat is None else self.z_hat - self.z0
 
 
-def displacement_for(
-    model, x01, params, space: str, predictor: Predictor | None = None
-) -> DisplacementResult:
-    """Actual and predicted displacement of ONE image ``x01`` (float [3, H, W] in [0, 1]) under ``params``."""
-    x = torch.as_tensor(x01).float()
-    e0, et, p = embed_views(model, x[None] if x.dim() == 3 else x[:1], params)
-    if space not in e0:
-        raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e0)}")
-    z0, zt = e0[space][:1], et[space][:1]
-    fn, kind = resolve_predictor(model, space, predictor)
-    delta = (zt - z0)[0]
-    inv = float(row_cos(zt, z0)[0])
-    if fn is None:
-        nan = float("nan")
-        return DisplacementResult(delta, None, float(np.linalg.norm(delta)), nan, nan, inv, kind)
-    dh = (np.asarray(fn(z0, p), np.float64) - z0)[0]
-    return DisplacementResult(
-        actual=delta,
-        predicted=dh.astype(np.float32),
-        norm=float(np.linalg.norm(delta)),
-        cos=float(row_cos(delta, dh)[0]),
-        rel_err=float(rel_error(delta, dh)[0]),
-        invariance=inv,
-        predictor=kind,
+def displacement(z0, z, z_hat=None, predictor: str = "none", views=None) -> Displacement:
+    """Per-view displacement scores from embeddings of the originals ``z0``, the views ``z`` and the predicted
+    views ``z_hat`` (all [B, D]; ``z0`` may be one row for all views)."""
+    z = np.atleast_2d(np.asarray(z, np.float64))
+    z0 = np.broadcast_to(np.atleast_2d(np.asarray(z0, np.float64)), z.shape)
+    delta = z - z0
+    nan = np.full(len(z), np.nan)
+    if z_hat is None:
+        cos, rel = nan, nan
+    else:
+        z_hat = np.atleast_2d(np.asarray(z_hat, np.float64))
+        cos, rel = row_cos(delta, z_hat - z0, undefined=np.nan), rel_error(delta, z_hat - z0)
+    return Displacement(
+        z0=z0,
+        z=z,
+        z_hat=z_hat,
+        predictor=predictor,
+        norm=np.linalg.norm(delta, axis=1),
+        invariance=row_cos(z, z0),
+        cos=cos,
+        rel_err=rel,
+        views=views,
     )
+
+
+def displace(
+    model, images: torch.Tensor, params, space: str, predictor: Predictor | None = None
+) -> Displacement:
+    """THE displacement of a batch of views: embed ``images`` (uint8/float [B, 3, H, W], or [1, ...] broadcast
+    over the rows of ``params``) and their views ``params`` with ``model``, predict the views in ``space``
+    (EquiMod's own predictor in "equivariant", else ``predictor``, else none) and score every view."""
+    emb = embed_views(model, images, params)
+    z0, z = _space(emb.e0, space), _space(emb.et, space)
+    z0 = np.broadcast_to(z0, z.shape)
+    fn, kind = resolve_predictor(model, space, predictor)
+    z_hat = None if fn is None else np.asarray(fn(np.ascontiguousarray(z0), emb.p), np.float32)
+    return displacement(z0, z, z_hat, kind, emb.views.float().cpu().numpy())
 
 
 @dataclass(frozen=True)
@@ -232,11 +288,9 @@ def sweep_spaces(
     rows: dict[str, list[DisplacementScores]] = {s: [] for s in predictors}
     for st in strengths:
         params = FAMILIES[family].params(float(st), len(images), hw, size, _device(model))
-        e0, et, p = embed_views(model, images, params)
+        emb = embed_views(model, images, params)
         for space in predictors:
-            if space not in e0:
-                raise ConfigError(f"space {space!r} not produced by this model; choose from {sorted(e0)}")
-            rows[space].append(score(e0[space], et[space], p, fns[space][0]))
+            rows[space].append(score(_space(emb.e0, space), _space(emb.et, space), emb.p, fns[space][0]))
     keys = ("norm", "invariance", "cos", "rel_err", "eqgain", "top1")
     return {
         space: SweepResult(
@@ -284,7 +338,7 @@ def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch:
     parts = []
     for s in range(0, len(images), batch):
         b = images[s : s + batch].to(_device(model))
-        parts.append(embed_views(model, b, sample_params(r, len(b), hw, generator)))
+        parts.append(embed_views(model, b, sample_params(r, len(b), hw, generator))[:3])
     cat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa: E731
     return cat(0), cat(1), np.concatenate([p[2] for p in parts])
 
@@ -318,7 +372,7 @@ def run_displacement_eval(model, ctx) -> list[dict]:
                 )
     sweep_imgs = te_imgs[: ctx.n_sweep]
     for family, fam in FAMILIES.items():
-        strengths = fam.sweep if len(fam.sweep) <= 5 else fam.sweep[::2]  # on/off families keep both values
+        strengths = fam.coarse
         for space, res in sweep_spaces(model, sweep_imgs, family, strengths, fns).items():
             for i, s in enumerate(res.strengths):
                 for k in ("cos", "norm", "invariance"):

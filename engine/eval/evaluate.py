@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io as _io
 import json
 import logging
@@ -29,7 +30,7 @@ from engine.augment import apply, augment, identity_params, rotate4, training_re
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
 from engine.eval.context import EvalContext, sample_ids, sample_images
-from engine.eval.displacement import run_displacement_eval
+from engine.eval.displacement import run_displacement_eval, scored_space
 from engine.eval.metrics import factor_probe, knn_eval, linear_probe, row_cos
 from engine.store.build import ensure_store, resolve_device
 from engine.store.format import Store, StoreOptions, open_store
@@ -188,8 +189,8 @@ def write_results(rows: list[Row], out_dir: Path, info: dict[str, Any]) -> tuple
     )
 
 
-# Columns of the comparison table: (header, space, metric); the displacement columns use each model's
-# "equivariant" space when it has one (EquiMod's own predictor), else its projector (post-hoc predictor).
+# Columns of the comparison table: (header, space, metric); the "disp" columns use each model's scored space
+# (engine.eval.displacement.scored_space: "equivariant" with EquiMod's own predictor, else projector, else backbone).
 TABLE_COLUMNS = (
     ("kNN", "backbone", "knn_acc"),
     ("linear", "backbone", "linear_acc"),
@@ -217,8 +218,7 @@ def results_table(files: list[Path]) -> str:
     for f in files:
         doc = json.loads(Path(f).read_text())
         values = {(r["space"], r["metric"]): r["value"] for r in doc["results"]}
-        spaces = {r["space"] for r in doc["results"]}
-        disp = "equivariant" if "equivariant" in spaces else "projector"
+        disp = scored_space(r["space"] for r in doc["results"])
         cells = []
         for _, space, metric in TABLE_COLUMNS:
             v = values.get((disp if space == "disp" else space, metric))
@@ -253,17 +253,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="evaluators to run (default: all)",
     )
     p.add_argument("--displacement", action="store_true", help="shorthand for --only displacement")
-    p.add_argument(
-        "--probe-cap", type=int, default=10_000, help="train items used by the probes (default: 10000)"
-    )
-    p.add_argument(
-        "--n-fit", type=int, default=4096, help="train images for post-hoc predictors (default: 4096)"
-    )
-    p.add_argument(
-        "--n-eval", type=int, default=1024, help="test images for model-based scores (default: 1024)"
-    )
+    sizes = {
+        f.name: f.default for f in dataclasses.fields(EvalContext) if f.default is not dataclasses.MISSING
+    }
+    for name, what in (
+        ("probe_cap", "train items used by the probes"),
+        ("n_fit", "train images for post-hoc predictors"),
+        ("n_eval", "test images for model-based scores"),
+        ("n_sweep", "test images per augmentation strength in the displacement sweeps"),
+        ("seed", "sampling seed"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=int, default=sizes[name], help=f"{what} (default: {sizes[name]})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--out", type=Path, default=None, help="results directory (default: the test store)")
     p.add_argument(
         "--table",
@@ -300,7 +302,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     test, train = _stores(args)
     ctx = EvalContext(
-        test, train, args.probe_cap, args.n_fit, args.n_eval, args.seed, str(resolve_device(args.device))
+        test=test,
+        train=train,
+        probe_cap=args.probe_cap,
+        n_fit=args.n_fit,
+        n_eval=args.n_eval,
+        n_sweep=args.n_sweep,
+        seed=args.seed,
+        device=str(resolve_device(args.device)),
     )
     which = ("displacement",) if args.displacement else tuple(args.only)
     rows = evaluate(ctx, which)

@@ -85,11 +85,11 @@ def class_probe(train_x, train_y, test_x, test_y) -> float:
 # ---------------------------------------------------------------- displacement metrics (rows are items)
 
 
-def row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of matching rows of ``a`` and ``b`` ([N, D] -> [N]); 0 where a row is zero."""
+def row_cos(a: np.ndarray, b: np.ndarray, undefined: float = 0.0) -> np.ndarray:
+    """Cosine similarity of matching rows of ``a`` and ``b`` ([N, D] -> [N]); ``undefined`` where a row is zero."""
     a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(den > 0, (a * b).sum(axis=1) / np.maximum(den, 1e-300), 0.0)
+    return np.where(den > 0, (a * b).sum(axis=1) / np.maximum(den, 1e-300), undefined)
 
 
 def rel_error(delta: np.ndarray, delta_hat: np.ndarray) -> np.ndarray:

@@ -1,5 +1,8 @@
-"""Augmentation-lab logic for the dashboard: slider values -> AugParams, sweeps, and linear 2-D bases.
+"""Augmentation-lab logic for the dashboard: slider values -> AugParams, sweeps, random views drawn from a model's
+own training recipe, the views of one image with their displacements, multi-model sweeps and linear 2-D bases.
 
+The sliders, their ranges and the sweeps come from the one families table (``engine.augment.FAMILIES``); the
+displacements are computed by ``engine.eval.displacement.displace``, the same code the evaluation scores with.
 Displacement arrows are drawn in a LINEAR basis (the store's PCA plane, or the axis of the mean displacement
 plus the cloud's main direction orthogonal to it) because UMAP is non-linear: distances and directions of
 transformed new points there mean nothing. Everything here is pure; no Streamlit.
@@ -8,106 +11,111 @@ transformed new points there mean nothing. Everything here is pure; no Streamlit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from engine.augment import FAMILIES, apply, equimod_vector, identity_params
-from engine.core.errors import ConfigError
+from engine.augment import FAMILIES, AugParams, Recipe, cat_params, compose, find_family, sample_params
+from engine.core.errors import ConfigError, EquiLabError
+from engine.eval.displacement import Displacement, Predictor, displace
 
 
 @dataclass(frozen=True)
 class SliderValues:
-    """One augmentation as the lab's sliders describe it (identity by default)."""
+    """One augmentation as the lab's sliders describe it: a strength per family of ``FAMILIES`` (the field of the
+    same name; identity by default) and where the crop sits."""
 
-    crop_area: float = 1.0  # fraction of the image area kept by the square crop, (0, 1]
-    crop_cx: float = 0.5  # crop centre, fraction of width (clamped so the box fits)
-    crop_cy: float = 0.5  # crop centre, fraction of height
+    crop_scale: float = 1.0  # fraction of the image area kept by the crop, (0, 1]
     flip: bool = False
     brightness: float = 1.0
     contrast: float = 1.0
     saturation: float = 1.0
-    hue: float = 0.0  # shift in turns, [-0.5, 0.5]
-    gray: bool = False
-    blur_sigma: float = 0.0  # 0 = no blur
-    rotation: float = 0.0  # degrees
+    hue: float = 0.0  # shift in turns
+    grayscale: bool = False
+    blur: float = 0.0  # sigma; 0 = no blur
+    rotation: float = 0.0  # degrees, counter-clockwise
+    crop_cx: float = 0.5  # crop centre, fraction of the width (clamped so the box fits)
+    crop_cy: float = 0.5  # crop centre, fraction of the height
+
+    def strengths(self) -> dict[str, float]:
+        """family name -> strength, for every family of the table."""
+        return {name: float(getattr(self, name)) for name in FAMILIES}
 
 
-# name -> (field of SliderValues, low, high): the parameters a sweep can vary.
-SWEEPS: dict[str, tuple[str, float, float]] = {
-    "hue shift": ("hue", -0.5, 0.5),
-    "crop scale": ("crop_area", 0.08, 1.0),
-    "rotation angle": ("rotation", -180.0, 180.0),
-    "brightness": ("brightness", 0.2, 1.8),
-    "contrast": ("contrast", 0.2, 1.8),
-    "saturation": ("saturation", 0.0, 2.0),
-    "blur sigma": ("blur_sigma", 0.0, 2.0),
-}
+def check_values(values: SliderValues) -> None:
+    """ConfigError naming the first strength outside its family's [low, high] (or a crop centre outside [0, 1])."""
+    for name, s in values.strengths().items():
+        f = FAMILIES[name]
+        if not f.low <= s <= f.high or (name == "crop_scale" and s <= 0):
+            raise ConfigError(f"{name}={s} is outside {f.label}'s range [{f.low:g}, {f.high:g}]")
+    for name in ("crop_cx", "crop_cy"):
+        if not 0.0 <= getattr(values, name) <= 1.0:
+            raise ConfigError(f"{name}={getattr(values, name)} must be in [0, 1]")
 
 
 def crop_box(values: SliderValues, image_hw: tuple[int, int]) -> tuple[float, float, float, float]:
-    """(top, left, height, width) in source pixels of the square crop the sliders describe."""
+    """(top, left, height, width) in source pixels: the crop_scale family's box moved to the crop centre."""
+    check_values(values)
     h, w = image_hw
-    if not 0.0 < values.crop_area <= 1.0:
-        raise ConfigError(f"crop_area={values.crop_area} must be in (0, 1]")
-    side = float(np.sqrt(values.crop_area) * min(h, w))
-    top = float(np.clip(values.crop_cy * h - side / 2, 0.0, h - side))
-    left = float(np.clip(values.crop_cx * w - side / 2, 0.0, w - side))
-    return top, left, side, side
+    _, _, ch, cw = FAMILIES["crop_scale"].params(values.crop_scale, 1, image_hw, 1).crop[0].tolist()
+    top = float(np.clip(values.crop_cy * h - ch / 2, 0.0, h - ch))
+    left = float(np.clip(values.crop_cx * w - cw / 2, 0.0, w - cw))
+    return top, left, float(ch), float(cw)
 
 
-def compose_params(values: SliderValues, image_hw: tuple[int, int], size: int, device: str = "cpu"):
-    """An ``engine.augment.AugParams`` for one image (B = 1) reproducing the slider values exactly."""
-
-    base = identity_params(1, image_hw, size, device)
-
-    def t(v, dtype=torch.float32):
-        return torch.tensor([v], dtype=dtype, device=device)
-
-    colour = (values.brightness, values.contrast, values.saturation, values.hue) != (1.0, 1.0, 1.0, 0.0)
-    return dataclasses.replace(
-        base,
-        crop=torch.tensor([crop_box(values, image_hw)], dtype=torch.float32, device=device),
-        flip=t(values.flip, torch.bool),
-        jitter=t(colour, torch.bool),
-        brightness=t(values.brightness),
-        contrast=t(values.contrast),
-        saturation=t(values.saturation),
-        hue=t(values.hue),
-        gray=t(values.gray, torch.bool),
-        blur=t(values.blur_sigma > 0, torch.bool),
-        sigma=t(max(values.blur_sigma, 1e-3)),
-        rotation=t(values.rotation),
-    )
+def compose_params(
+    values: SliderValues, image_hw: tuple[int, int], size: int, device: str = "cpu"
+) -> AugParams:
+    """An ``engine.augment.AugParams`` for one image (B = 1) reproducing the slider values exactly: every family
+    set through its own setter (``engine.augment.compose``), the crop placed at the crop centre."""
+    p = compose(values.strengths(), 1, image_hw, size, device)
+    box = torch.tensor([crop_box(values, image_hw)], dtype=torch.float32, device=device)
+    return dataclasses.replace(p, crop=box)
 
 
-def sweep_values(values: SliderValues, sweep: str, n: int = 9) -> tuple[np.ndarray, list[SliderValues]]:
-    """``n`` copies of ``values`` with the swept parameter spread evenly over its range: (grid, values)."""
-    if sweep not in SWEEPS:
-        raise ConfigError(f"unknown sweep {sweep!r}: choose from {sorted(SWEEPS)}")
-    field, lo, hi = SWEEPS[sweep]
-    grid = np.linspace(lo, hi, n)
-    return grid, [dataclasses.replace(values, **{field: float(v)}) for v in grid]
+def sweep_values(values: SliderValues, family: str) -> tuple[np.ndarray, list[SliderValues]]:
+    """``values`` at every strength of the family's sweep grid, the rest unchanged: (grid, values)."""
+    fam = find_family(family)
+    grid = np.asarray(fam.sweep, dtype=np.float64)
+    cast = bool if fam.flag else float
+    return grid, [dataclasses.replace(values, **{fam.name: cast(v)}) for v in grid]
 
 
-def random_values(seed: int) -> SliderValues:
-    """A SimCLR-like random augmentation, reproducible from ``seed``."""
-    rng = np.random.default_rng(seed)
-    jitter = rng.random() < 0.8
-    return SliderValues(
-        crop_area=float(rng.uniform(0.08, 1.0)),
-        crop_cx=float(rng.uniform(0, 1)),
-        crop_cy=float(rng.uniform(0, 1)),
-        flip=bool(rng.random() < 0.5),
-        brightness=float(rng.uniform(0.6, 1.4)) if jitter else 1.0,
-        contrast=float(rng.uniform(0.6, 1.4)) if jitter else 1.0,
-        saturation=float(rng.uniform(0.6, 1.4)) if jitter else 1.0,
-        hue=float(rng.uniform(-0.1, 0.1)) if jitter else 0.0,
-        gray=bool(rng.random() < 0.2),
-        blur_sigma=0.0,
-        rotation=0.0,
-    )
+def slider_values(params: AugParams, image_hw: tuple[int, int], row: int = 0) -> SliderValues:
+    """What the sliders show for row ``row`` of ``params``: each family's strength (clamped to its range), the crop's
+    kept area and centre. The sliders cannot express a crop's aspect ratio, ColorJitter's op order or solarize:
+    the lab's crop keeps the image's aspect and area, colour ops run in the fixed order."""
+    h, w = image_hw
+    top, left, ch, cw = (float(v) for v in params.crop[row].tolist())
+    jitter = bool(params.jitter[row])
+    raw = {
+        "crop_scale": ch * cw / (h * w),
+        "flip": float(params.flip[row]),
+        "brightness": float(params.brightness[row]) if jitter else 1.0,
+        "contrast": float(params.contrast[row]) if jitter else 1.0,
+        "saturation": float(params.saturation[row]) if jitter else 1.0,
+        "hue": float(params.hue[row]) if jitter else 0.0,
+        "grayscale": float(params.gray[row]),
+        "blur": float(params.sigma[row]) if bool(params.blur[row]) else 0.0,
+        "rotation": float(params.rotation[row]),
+    }
+    strengths = {k: FAMILIES[k].clamp(v) for k, v in raw.items()}
+    for k in ("flip", "grayscale"):
+        strengths[k] = bool(strengths[k] >= 0.5)
+    centre = {"crop_cx": (left + cw / 2) / w, "crop_cy": (top + ch / 2) / h}
+    return SliderValues(**strengths, **{k: float(np.clip(v, 0.0, 1.0)) for k, v in centre.items()})
+
+
+def random_values(recipe: Recipe, image_hw: tuple[int, int], seed: int, n: int = 1) -> list[SliderValues]:
+    """``n`` views sampled from ``recipe`` (the model's own training recipe: ``engine.augment.training_recipe``)
+    with ``engine.augment.sample_params``, as slider values; view ``i`` depends on ``seed + i`` only."""
+    out = []
+    for i in range(n):
+        g = torch.Generator().manual_seed(int(seed) + i)
+        out.append(slider_values(sample_params(recipe, 1, image_hw, g), image_hw))
+    return out
 
 
 @dataclass(frozen=True)
@@ -145,116 +153,68 @@ def displacement_basis(deltas: np.ndarray, cloud: np.ndarray) -> Basis2D:
     return Basis2D(origin=c.mean(axis=0), axes=np.stack([a1, a2]), name="mean displacement axis")
 
 
-@dataclass(frozen=True)
-class DisplacementMetrics:
-    """Displacement of one view: ``delta = z(view) - z(original)``, ``delta_hat`` = predicted."""
-
-    norm: float  # |delta|
-    cos: float  # cos(delta, delta_hat); nan without a predictor
-    rel_err: float  # |delta_hat - delta| / |delta|; nan without a predictor
-    invariance: float  # cos(z(original), z(view)): 1 = perfectly invariant
+def _image_batch(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> a [1, 3, H, W] tensor (a copy)."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None]
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    den = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / den) if den > 1e-12 else float("nan")
-
-
-def displacement_metrics(
-    z0: np.ndarray, z1: np.ndarray, z_hat: np.ndarray | None = None
-) -> DisplacementMetrics:
-    """Metrics of one view from the original's embedding, the view's, and the predicted view embedding."""
-    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
-    delta = z1 - z0
-    norm = float(np.linalg.norm(delta))
-    if z_hat is None:
-        return DisplacementMetrics(norm=norm, cos=float("nan"), rel_err=float("nan"), invariance=_cos(z0, z1))
-    delta_hat = np.asarray(z_hat, np.float64) - z0
-    rel = float(np.linalg.norm(delta_hat - delta) / norm) if norm > 1e-12 else float("nan")
-    return DisplacementMetrics(norm=norm, cos=_cos(delta, delta_hat), rel_err=rel, invariance=_cos(z0, z1))
-
-
-@dataclass(frozen=True)
-class LabViews:
-    """Embeddings of one original and its views in one space, plus per-view displacement metrics."""
-
-    views: np.ndarray  # float [V, 3, S, S] in [0, 1]: the augmented images
-    z0: np.ndarray  # float [D]: the original's embedding
-    z: np.ndarray  # float [V, D]: the views' embeddings
-    z_hat: np.ndarray | None  # float [V, D]: predicted view embeddings, None without a predictor
-    metrics: tuple[DisplacementMetrics, ...]
-    predictor: str  # "equimod", "post-hoc" or "none"
-
-
-def lab_views(model, image: np.ndarray, values: list[SliderValues], space: str, predictor=None) -> LabViews:
-    """Augment ``image`` (uint8 [H, W, 3]) once per slider setting and measure the displacements in ``space``.
-
-    Uses the very same ``engine.augment.apply`` and ``equimod_vector`` as training. The prediction comes from
-    EquiMod's own predictor in its "equivariant" space, else from ``predictor(z0 [V, D], p [V, 15]) -> [V, D]``
-    (a post-hoc predictor), else there is none.
-    """
-
-    device = next(model.parameters()).device
-    size = int(getattr(model, "image_size", image.shape[0]))
+def lab_views(
+    model, image: np.ndarray, values: list[SliderValues], space: str, predictor: Predictor | None = None
+) -> Displacement:
+    """Augment ``image`` (uint8 [H, W, 3]) once per slider setting; views, embeddings and per-view displacement
+    scores in ``space`` (``engine.eval.displacement.displace``: EquiMod's own predictor in its "equivariant"
+    space, else the post-hoc ``predictor``, else none). ConfigError if the model has no such space."""
+    device = str(next(model.parameters()).device)
     hw = (int(image.shape[0]), int(image.shape[1]))
-    x = (
-        torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].to(device)
-    )  # [1, 3, H, W] copy
-    params = [compose_params(v, hw, size, str(device)) for v in values]
-    with torch.no_grad():
-        x0 = apply(x, identity_params(1, hw, size, str(device)))
-        views = torch.cat([apply(x, p) for p in params])  # [V, 3, S, S]
-        emb = model.embed(torch.cat([x0, views]))
-        if space not in emb:
-            raise ConfigError(f"space {space!r} not produced by this model: choose from {sorted(emb)}")
-        zs = emb[space].float().cpu().numpy()
-        pvec = torch.cat([equimod_vector(p, hw) for p in params]).float()
-        z0 = zs[:1].repeat(len(values), axis=0)
-        if space == "equivariant" and hasattr(model, "predict"):
-            z_hat, kind = (
-                model.predict(emb[space][:1].expand(len(values), -1), pvec.to(device)).cpu().numpy(),
-                "equimod",
-            )
-        elif predictor is not None:
-            z_hat, kind = np.asarray(predictor(z0, pvec.numpy()), dtype=np.float32), "post-hoc"
-        else:
-            z_hat, kind = None, "none"
-    metrics = tuple(
-        displacement_metrics(zs[0], zs[i + 1], None if z_hat is None else z_hat[i])
-        for i in range(len(values))
-    )
-    return LabViews(
-        views=views.cpu().numpy(), z0=zs[0], z=zs[1:], z_hat=z_hat, metrics=metrics, predictor=kind
-    )
+    size = int(getattr(model, "image_size", hw[0]))
+    params = cat_params([compose_params(v, hw, size, device) for v in values])
+    return displace(model, _image_batch(image), params, space, predictor)
 
 
-def displacement_scores(
+@dataclass(frozen=True)
+class SweepCurve:
+    """One model's displacement along a family's sweep grid, or the reason it has none."""
+
+    model: str
+    family: str
+    strengths: np.ndarray  # [S]
+    norm: np.ndarray  # [S] |Δ| (nan when ``error``)
+    cos: np.ndarray  # [S] cos(Δ, Δ̂) (nan without a predictor or when ``error``)
+    error: str = ""  # empty when measured, else one line saying why not (e.g. the model lacks the space)
+
+
+def sweep_models(
+    models: Mapping[str, object], image: np.ndarray, values: SliderValues, family: str, space: str
+) -> list[SweepCurve]:
+    """Sweep ``family`` from ``values`` on one image for every model (label -> model), in ``space``. A model that
+    lacks the space (or fails) gets a curve with ``error`` set: never a silent switch to another space."""
+    grid, vals = sweep_values(values, family)
+    name = find_family(family).name
+    nan = np.full(len(grid), np.nan)
+    curves = []
+    for label, model in models.items():
+        try:
+            d = lab_views(model, image, vals, space)
+        except EquiLabError as e:
+            curves.append(SweepCurve(label, name, grid, nan, nan, f"{label}: {e.reason}"))
+            continue
+        curves.append(SweepCurve(label, name, grid, d.norm, d.cos))
+    return curves
+
+
+def family_displacements(
     model, images: np.ndarray, family: str, strength: float, space: str, batch: int = 512
-):
-    """Per-item |Δ| and invariance cos under one augmentation family at ``strength``: two float [N] arrays.
-
-    ``images`` uint8 [N, H, W, 3]; the map colours every item of a store by these (computed on all N items).
-    """
-
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown augmentation family {family!r}: choose from {sorted(FAMILIES)}")
-    device = next(model.parameters()).device
-    size = int(getattr(model, "image_size", images.shape[1]))
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item (|Δ|, invariance cos) of ``images`` (uint8 [N, H, W, 3]) under one family at ``strength``: two
+    float [N] arrays (the map colours every store item by them)."""
+    fam = find_family(family)
+    device = str(next(model.parameters()).device)
     hw = (int(images.shape[1]), int(images.shape[2]))
+    size = int(getattr(model, "image_size", hw[0]))
     norms, cos = [], []
-    with torch.no_grad():
-        for s in range(0, len(images), batch):
-            x = (
-                torch.from_numpy(np.array(images[s : s + batch], dtype=np.uint8))
-                .permute(0, 3, 1, 2)
-                .to(device)
-            )
-            n = len(x)
-            z0 = model.embed(apply(x, identity_params(n, hw, size, device)))
-            if space not in z0:
-                raise ConfigError(f"space {space!r} not produced by this model: choose from {sorted(z0)}")
-            zt = model.embed(apply(x, FAMILIES[family].params(strength, n, hw, size, device)))[space].float()
-            a = z0[space].float()
-            norms.append((zt - a).norm(dim=1).cpu().numpy())
-            cos.append(torch.nn.functional.cosine_similarity(zt, a, dim=1).cpu().numpy())
+    for s in range(0, len(images), batch):
+        x = torch.from_numpy(np.array(images[s : s + batch], dtype=np.uint8)).permute(0, 3, 1, 2)
+        d = displace(model, x, fam.params(strength, len(x), hw, size, device), space)
+        norms.append(d.norm)
+        cos.append(d.invariance)
     return np.concatenate(norms), np.concatenate(cos)

@@ -19,12 +19,12 @@ import numpy as np
 from engine.augment import FAMILIES
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write, atomic_write_json, atomic_write_text
+from engine.eval.displacement import scored_space
 from engine.eval.evaluate import TABLE_COLUMNS
 
-# The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored:
-# EquiMod's own "equivariant" predictor, else the projector (or, without one, the backbone) post-hoc.
+# The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
+# (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
 SUMMARY_COLUMNS = TABLE_COLUMNS
-DISP_SPACES = ("equivariant", "projector", "backbone")  # first present = the scored space ("disp")
 FACTORS = ("hue", "scale", "rotation", "x", "y")
 
 
@@ -53,9 +53,8 @@ def load_results(study_dir: Path) -> list[dict[str, Any]]:
 
 
 def disp_space(keys) -> str:
-    """The scored displacement space among the (space, metric) ``keys``: the first of :data:`DISP_SPACES`."""
-    spaces = {s for s, _ in keys}
-    return next((s for s in DISP_SPACES if s in spaces), "backbone")
+    """The scored displacement space among the (space, metric) ``keys`` (:func:`scored_space` of their spaces)."""
+    return scored_space(s for s, _ in keys)
 
 
 def _values(doc: dict[str, Any]) -> dict[tuple[str, str], float]:
@@ -144,7 +143,7 @@ def family_table(
             xs = [
                 st.mean
                 for s in families[f]
-                if not (skip_neutral and math.isclose(s, FAMILIES[f].neutral))
+                if not (skip_neutral and FAMILIES[f].same(s, FAMILIES[f].neutral))  # rotation 360 = 0
                 and (st := _sweep_stat(agg[arm], space, f, s, kind)) is not None
                 and math.isfinite(st.mean)
             ]
@@ -207,7 +206,7 @@ def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: 
             ax.plot(xs, m, marker="o", ms=3, label=arm)
             ax.fill_between(xs, m - sd, m + sd, alpha=0.15)
         ax.axvline(FAMILIES[f].neutral, color="grey", lw=0.6, ls=":")
-        ax.set_title(f, fontsize=9)
+        ax.set_title(FAMILIES[f].label, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from engine.lab.image import SliderValues, lab_views
+from engine.augment import get_recipe
+from engine.lab.image import SliderValues, lab_views, random_values
 from engine.store.format import open_store
 from engine.train.checkpoint import load_model
 
@@ -42,9 +44,9 @@ def test_identity_view_does_not_move_and_hue_shift_matches_the_engine(open_app, 
     from engine.data import load_dataset
 
     image = np.array(load_dataset("shapes", "test", size=store.n).images[5])
-    want = lab_views(model, image, [SliderValues(hue=0.3)], "backbone").metrics[0]
-    assert metrics(at)["|Δ|"] == [f"{want.norm:.4f}"] and want.norm > 0
-    assert metrics(at)["invariance cos"] == [f"{want.invariance:.3f}"]
+    want = lab_views(model, image, [SliderValues(hue=0.3)], "backbone")
+    assert metrics(at)["|Δ|"] == [f"{want.norm[0]:.4f}"] and want.norm[0] > 0
+    assert metrics(at)["invariance cos"] == [f"{want.invariance[0]:.3f}"]
 
 
 def test_seeded_random_views_arrows_and_sweep(open_app):
@@ -72,7 +74,7 @@ def test_seeded_random_views_arrows_and_sweep(open_app):
 
 def test_lab_view_is_a_retrieval_query(open_app):
     at = open_app("lab")
-    at.slider(key="lab_crop").set_value(0.5).run()
+    at.slider(key="lab_crop_scale").set_value(0.5).run()
     at.switch_page("views/retrieval.py").run()
     at.radio(key="ret_source").set_value("Lab view").run()
     assert not at.exception and not at.info
@@ -103,3 +105,80 @@ def test_a_saved_posthoc_predictor_fills_the_prediction_metrics(store_roots, tmp
     m = metrics(at)
     assert m["cos(Δ, Δ̂)"][0] != "—" and -1.0 <= float(m["cos(Δ, Δ̂)"][0]) <= 1.0
     assert float(m["relative error"][0]) >= 0.0
+
+
+def test_random_views_come_from_the_models_recipe_and_open_in_the_sliders(open_app, app_env):
+    at = open_app("lab", idx="5")
+    at.radio(key="lab_mode").set_value("Sample random (seeded)").run()
+    assert any("training recipe" in c.value and "hue ±0.1" in c.value for c in at.caption)  # `none`: simclr
+    at.button(key="lab_edit_1").click().run()
+    assert not at.exception and at.radio(key="lab_mode").value == "Sliders"
+    from engine.data import load_dataset
+
+    store = open_store(Path(app_env["EQUILAB_STORES"]) / "shapes-none-shapes-test")
+    hw = np.array(load_dataset("shapes", "test", size=store.n).images[5]).shape[:2]
+    want = random_values(get_recipe("simclr", 32), hw, 0, 2)[1]  # view 2 of seed 0
+    for name in ("crop_scale", "brightness", "hue", "rotation", "crop_cx"):
+        key = "lab_cx" if name == "crop_cx" else f"lab_{name}"
+        assert at.slider(key=key).value == pytest.approx(getattr(want, name), abs=1e-6), name
+    assert at.checkbox(key="lab_flip").value == want.flip
+    assert len(metrics(at)["|Δ|"]) == 1
+
+
+def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_path, monkeypatch):
+    """A model lacking the chosen space gets a warning, not a silent backbone curve."""
+    import shutil
+
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from engine.core.io import sha256_file
+    from engine.data import load_dataset
+    from engine.methods import build_method
+    from engine.store.format import StoreArrays, StoreOptions, write_store
+    from engine.train.checkpoint import save_checkpoint
+
+    for k, v in store_roots.items():
+        shutil.copytree(v, tmp_path / k)
+        monkeypatch.setenv(k, str(tmp_path / k))
+    torch.manual_seed(0)
+    model = build_method("simclr", width=0.125, image_size=32).eval()
+    stem = tmp_path / "EQUILAB_CHECKPOINTS" / "shapes-simclr"
+    save_checkpoint(stem, model, config={"fixture": True}, epoch=0, step=0)
+    weights = stem.with_suffix(".safetensors")
+    n = open_store(next((tmp_path / "EQUILAB_STORES").iterdir())).n
+    ds = load_dataset("shapes", "test", size=n)
+    images = np.array(ds.images)
+    with torch.no_grad():
+        out = model.embed(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0)
+    source = {
+        "checkpoint": str(weights),
+        "checkpoint_sha256": sha256_file(weights),
+        "method": "simclr",
+        "dataset": "shapes",
+        "split": "test",
+        "dataset_options": {"size": n},
+    }
+    arrays = StoreArrays(
+        embeddings={k: v.numpy() for k, v in out.items()},
+        labels=np.asarray(ds.labels, dtype=np.int64),
+        classes=tuple(ds.classes),
+        images=images,
+        meta={k: np.asarray(v) for k, v in ds.meta.items() if k != "path"},
+    )
+    write_store(
+        tmp_path / "EQUILAB_STORES" / "shapes-simclr-shapes-test", arrays, source, StoreOptions(umap=False)
+    )
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.query_params["model"] = "shapes-simclr"
+    at.query_params["space"] = "projector"
+    at.run()
+    assert not at.exception and at.sidebar.selectbox(key="sb_space").value == "projector"
+    at.toggle(key="lab_sweep_all").set_value(True).run()
+    at.button(key="lab_sweep_run").click().run()
+    assert not at.exception
+    warned = [w.value for w in at.warning if "No curve" in w.value]
+    assert len(warned) == 2 and all("'projector'" in w for w in warned)  # both `none` models
+    sweep = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert [t["name"] for t in sweep["data"]] == ["shapes-simclr"]

@@ -215,7 +215,7 @@ def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_pat
 
 def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app_env):
     from engine.data import load_dataset
-    from engine.lab.image import displacement_scores
+    from engine.lab.image import family_displacements
     from engine.train.checkpoint import load_model
 
     at = open_app("map")
@@ -227,6 +227,6 @@ def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app
     model_label = at.sidebar.selectbox(key="sb_model").value
     model, _ = load_model(Path(app_env["EQUILAB_CHECKPOINTS"]) / f"{model_label}.safetensors")
     images = np.array(load_dataset("shapes", "test", size=N).images)
-    norm, _ = displacement_scores(model, images, "hue", 0.25, "backbone")
+    norm, _ = family_displacements(model, images, "hue", 0.25, "backbone")
     ids = array(trace["customdata"])
     assert np.allclose(array(trace["marker"]["color"]), norm[ids], atol=1e-5)

@@ -1,18 +1,25 @@
-"""Post-hoc displacement predictor: fits a planted law, beats the shuffled control, round-trips to disk."""
+"""Displacement: per-view scores by hand, the one batch API (displace), the post-hoc predictor (planted law,
+shuffled control, round trip to disk), the scored-space rule and the evaluation's sweeps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.core.errors import StoreError
+from engine.augment import FAMILIES, cat_params, identity_params
+from engine.core.errors import ConfigError, StoreError
 from engine.eval.displacement import (
+    SCORED_SPACES,
     PosthocPredictor,
+    displace,
+    displacement,
     fit_posthoc,
     load_predictor,
     save_predictor,
     score,
+    scored_space,
     shuffled_control,
+    sweep,
 )
 
 
@@ -26,6 +33,29 @@ def _planted(n: int, seed: int, d: int = 12):
     pn = (p - 2.0) / np.linspace(0.5, 3, 15)
     zt = z0 + pn @ a + z0[:, :1] * (pn @ b)
     return z0, zt, p
+
+
+def test_displacement_scores_each_view_by_hand():
+    z0 = np.array([1.0, 0.0])
+    z = np.array([[1.0, 1.0], [1.0, 0.0]])  # delta = (0, 1), then no move
+    z_hat = np.array([[2.0, 1.0], [1.0, 0.0]])  # delta_hat = (1, 1), then (0, 0)
+    d = displacement(z0, z, z_hat, "post-hoc")
+    np.testing.assert_allclose(d.actual, [[0.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(d.predicted, [[1.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(d.norm, [1.0, 0.0])
+    np.testing.assert_allclose(d.invariance, [1 / np.sqrt(2), 1.0])
+    assert d.cos[0] == pytest.approx(1 / np.sqrt(2)) and d.rel_err[0] == pytest.approx(1.0)
+    assert np.isnan(d.cos[1]) and np.isnan(d.rel_err[1])  # no displacement: its direction is undefined
+    none = displacement(z0, z)
+    assert none.z_hat is None and none.predicted is None and none.predictor == "none"
+    assert np.isnan(none.cos).all() and np.isnan(none.rel_err).all()
+
+
+def test_scored_space_is_the_first_present():
+    assert SCORED_SPACES == ("equivariant", "projector", "backbone")
+    assert scored_space(["backbone", "projector", "equivariant"]) == "equivariant"
+    assert scored_space(["backbone", "projector"]) == "projector"
+    assert scored_space(["backbone", "rotation_logits"]) == "backbone" and scored_space([]) == "backbone"
 
 
 def test_posthoc_recovers_planted_law_and_beats_shuffle():
@@ -114,23 +144,20 @@ def test_posthoc_beats_shuffled_control_on_shapes(trained):
     assert np.isfinite(s.cos) and s.n == 256
 
 
-def test_displacement_for_and_sweep(trained):
-    import torch
-
-    from engine.augment import FAMILIES, identity_params
-    from engine.eval.displacement import displacement_for, sweep
-
+def test_displace_and_sweep(trained):
     model, _ = trained
     imgs = _uint8("test", 16)
-    x01 = imgs[0].float() / 255
-    ident = displacement_for(model, x01, identity_params(1, (32, 32), 32, "cpu"), "equivariant")
-    assert ident.norm < 1e-4 and ident.invariance > 0.999 and ident.predictor == "equimod"
-    rot = displacement_for(
-        model, x01, FAMILIES["rotation"].params(90.0, 1, (32, 32), 32, "cpu"), "equivariant"
+    x01 = imgs[:1].float() / 255
+    params = cat_params(
+        [identity_params(1, (32, 32), 32, "cpu"), FAMILIES["rotation"].params(90.0, 1, (32, 32), 32, "cpu")]
     )
-    assert rot.norm > 1e-3 and rot.predicted.shape == rot.actual.shape and -1 <= rot.cos <= 1
-    none = displacement_for(model, x01, FAMILIES["hue"].params(0.3, 1, (32, 32), 32, "cpu"), "backbone")
-    assert none.predicted is None and np.isnan(none.cos)
+    d = displace(model, x01, params, "equivariant")  # one image broadcast over two views
+    assert d.predictor == "equimod" and d.z.shape == d.z_hat.shape == d.z0.shape
+    assert d.norm[0] < 1e-4 and d.invariance[0] > 0.999
+    assert d.norm[1] > 1e-3 and -1 <= d.cos[1] <= 1 and d.views.shape == (2, 3, 32, 32)
+    none = displace(model, imgs[:4], FAMILIES["hue"].params(0.3, 4, (32, 32), 32, "cpu"), "backbone")
+    assert none.predicted is None and np.isnan(none.cos).all() and (none.norm > 0).all()
+    with pytest.raises(ConfigError, match="choose from"):
+        displace(model, imgs[:1], params, "nope")
     res = sweep(model, imgs, "brightness", [1.0, 1.5], "equivariant")
     assert res.norm.shape == (2,) and res.norm[0] < 1e-4 < res.norm[1] and res.invariance[0] > 0.999
-    del torch

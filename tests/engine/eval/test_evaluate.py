@@ -128,3 +128,19 @@ def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
         cells[[c[0] for c in TABLE_COLUMNS].index("cos(Δ, Δ̂)") + 1] == "0.750"
     )  # equivariant, not projector
     assert "0.125" in lines[3] and lines[3].count("—") == len(TABLE_COLUMNS) - 1
+    c = doc("shapes-none", [row("backbone", "disp_cos", 0.375)])  # no projector: the backbone is scored
+    assert "0.375" in results_table([c]).splitlines()[2]
+
+
+def test_eval_cli_sizes_default_to_the_eval_context():
+    import argparse
+    import dataclasses
+
+    from engine.eval.evaluate import add_commands
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(["eval"])
+    for f in dataclasses.fields(EvalContext):
+        if f.default is not dataclasses.MISSING and f.name != "device":
+            assert getattr(args, f.name) == f.default, f.name

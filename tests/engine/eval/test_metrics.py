@@ -68,6 +68,8 @@ def test_displacement_metrics_hand_example():
     np.testing.assert_allclose(eqgain(yt, y0, y0), [0.0, 0.0])
     np.testing.assert_allclose(row_cos(delta, -delta), [-1.0, -1.0])
     np.testing.assert_allclose(rel_error(delta, -delta), [2.0, 2.0])
+    assert row_cos(np.zeros((1, 3)), delta[:1]).tolist() == [0.0]  # a zero row: 0, or what the caller asks
+    assert np.isnan(row_cos(np.zeros((1, 3)), delta[:1], undefined=np.nan)).all()
     assert top1_retrieval(yt, yt[::-1]) == 0.0
 
 

@@ -1,54 +1,95 @@
-"""engine.lab.image: crop boxes, sweeps, seeded random values, linear bases and displacement metrics."""
+"""engine.lab.image: crop boxes, sweeps from the families table, random views from a model's recipe, linear bases,
+the lab's displacements (through engine.eval.displacement.displace) and the multi-model sweep."""
 
 from __future__ import annotations
 
-import math
+import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
+from engine.augment import FAMILIES, RECIPES, apply, sample_params
 from engine.core.errors import ConfigError
 from engine.lab.image import (
-    SWEEPS,
     SliderValues,
+    compose_params,
     crop_box,
     displacement_basis,
-    displacement_metrics,
+    family_displacements,
+    lab_views,
     random_values,
+    slider_values,
+    sweep_models,
     sweep_values,
 )
+from engine.methods import build_method
 
 
 def test_crop_box_centre_and_clamping():
     assert crop_box(SliderValues(), (32, 32)) == (0.0, 0.0, 32.0, 32.0)
-    assert crop_box(SliderValues(crop_area=0.25), (32, 32)) == (8.0, 8.0, 16.0, 16.0)
+    assert crop_box(SliderValues(crop_scale=0.25), (32, 32)) == (8.0, 8.0, 16.0, 16.0)
     # centre in the corner: box clamped inside the image
-    assert crop_box(SliderValues(crop_area=0.25, crop_cx=0.0, crop_cy=1.0), (32, 32)) == (
+    assert crop_box(SliderValues(crop_scale=0.25, crop_cx=0.0, crop_cy=1.0), (32, 32)) == (
         16.0,
         0.0,
         16.0,
         16.0,
     )
-    with pytest.raises(ConfigError, match="crop_area"):
-        crop_box(SliderValues(crop_area=0.0), (32, 32))
+    with pytest.raises(ConfigError, match="crop_scale"):
+        crop_box(SliderValues(crop_scale=0.0), (32, 32))
 
 
-def test_sweep_values_spreads_only_the_swept_field():
+def test_slider_values_are_the_families_table():
+    fields = {f.name: f.default for f in dataclasses.fields(SliderValues)}
+    assert set(FAMILIES) <= set(fields) and set(fields) - set(FAMILIES) == {"crop_cx", "crop_cy"}
+    for name, fam in FAMILIES.items():
+        assert float(fields[name]) == fam.neutral, name
+
+
+def test_sweep_values_spread_only_the_swept_family_over_its_grid():
     base = SliderValues(brightness=1.3)
-    grid, vals = sweep_values(base, "hue shift", n=5)
-    assert grid.tolist() == [-0.5, -0.25, 0.0, 0.25, 0.5]
+    grid, vals = sweep_values(base, "hue")
+    assert grid.tolist() == list(FAMILIES["hue"].sweep)
     assert [v.hue for v in vals] == grid.tolist()
     assert all(v.brightness == 1.3 for v in vals)
-    assert set(SWEEPS) >= {"hue shift", "crop scale", "rotation angle"}
+    assert sweep_values(base, "rotation angle")[0].tolist() == list(FAMILIES["rotation"].sweep)  # label works
+    assert [v.flip for v in sweep_values(base, "flip")[1]] == [False, True]
     with pytest.raises(ConfigError, match="choose from"):
         sweep_values(base, "nope")
 
 
-def test_random_values_are_seeded():
-    assert random_values(3) == random_values(3)
-    assert random_values(3) != random_values(4)
-    v = random_values(3)
-    assert 0.08 <= v.crop_area <= 1.0 and -0.1 <= v.hue <= 0.1
+def test_random_values_are_drawn_from_the_models_recipe():
+    hw = (32, 32)
+    simclr, shapes = RECIPES["simclr"], RECIPES["shapes"]
+    assert random_values(simclr, hw, 3) == random_values(simclr, hw, 3)
+    assert random_values(simclr, hw, 3) != random_values(simclr, hw, 4)
+    assert random_values(simclr, hw, 3, n=3)[1] == random_values(simclr, hw, 4)[0]  # view i: seed + i
+    cifar = random_values(simclr, hw, 0, n=200)
+    wide = random_values(shapes, hw, 0, n=200)
+    assert all(abs(v.hue) <= 0.1 + 1e-6 and 0.2 - 1e-6 <= v.crop_scale <= 1.0 for v in cifar)
+    assert max(abs(v.hue) for v in wide) > 0.3  # shapes models were trained with hue over the whole circle
+    assert min(v.brightness for v in wide) < 0.5
+    for v in cifar + wide:  # every value fits its slider
+        for name, s in v.strengths().items():
+            assert FAMILIES[name].low <= s <= FAMILIES[name].high, (name, s)
+
+
+def test_slider_values_read_back_sampled_params():
+    hw = (32, 32)
+    p = sample_params(RECIPES["shapes"], 1, hw, torch.Generator().manual_seed(5))
+    v = slider_values(p, hw)
+    top, left, h, w = p.crop[0].tolist()
+    assert v.crop_scale == pytest.approx(h * w / 1024) and v.crop_cx == pytest.approx((left + w / 2) / 32)
+    assert v.crop_cy == pytest.approx((top + h / 2) / 32)
+    assert v.flip == bool(p.flip[0]) and v.grayscale == bool(p.gray[0])
+    if bool(p.jitter[0]):
+        assert v.hue == pytest.approx(float(p.hue[0])) and v.brightness == pytest.approx(
+            float(p.brightness[0])
+        )
+    # shown through the sliders: composing the read-back values sets the same strengths
+    q = compose_params(v, hw, 32)
+    assert q.hue.tolist() == pytest.approx([v.hue]) and q.flip.tolist() == [v.flip]
 
 
 def test_store_pca_basis_recovers_the_dominant_plane():
@@ -83,30 +124,14 @@ def test_displacement_basis_first_axis_is_the_mean_displacement():
         displacement_basis(np.zeros((2, 4)), cloud)
 
 
-def test_displacement_metrics_hand_computed():
-    z0 = np.array([1.0, 0.0])
-    z1 = np.array([1.0, 1.0])  # delta = (0, 1)
-    zh = np.array([2.0, 1.0])  # delta_hat = (1, 1)
-    m = displacement_metrics(z0, z1, zh)
-    assert m.norm == pytest.approx(1.0)
-    assert m.cos == pytest.approx(1 / math.sqrt(2))
-    assert m.rel_err == pytest.approx(1.0)
-    assert m.invariance == pytest.approx(1 / math.sqrt(2))
-    m2 = displacement_metrics(z0, z1)
-    assert math.isnan(m2.cos) and math.isnan(m2.rel_err)
-
-
 def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
-    import torch
-
-    from engine.augment import apply, identity_params
-    from engine.lab.image import compose_params
+    from engine.augment import identity_params
 
     img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ident = compose_params(SliderValues(), (32, 32), 32)
     assert torch.equal(apply(img, ident), apply(img, identity_params(1, (32, 32), 32, "cpu")))
     p = compose_params(
-        SliderValues(crop_area=0.25, flip=True, hue=0.2, gray=True, rotation=30.0), (32, 32), 16
+        SliderValues(crop_scale=0.25, flip=True, hue=0.2, grayscale=True, rotation=30.0), (32, 32), 16
     )
     assert p.crop.tolist() == [[8.0, 8.0, 16.0, 16.0]]
     assert p.flip.tolist() == [True] and p.jitter.tolist() == [True] and p.gray.tolist() == [True]
@@ -115,18 +140,43 @@ def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
     assert out.shape == (1, 3, 16, 16) and torch.allclose(out[:, 0], out[:, 1])  # grayscale: equal channels
 
 
-def test_displacement_scores_are_zero_at_the_neutral_strength_and_positive_away_from_it():
-    import torch
-
-    from engine.lab.image import displacement_scores
-    from engine.methods import build_method
-
+def _model(method: str = "none"):
     torch.manual_seed(0)
-    model = build_method("none", width=0.125, image_size=32).eval()
+    return build_method(method, width=0.125, image_size=32).eval()
+
+
+def test_family_displacements_are_zero_at_the_neutral_strength_and_positive_away_from_it():
+    model = _model()
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    norm, cos = displacement_scores(model, images, "hue", 0.0, "backbone", batch=4)
+    norm, cos = family_displacements(model, images, "hue", 0.0, "backbone", batch=4)
     assert norm.shape == (6,) and np.allclose(norm, 0.0, atol=1e-5) and np.allclose(cos, 1.0, atol=1e-5)
-    norm, cos = displacement_scores(model, images, "hue", 0.4, "backbone", batch=4)
+    norm, cos = family_displacements(model, images, "hue", 0.4, "backbone", batch=4)
     assert (norm > 0).all() and (cos < 1.0).all()
     with pytest.raises(ConfigError, match="choose from"):
-        displacement_scores(model, images, "nope", 1.0, "backbone")
+        family_displacements(model, images, "nope", 1.0, "backbone")
+
+
+def test_lab_views_are_the_slider_views_and_their_displacements():
+    model = _model()
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    values = [SliderValues(), SliderValues(hue=0.3), SliderValues(crop_scale=0.5, flip=True)]
+    res = lab_views(model, image, values, "backbone")
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    want = torch.cat([apply(x, compose_params(v, (32, 32), 32)) for v in values]).numpy()
+    np.testing.assert_array_equal(res.views, want)
+    assert res.z.shape == (3, res.z0.shape[1]) and res.predictor == "none" and res.z_hat is None
+    assert res.norm[0] < 1e-5 and (res.norm[1:] > 0).all() and np.isnan(res.cos).all()
+    np.testing.assert_allclose(res.actual, res.z - res.z0)
+    with pytest.raises(ConfigError, match="projector"):
+        lab_views(model, image, values, "projector")
+
+
+def test_sweep_models_reports_a_model_without_the_space_instead_of_switching_space():
+    image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    curves = sweep_models(
+        {"a": _model("simclr"), "b": _model("none")}, image, SliderValues(), "hue", "projector"
+    )
+    a, b = curves
+    assert a.error == "" and a.strengths.tolist() == list(FAMILIES["hue"].sweep) and a.model == "a"
+    assert np.isfinite(a.norm).all() and a.norm[list(a.strengths).index(0.0)] < 1e-5
+    assert b.error.startswith("b: ") and "projector" in b.error and np.isnan(b.norm).all()
