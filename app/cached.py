@@ -6,8 +6,6 @@ goes through ``st.cache_resource``. The store is opened (and its checksums verif
 
 from __future__ import annotations
 
-import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,11 @@ from app import ui
 from engine.core.errors import EquiLabError, StoreError
 from engine.data import load_dataset
 from engine.eval.displacement import load_predictor
+from engine.lab.compare import knn_ids, label_agreement
 from engine.lab.image import Basis2D
-from engine.store import format as mod
-from engine.store.build import ensure_store, store_path
+from engine.lab.runs import EVAL_FILE, factor_probes, read_eval
+from engine.store import discovery
+from engine.store.build import ensure_store
 from engine.store.format import open_store
 from engine.store.index import search as engine_search
 
@@ -51,52 +51,6 @@ def _progress_cb(status, bar):
     return cb
 
 
-def canonical_store(ckpt: Path, dataset: str, split: str) -> Path | None:
-    """Where ``python -m engine embed --out <stores root>`` writes this store (None if the checkpoint is unreadable)."""
-
-    try:
-        return store_path(ckpt, dataset, split, ui.roots()["stores"])
-    except (EquiLabError, OSError, KeyError):
-        return None
-
-
-def find_store(ckpt: Path, dataset: str, split: str) -> Path | None:
-    """A store under the stores root built from ``ckpt`` (same path or weights sha256) on dataset/split.
-
-    The path the rebuild command writes comes first, so running the command shown for a damaged store fixes it
-    wherever the damaged one lies; stores reached through a symlink pointing outside the root are ignored.
-    """
-
-    try:
-        sha = json.loads(ckpt.with_suffix(".json").read_text()).get("weights", {}).get("sha256")
-    except (OSError, ValueError):
-        sha = None
-    base = ui.roots()["stores"]
-    canon = canonical_store(ckpt, dataset, split)
-    found = sorted([*base.glob("*/manifest.json"), *base.glob("*/*/manifest.json")])
-    if canon is not None and (canon / "manifest.json") in found:
-        found.insert(0, canon / "manifest.json")
-    for manifest in found:
-        if not ui.inside_root(manifest, "stores"):
-            continue
-        try:
-            src = json.loads(manifest.read_text()).get("source", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        same_ckpt = (sha and src.get("checkpoint_sha256") == sha) or src.get("checkpoint") == str(ckpt)
-        if same_ckpt and src.get("dataset") == dataset and src.get("split") == split:
-            return manifest.parent
-    return None
-
-
-def rebuild_command(ckpt: Path, dataset: str, split: str) -> str:
-    """The shell command that (re)builds the store the app reads first for (ckpt, dataset, split)."""
-
-    args = ["python", "-m", "engine", "embed", "--checkpoint", str(ckpt), "--dataset", dataset]
-    args += ["--split", split, "--out", str(ui.roots()["stores"]), "--overwrite"]
-    return shlex.join(args)
-
-
 def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     """The store of (checkpoint, dataset, split), built on first open with a visible progress bar.
 
@@ -109,21 +63,24 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     if ckpt is None:
         st.info("Pick a model in the sidebar (no checkpoints found).")
         st.stop()
+    stores = ui.roots()["stores"]
     key = ("store_path", str(ckpt), ui._stamp(ckpt), sel.dataset, sel.split)
     memo = st.session_state.setdefault("_stores", {})
     try:
         if key not in memo:
-            path = find_store(ckpt, sel.dataset, sel.split)
+            path = discovery.find_store(ckpt, sel.dataset, sel.split, stores)
             if path is None:
                 path = _build(ckpt, sel)
             memo[key] = (Path(path), None)
         path, verified = memo[key]
         stamp = ui._stamp(path)
-        mod.open_store(path, verify=stamp != verified)  # full sha256 check only when the manifest is new
+        open_store(path, verify=stamp != verified)  # full sha256 check only when the manifest is new
         memo[key] = (path, stamp)
     except EquiLabError as e:
         memo.pop(key, None)
-        ui.show_error(e, rebuild_command(ckpt, sel.dataset, sel.split))
+        ui.show_error(
+            e, discovery.embed_command(ckpt, sel.dataset, sel.split, stores)
+        )  # the store read first
         st.stop()
     return StoreRef(path=path, stamp=stamp)
 
@@ -255,3 +212,36 @@ def predictor(ref: StoreRef, space: str):
         return _predictor(str(ref.path), ref.stamp, space)
     except (EquiLabError, FileNotFoundError):
         return None
+
+
+@st.cache_data(max_entries=16, show_spinner="kNN on the full store…")
+def _label_agreement(path: str, stamp: float, space: str, k: int) -> np.ndarray:
+    return label_agreement(embeddings(path, stamp, space), summary(path, stamp)["labels"], k)
+
+
+def knn_correct(ref: StoreRef, space: str, k: int = 10) -> np.ndarray:
+    """float [N]: share of each item's k nearest neighbours (full store, cosine) with its label."""
+    return _label_agreement(str(ref.path), ref.stamp, space, k)
+
+
+@st.cache_data(max_entries=8, show_spinner="Nearest neighbours on the full store (once per store)…")
+def _neighbours(path: str, stamp: float, space: str, k: int) -> np.ndarray:
+    emb = embeddings(path, stamp, space)
+    return knn_ids(emb, min(k, len(emb) - 1))
+
+
+def neighbours(ref: StoreRef, space: str, k: int) -> np.ndarray:
+    """int64 [N, k] cosine neighbour ids of every item among the others (engine.lab.compare.knn_ids)."""
+    return _neighbours(str(ref.path), ref.stamp, space, k)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _factor_probes(path: str, stamp: float, space: str) -> list[dict] | None:
+    rows = read_eval(Path(path))
+    return None if rows is None else factor_probes(rows, space)
+
+
+def probes(ref: StoreRef, space: str) -> list[dict] | None:
+    """The per-factor probe rows ({"factor", "r2"}) of ``space`` from eval.json beside the store; None when the
+    store has not been evaluated."""
+    return _factor_probes(str(ref.path), ui._stamp(ref.path / EVAL_FILE), space)

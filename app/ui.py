@@ -2,13 +2,12 @@
 
 Pages import this module and stay thin. User-typed paths only ever resolve inside the configured roots
 (checkpoints/, runs/, stores/, overridable with EQUILAB_CHECKPOINTS / EQUILAB_RUNS / EQUILAB_STORES).
-Heavy engine imports happen inside functions so the first paint is fast.
+Finding checkpoints and loading models are the engine's (engine.store.discovery, engine.lab.models).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ import streamlit as st
 
 from engine import data as mod
 from engine.core.errors import EquiLabError
-from engine.core.paths import UnsafePathError, is_inside, resolve_inside
+from engine.core.paths import is_inside, resolve_inside
 from engine.data import DATASETS
-from engine.train import checkpoint
+from engine.lab import models as lab_models
+from engine.store.discovery import find_checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT_ENV: dict[str, str] = {
@@ -38,17 +38,9 @@ def roots() -> dict[str, Path]:
     return {k: Path(os.environ.get(env, REPO / k)).resolve() for k, env in ROOT_ENV.items()}
 
 
-def safe_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path | None:
-    """``text`` resolved (relative paths against each root, then the repo) if it lies inside an allowed root."""
-
-    try:
-        return resolve_path(text, kinds)
-    except UnsafePathError:
-        return None
-
-
 def resolve_path(text: str, kinds: tuple[str, ...] = ("checkpoints", "runs", "stores")) -> Path:
-    """Like :func:`safe_path` but raises engine.core.paths.UnsafePathError saying why (for the page's error box)."""
+    """``text`` resolved (relative paths against each root, then the repo) when it lies inside one of the
+    ``kinds`` roots; else engine.core.paths.UnsafePathError saying why (for the page's error box)."""
 
     r = roots()
     return resolve_inside(text, [r[k] for k in kinds], anchors=[REPO])
@@ -71,35 +63,21 @@ def url_choice(name: str, options: list[str], default: str) -> str:
 
 def discover_models() -> dict[str, Path]:
     """Checkpoints the sidebar offers: label -> .safetensors path (checkpoints/ first, then runs/ and stores/)."""
-    found: dict[str, Path] = {}
-    r = roots()
-    for kind in ("checkpoints", "runs", "stores"):
-        base = r[kind]
-        if not base.is_dir():
-            continue
-        pattern = "*.safetensors" if kind == "checkpoints" else "**/*.safetensors"
-        for p in sorted(base.glob(pattern)):
-            # a symlink may sit in a root but point anywhere: only files that really live inside are offered
-            if (
-                p.with_suffix(".json").exists()
-                and inside_root(p, kind)
-                and inside_root(p.with_suffix(".json"), kind)
-            ):
-                label = p.stem if kind == "checkpoints" else f"{kind}/{p.relative_to(base).with_suffix('')}"
-                found.setdefault(label, p)
-    return found
+    return find_checkpoints(roots())
 
 
 def show_error(err: Exception, fix: str | None = None) -> None:
-    """A red box with the engine's message and, when known, the command that fixes it.
+    """A red box with the engine's message and, below it, the one command that fixes it.
 
-    With ``fix``, a rebuild command the engine's message carries is replaced by a pointer to the one below, so
-    the page shows a single command (the app's, which targets the store the app reads first).
+    The command is ``fix`` when the page knows a better one (the store the app reads first), else the error's own
+    ``fix`` (engine.core.errors.EquiLabError); the message then points at the box instead of repeating it.
     """
 
-    text = str(err)
+    fix = fix or getattr(err, "fix", None)
+    engine_error = isinstance(err, EquiLabError)
+    text = err.reason if engine_error else str(err)
     if fix:
-        text = re.sub(r"rebuild it with: python -m engine \S.*$", "rebuild it with the command below.", text)
+        text += f"; {err.fix_prefix if engine_error else 'fix it with'} the command below."
     st.error(f"{type(err).__name__}: {text}")
     if fix:
         st.code(fix, language="bash")
@@ -216,7 +194,7 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
 def _load_model(path: str, stamp: float):
-    return checkpoint.load_model(path)
+    return lab_models.load_model(path)
 
 
 def load_model(path: Path, stop: bool = True):
@@ -230,20 +208,10 @@ def load_model(path: Path, stop: bool = True):
         return _load_model(str(path), _stamp(path))
     except EquiLabError as e:
         if not stop:
-            st.warning(f"Skipped {Path(path).stem}: {e}")
+            st.warning(f"Skipped {Path(path).stem}: {e.reason}")
             return None
-        show_error(
-            e,
-            f"python -m engine train --method <method> --dataset shapes --out runs/<name>   # or restore {path}",
-        )
+        show_error(e)
         st.stop()
-
-
-def float_rows(x: Any) -> np.ndarray:
-    """A float32 numpy copy of a tensor or array (one row per item)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
 
 
 # ---------------------------------------------------------------- images

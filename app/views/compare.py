@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.lab.compare import knn_ids, neighbour_overlap, rank_changed, selection_ids, stratified_sample
+from engine.lab.compare import neighbour_overlap, rank_changed, selection_ids
+from engine.store.projection import stratified_sample
 
 MAX_POINTS = 5000
-
-
-def _mtime(p: Path) -> float:
-    return p.stat().st_mtime_ns if p.exists() else 0.0
-
+K_MAX = 50  # neighbours computed once per store; any k <= K_MAX is a slice, so moving the k slider is free
 
 st.title("Compare models")
 sel = ui.selection()
@@ -42,30 +36,17 @@ if info_a["n"] != info_b["n"] or not np.array_equal(info_a["labels"], info_b["la
     st.stop()
 common = [s for s in info_a["spaces"] if s in info_b["spaces"]]
 space = ui.pick_space(common, key="cmp_space", label="Shared space")
-k = int(st.slider("k for overlap@k", 5, 50, 10, key="cmp_k"))  # 50 = K_MAX
+k = int(st.slider("k for overlap@k", 5, K_MAX, 10, key="cmp_k"))
 classes, labels, n = info_a["classes"], info_a["labels"], info_a["n"]
 
-
-K_MAX = 50
-
-
-@st.cache_data(max_entries=8, show_spinner="Nearest neighbours on the full store (once per store)…")
-def neighbours(path: str, stamp: float, space: str) -> np.ndarray:
-    """[N, K_MAX] cosine neighbour ids: any k <= K_MAX is a slice, so moving the k slider is free."""
-    emb = cached.embeddings(path, stamp, space)
-    return knn_ids(emb, min(K_MAX, len(emb) - 1))
-
-
-def overlap(pa: str, sa: float, pb: str, sb: float, space: str, k: int) -> np.ndarray:
-    return neighbour_overlap(neighbours(pa, sa, space)[:, :k], neighbours(pb, sb, space)[:, :k])
-
-
-ov = overlap(str(ref_a.path), ref_a.stamp, str(ref_b.path), ref_b.stamp, space, k)
+ov = neighbour_overlap(
+    cached.neighbours(ref_a, space, K_MAX)[:, :k], cached.neighbours(ref_b, space, K_MAX)[:, :k]
+)
 st.metric(
     f"Mean overlap@{k}", f"{ov.mean():.3f}", help="share of each item's k neighbours common to both models"
 )
 colour = st.radio("Colour", ["label", f"overlap@{k}"], horizontal=True, key="cmp_colour")
-shown = stratified_sample(labels, MAX_POINTS, np.random.default_rng(0))
+shown = stratified_sample(labels, n, MAX_POINTS, seed=0)
 st.caption(f"Showing {len(shown):,} of {n:,} items per map (per-class sample); overlap uses the full stores.")
 
 
@@ -153,27 +134,9 @@ st.caption(
     f"Ridge R² of each shapes factor from the {space} space (test split; from eval.json beside each store)."
 )
 
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def factor_rows(path: str, stamp: float, space: str) -> list[dict] | None:
-    """eval.json's per-factor probe rows for ``space``; None when the store has not been evaluated."""
-    f = Path(path) / "eval.json"
-    if not f.is_file():
-        return None
-    try:
-        results = json.loads(f.read_text()).get("results", [])
-    except ValueError:
-        return None
-    return [
-        {"factor": r["metric"].removeprefix("r2_"), "R²": float(r["value"])}
-        for r in results
-        if r.get("evaluator") == "factors" and r.get("space") == space
-    ]
-
-
 rows = []
 for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
-    got = factor_rows(str(ref.path), _mtime(ref.path / "eval.json"), space)
+    got = cached.probes(ref, space)
     if got is None:
         st.info(f"No probe results beside the {name} store yet. Compute them with:")
         st.code(f"python -m engine eval --store {ref.path} --only factors", language="bash")
@@ -181,6 +144,6 @@ for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
     rows += [{"model": name, **r} for r in got]
 if rows:
     df = pd.DataFrame(rows)
-    fig = go.Figure([go.Bar(x=g["factor"], y=g["R²"], name=m) for m, g in df.groupby("model", sort=False)])
+    fig = go.Figure([go.Bar(x=g["factor"], y=g["r2"], name=m) for m, g in df.groupby("model", sort=False)])
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="R²")
     st.plotly_chart(fig, key="cmp_probes")

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import cached, ui
-from engine.lab.image import SliderValues, lab_views
+from engine.lab.query import embed_image
 
 st.title("Retrieval")
 sel = ui.selection()
@@ -30,9 +30,7 @@ elif source == "Upload":
     img = ui.decode_upload(up)
     if img is not None:
         model, _ = ui.load_model(sel.checkpoint)
-
-        res = lab_views(model, img, [SliderValues()], space)
-        query, show = res.z0, img
+        query, show = embed_image(model, img, space), img
 else:
     view = st.session_state.get("lab_view")
     if view is None:

@@ -1,4 +1,4 @@
-"""Model comparison and map-selection helpers for the dashboard: pure numpy, no Streamlit.
+"""Model comparison, kNN label agreement and map-selection helpers for the dashboard: pure numpy, no Streamlit.
 
 Two stores of the same dataset share one id space (row i is the same image in both), so neighbourhoods can be
 compared item by item. Plotly selection events carry per-trace point indices; the map puts the global row id
@@ -65,6 +65,16 @@ def overlap_at_k(emb_a: np.ndarray, emb_b: np.ndarray, k: int = 10) -> np.ndarra
     return neighbour_overlap(knn_ids(emb_a, k), knn_ids(emb_b, k))
 
 
+def label_agreement(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-item kNN label agreement: the fraction of each item's k cosine nearest neighbours (the other items of
+    the store, exact) sharing its label; float [N] in [0, 1]. ``k`` is capped at N - 1."""
+    lab = np.asarray(labels)
+    if len(lab) != len(embeddings):
+        raise ConfigError(f"{len(lab)} labels for {len(embeddings)} embeddings")
+    nb = knn_ids(embeddings, min(k, len(lab) - 1))
+    return (lab[nb] == lab[:, None]).mean(axis=1)
+
+
 def rank_changed(overlap: np.ndarray, top: int = 20) -> OverlapRanking:
     """The ``top`` items whose neighbourhoods changed most (lowest overlap; lower id first on ties)."""
     ov = np.asarray(overlap, dtype=np.float64)
@@ -87,20 +97,3 @@ def selection_ids(selection: Mapping[str, Any] | None) -> np.ndarray:
             continue
         ids.append(int(cd[0] if isinstance(cd, list | tuple) else cd))
     return np.unique(np.asarray(ids, dtype=np.int64))
-
-
-def stratified_sample(labels: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``max_points`` row ids, drawn per class in proportion to class size (each class keeps >= 1).
-
-    Returns sorted int64 ids; all ids when the store is small enough (no sampling).
-    """
-    labels = np.asarray(labels)
-    n = len(labels)
-    if n <= max_points:
-        return np.arange(n, dtype=np.int64)
-    picked = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        take = max(1, round(len(members) * max_points / n))
-        picked.append(rng.choice(members, size=min(take, len(members)), replace=False))
-    return np.sort(np.concatenate(picked)).astype(np.int64)

@@ -209,12 +209,12 @@ def test_store_link_pointing_outside_is_never_opened(store_roots, tree, accessed
     shutil.copytree(real, tree["outside"] / "store")
     (tree["stores"] / "evil-store").unlink()
     (tree["stores"] / "evil-store").symlink_to(tree["outside"] / "store", target_is_directory=True)
-    from app import cached
+    from engine.store.discovery import find_store
 
     accessed.clear()  # setup wrote the outside copy; from here on nothing may touch it
     ckpts = Path(store_roots["EQUILAB_CHECKPOINTS"])
     for c in ckpts.glob("*.safetensors"):
-        assert cached.find_store(c, "shapes", "test") is None
+        assert find_store(c, "shapes", "test", tree["stores"]) is None
     assert [p for p in touched(accessed, tree) if "manifest" in p] == []
 
 

@@ -1,4 +1,5 @@
-"""engine.lab.compare: kNN ids, overlap@k, ranking, Plotly selection -> ids, stratified sampling."""
+"""engine.lab.compare: kNN ids, overlap@k, label agreement, ranking, Plotly selection -> ids; the map's
+stratified sample (engine.store.projection)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import pytest
 from engine.core.errors import ConfigError
 from engine.lab.compare import (
     knn_ids,
+    label_agreement,
     neighbour_overlap,
     overlap_at_k,
     rank_changed,
     selection_ids,
-    stratified_sample,
 )
+from engine.store.projection import stratified_sample
 
 
 def test_knn_ids_on_a_line_excludes_self_and_breaks_ties_by_id():
@@ -70,8 +72,22 @@ def test_selection_ids_reads_customdata_not_point_index():
 
 def test_stratified_sample_keeps_class_proportions_and_every_class():
     labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
-    ids = stratified_sample(labels, 100, np.random.default_rng(0))
+    ids = stratified_sample(labels, len(labels), 100, seed=0)
     counts = np.bincount(labels[ids])
     assert counts.tolist() == [90, 9, 1]
     assert np.all(np.diff(ids) > 0)
-    assert stratified_sample(labels[:50], 100, np.random.default_rng(0)).tolist() == list(range(50))
+    assert stratified_sample(labels[:50], 50, 100, seed=0).tolist() == list(range(50))
+
+
+def test_label_agreement_counts_neighbours_with_the_same_label():
+    # two tight clusters on perpendicular axes; item 2 sits in cluster A but is labelled B
+    x = np.array([[1.0, 0.0], [1.0, 0.05], [1.0, -0.05], [0.0, 1.0], [0.05, 1.0], [-0.05, 1.0]])
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    agree = label_agreement(x, labels, k=2)
+    # 0: neighbours 1 (0) and 2 (1) -> 1/2; 2: neighbours 0 and 1, both 0 -> 0; cluster B all agree
+    assert agree.tolist() == [0.5, 0.5, 0.0, 1.0, 1.0, 1.0]
+    assert label_agreement(x, labels, k=50).tolist() == pytest.approx(
+        [1 / 5, 1 / 5, 3 / 5, 3 / 5, 3 / 5, 3 / 5]
+    )
+    with pytest.raises(ConfigError, match="5 labels for 6"):
+        label_agreement(x, labels[:5])
