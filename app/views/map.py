@@ -9,8 +9,9 @@ import streamlit as st
 
 from app import cached, ui
 from engine.augment import FAMILIES
-from engine.lab.compare import knn_ids, selection_ids, stratified_sample
+from engine.lab.compare import selection_ids
 from engine.lab.image import family_displacements
+from engine.store.projection import stratified_sample
 
 MAX_POINTS = 20000
 GRID = 48
@@ -23,15 +24,6 @@ space = ui.pick_space(info["spaces"])
 meta: pd.DataFrame = info["meta"]
 labels = info["labels"]
 n = info["n"]
-
-
-@st.cache_data(max_entries=16, show_spinner="kNN on the full store…")
-def knn_correct(path: str, stamp: float, space: str, k: int = 10) -> np.ndarray:
-    """Fraction of each item's k nearest neighbours (full store, cosine) sharing its label."""
-    emb = cached.embeddings(path, stamp, space)
-    nb = knn_ids(emb, min(k, len(emb) - 1))
-    lab = cached.summary(path, stamp)["labels"]
-    return (lab[nb] == lab[:, None]).mean(axis=1)
 
 
 @st.cache_data(max_entries=16, show_spinner="Augmenting and embedding every item (once per setting)…")
@@ -54,13 +46,13 @@ colour = c2.selectbox(
 cap = int(c3.number_input("Max points drawn", 500, MAX_POINTS, min(5000, MAX_POINTS), 500, key="map_cap"))
 
 xy = cached.coords(ref, space, kind)
-shown = stratified_sample(labels, cap, np.random.default_rng(0))
+shown = stratified_sample(labels, n, cap, seed=0)
 st.caption(f"Showing {len(shown):,} of {n:,} items (per-class sample); metrics use the full store.")
 
 if colour == "label":
     values, names = labels, info["classes"]
 elif colour == "kNN-correctness":
-    values, names = knn_correct(str(ref.path), ref.stamp, space), None
+    values, names = cached.knn_correct(ref, space), None
 elif colour in ("displacement |Δ|", "invariance cos"):
     fams = list(FAMILIES)
     d1, d2 = st.columns(2)
