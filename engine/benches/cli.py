@@ -21,12 +21,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark (augment, train, embed, knn)")
     targets = p.add_subparsers(dest="target", metavar="<target>", required=True)
     for name, help_text in BENCHES.items():
-        try:
-            module = importlib.import_module(f"engine.benches.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"engine.benches.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"engine.benches.{name}")
         tp = targets.add_parser(name, help=help_text, description=module.__doc__)
         tp.add_argument("--out", default=None, help="also write the results as JSON to this file")
         module.add_args(tp)
