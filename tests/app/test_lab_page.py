@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from streamlit.testing.v1 import AppTest
 
 from engine.augment import get_recipe
+from engine.core.io import sha256_file
+from engine.data import load_dataset
+from engine.eval.displacement import fit_posthoc, save_predictor
 from engine.lab.image import SliderValues, lab_views, random_values
-from engine.store.format import open_store
-from engine.train.checkpoint import load_model
+from engine.methods import build_method
+from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
+from engine.train.checkpoint import load_model, save_checkpoint
 
 
 def array(v) -> np.ndarray:
@@ -41,8 +48,6 @@ def test_identity_view_does_not_move_and_hue_shift_matches_the_engine(open_app, 
     label = at.sidebar.selectbox(key="sb_model").value
     model, _ = load_model(Path(app_env["EQUILAB_CHECKPOINTS"]) / f"{label}.safetensors")
     store = open_store(Path(app_env["EQUILAB_STORES"]) / f"{label}-shapes-test")
-    from engine.data import load_dataset
-
     image = np.array(load_dataset("shapes", "test", size=store.n).images[5])
     want = lab_views(model, image, [SliderValues(hue=0.3)], "backbone")
     assert metrics(at)["|Δ|"] == [f"{want.norm[0]:.4f}"] and want.norm[0] > 0
@@ -82,12 +87,6 @@ def test_lab_view_is_a_retrieval_query(open_app):
 
 
 def test_a_saved_posthoc_predictor_fills_the_prediction_metrics(store_roots, tmp_path, monkeypatch):
-    import shutil
-
-    from streamlit.testing.v1 import AppTest
-
-    from engine.eval.displacement import fit_posthoc, save_predictor
-
     for k, v in store_roots.items():
         shutil.copytree(v, tmp_path / k)
         monkeypatch.setenv(k, str(tmp_path / k))
@@ -113,8 +112,6 @@ def test_random_views_come_from_the_models_recipe_and_open_in_the_sliders(open_a
     assert any("training recipe" in c.value and "hue ±0.1" in c.value for c in at.caption)  # `none`: simclr
     at.button(key="lab_edit_1").click().run()
     assert not at.exception and at.radio(key="lab_mode").value == "Sliders"
-    from engine.data import load_dataset
-
     store = open_store(Path(app_env["EQUILAB_STORES"]) / "shapes-none-shapes-test")
     hw = np.array(load_dataset("shapes", "test", size=store.n).images[5]).shape[:2]
     want = random_values(get_recipe("simclr", 32), hw, 0, 2)[1]  # view 2 of seed 0
@@ -127,17 +124,6 @@ def test_random_views_come_from_the_models_recipe_and_open_in_the_sliders(open_a
 
 def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_path, monkeypatch):
     """A model lacking the chosen space gets a warning, not a silent backbone curve."""
-    import shutil
-
-    import torch
-    from streamlit.testing.v1 import AppTest
-
-    from engine.core.io import sha256_file
-    from engine.data import load_dataset
-    from engine.methods import build_method
-    from engine.store.format import StoreArrays, StoreOptions, write_store
-    from engine.train.checkpoint import save_checkpoint
-
     for k, v in store_roots.items():
         shutil.copytree(v, tmp_path / k)
         monkeypatch.setenv(k, str(tmp_path / k))
