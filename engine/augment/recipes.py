@@ -110,13 +110,25 @@ def light_recipe(size: int) -> Recipe:
     return replace(get_recipe("simclr", size), jitter_p=0.0, gray_p=0.0, scale=(0.6, 1.0))
 
 
-def training_recipe(model: Any) -> Recipe:
-    """The recipe a built method was trained with: its config's ``recipe`` (else ``simclr``) at its image size.
+# The recipe of each dataset whose views need another one than ``simclr`` (the trainer's default for methods that
+# take a ``recipe`` option, and the recipe that methods without one are measured with on that dataset).
+DATASET_RECIPES: dict[str, str] = {"shapes": "shapes", "shapes_upright": "shapes"}
+
+
+def dataset_recipe(dataset: str | None) -> str:
+    """The recipe name of ``dataset`` (:data:`DATASET_RECIPES`, else ``simclr``)."""
+    return DATASET_RECIPES.get(str(dataset), "simclr") if dataset else "simclr"
+
+
+def training_recipe(model: Any, dataset: str | None = None) -> Recipe:
+    """The recipe a built method's views are drawn from, at its image size: its config's ``recipe`` when it has
+    one, else the recipe of ``dataset`` (:func:`dataset_recipe`; ``simclr`` when no dataset is given).
 
     ``model`` is any object with ``config`` and ``image_size`` (a method from ``engine.methods.build_method``,
-    e.g. loaded from a checkpoint, whose config records the recipe).
+    e.g. loaded from a checkpoint, whose config records the recipe). Methods without a ``recipe`` option
+    (``none``, ``rotation``) are thus measured with the same views as the trained arms of their dataset.
     """
-    name = getattr(getattr(model, "config", None), "recipe", "simclr")
+    name = getattr(getattr(model, "config", None), "recipe", None) or dataset_recipe(dataset)
     return get_recipe(name, int(getattr(model, "image_size", 32)))
 
 

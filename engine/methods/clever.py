@@ -84,6 +84,18 @@ class CLeVER(nn.Module):
             "cos/ef": cos_ef,
         }
 
+    def heads(self, x01: Tensor) -> dict[str, Tensor]:
+        """Where the losses act, beside the raw slices: {"invariant_part" IR, "equivariant_part" EF,
+        "ir_head" g_IR(IR) (NT-Xent), "ef_head" g_EF(EF) (separation)}; not a store space."""
+        h = self.backbone(x01)
+        ir, ef = h[:, : self.n_ir], h[:, self.n_ir :]
+        return {
+            "invariant_part": ir,
+            "equivariant_part": ef,
+            "ir_head": self.projector(ir),
+            "ef_head": self.ef_projector(ef),
+        }
+
     def embed(self, x01: Tensor) -> dict[str, Tensor]:
         """{"backbone" h, "projector" g_IR(IR), "invariant_part" IR, "equivariant_part" EF}."""
         h = self.backbone(x01)
