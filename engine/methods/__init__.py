@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from engine.core.errors import ConfigError
+from engine.core.values import check_range
 from engine.methods.clever import CLeVER
 from engine.methods.equimod import EquiMod
 from engine.methods.essl import ESSL
@@ -66,8 +67,7 @@ def build_method(
     config = method_config(name, options)
     if backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
-    if not (isinstance(width, int | float) and 0.03 <= width <= 4.0):
-        raise ConfigError(f"backbone width {width!r} out of range; allowed [0.03, 4.0]")
+    width = check_range("model.width", width, where="backbone width")
     if not (isinstance(image_size, int) and 8 <= image_size <= 1024):
         raise ConfigError(f"image_size {image_size!r} out of range; allowed integers in [8, 1024]")
     model = cls(BACKBONES[backbone](width=float(width)), config, image_size)

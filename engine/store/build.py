@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.core import distributed as dist
+from engine.core.device import resolve_device
 from engine.core.errors import StoreError
 from engine.core.io import atomic_dir, open_memmap
 from engine.data import load_dataset
@@ -45,12 +46,6 @@ class EmbedJob:
     batch: int = 256
     device: str = "auto"
     limit: int | None = None  # embed only the first ``limit`` items (quick checks, tests)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def checkpoint_sha(checkpoint: str | Path) -> str:

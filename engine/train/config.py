@@ -8,7 +8,6 @@ bare field name (``epochs=10``) works when it names exactly one field. Values ar
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from engine.core.errors import ConfigError
+from engine.core.values import coerce
 from engine.data import DATASETS
 from engine.methods import METHODS, method_config
 from engine.train.optim import scaled_lr
@@ -103,43 +103,18 @@ DATASET_DEFAULTS["shapes_upright"] = dict(DATASET_DEFAULTS["shapes"])  # same im
 # Augmentation recipe per dataset, for the methods that take a `recipe` option (see engine.augment.RECIPES:
 # `shapes` needs full-strength colour distortion, or colour alone identifies an instance).
 DATASET_RECIPES: dict[str, str] = {"shapes": "shapes", "shapes_upright": "shapes"}
-# Method-specific changes to the trainer defaults (the lr multiplier lives in each method's own config).
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {}
-
-# Allowed ranges (inclusive) and choices; every numeric field not listed must be >= 0 and finite.
-RANGES: dict[str, tuple[float, float]] = {
-    "model.width": (0.03, 4.0),
-    "model.image_size": (0, 1024),
-    "optim.lr": (1e-8, 100.0),
-    "optim.momentum": (0.0, 0.999),
-    "optim.weight_decay": (0.0, 1.0),
-    "optim.warmup_epochs": (0.0, 1e6),
-    "optim.epochs": (1, 1e6),
-    "optim.batch_size": (1, 1 << 20),
-    "optim.final_lr_ratio": (0.0, 1.0),
-    "train.knn_k": (1, 1 << 20),
-    "train.knn_t": (1e-4, 100.0),
-    "train.log_every": (1, 1 << 30),
-    "train.checkpoint_every": (0, 1 << 30),
-    "train.knn_every": (0, 1 << 30),
-    "data.train_subset": (0, 1 << 40),
-    "data.knn_bank": (1, 1 << 40),
-    "data.knn_queries": (1, 1 << 40),
-}
+# Allowed choices of the string fields; numeric ranges are in engine.core.values.RANGES (shared with the methods).
 CHOICES: dict[str, tuple[str, ...]] = {
     "optim.optimizer": ("sgd", "lars"),
     "train.device": ("auto", "cpu", "cuda"),
     "data.dataset": tuple(sorted(DATASETS)),
+    "model.method": tuple(sorted(METHODS)),
 }
 
 
-def _methods() -> tuple[str, ...]:
-
-    return tuple(sorted(METHODS))
-
-
-def _datasets() -> tuple[str, ...]:
-    return tuple(sorted(DATASETS))
+def _coerce(key: str, value: Any, default: Any, type_name: str) -> Any:
+    """One field's value, checked by :func:`engine.core.values.coerce` (choices, kinds, ranges)."""
+    return coerce(key, value, default, choices=CHOICES.get(key), nullable="None" in type_name)
 
 
 def all_keys() -> dict[str, type]:
@@ -158,42 +133,6 @@ def resolve_key(key: str) -> str:
         return matches[0]
     hint = f"ambiguous, write one of {matches}" if matches else f"allowed keys: {sorted(keys)}"
     raise ConfigError(f"unknown config key {key!r}; {hint} (method options: model.options.<name>)")
-
-
-def _coerce(key: str, value: Any, default: Any, type_name: str) -> Any:
-    if key in CHOICES:
-        allowed = _datasets() if key == "data.dataset" else CHOICES[key]
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not allowed; choose from {list(allowed)}")
-        return value
-    if key == "model.method":
-        if value not in _methods():
-            raise ConfigError(f"model.method={value!r} is unknown; choose from {list(_methods())}")
-        return value
-    if "dict" in type_name:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-        return value
-    if "None" in type_name and value is None:
-        return None
-    if isinstance(default, int | float):
-        is_int = isinstance(default, int)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        lo, hi = RANGES.get(key, (0, math.inf))
-        if not ok or not math.isfinite(value) or (is_int and int(value) != value):
-            kind = "an integer" if is_int else "a finite number"
-            raise ConfigError(f"{key} must be {kind} in [{lo}, {hi}], got {value!r}")
-        value = int(value) if is_int else float(value)
-        if not lo <= value <= hi:
-            raise ConfigError(f"{key}={value!r} is out of range; allowed [{lo}, {hi}]")
-        return value
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    return value
 
 
 def parse_value(text: str) -> Any:
@@ -243,7 +182,7 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
     overrides = {resolve_key(k): v for k, v in (overrides or {}).items()}
     method = _coerce("model.method", overrides.get("model.method", ModelConfig.method), None, "str")
     dataset = _coerce("data.dataset", overrides.get("data.dataset", DataConfig.dataset), None, "str")
-    merged = {**DATASET_DEFAULTS.get(dataset, {}), **METHOD_DEFAULTS.get(method, {}), **overrides}
+    merged = {**DATASET_DEFAULTS.get(dataset, {}), **overrides}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in merged.items():
         section, name = key.split(".", 1)

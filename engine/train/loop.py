@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.core import distributed, io
+from engine.core.device import resolve_device
 from engine.core.errors import ConfigError, EquiLabError
 from engine.methods import build_method
 from engine.methods.losses import local
@@ -55,14 +56,6 @@ class StepEvent:
 
 
 OnStep = Callable[[StepEvent], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
-    return torch.device(name)
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:

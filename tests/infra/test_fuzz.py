@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from engine.augment import FAMILIES, Recipe, apply, augment
 from engine.cli import main
 from engine.core.errors import ConfigError
+from engine.core.values import RANGES
 from engine.methods import METHODS
 from engine.train.config import (
-    RANGES,
     Config,
     all_keys,
     build_config,
@@ -86,8 +86,10 @@ def _named(message: str, overrides: dict) -> bool:
 def _valid(cfg: Config) -> None:
     """Every numeric field of an accepted config is finite and inside its documented range."""
     flat = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
+    options = {f"model.options.{k}": v for k, v in cfg.model.options.items()}  # only those set are present
     for key, (lo, hi) in RANGES.items():
-        assert lo <= flat[key] <= hi, (key, flat[key])
+        if key in flat or key in options:
+            assert lo <= {**flat, **options}[key] <= hi, (key, {**flat, **options}[key])
     for key, v in flat.items():
         if isinstance(v, float):
             assert math.isfinite(v), key

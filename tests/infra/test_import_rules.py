@@ -32,12 +32,10 @@ FORBIDDEN: tuple[tuple[str, str, str], ...] = (
     ("app", "engine.study", "the app does not run studies"),
 )
 
-# Known arrows still being removed elsewhere, as (importing module, imported module). Shrink only.
-ALLOWED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("app.ui", "engine.train.checkpoint"),  # checkpoint discovery moves to engine.store (issue 12)
-    }
-)
+# Known arrows still being removed elsewhere, as (importing module, imported module). Shrink only; empty now
+# that every rule holds (add an entry only with a comment saying which change removes it).
+ALLOWED: frozenset[tuple[str, str]] = frozenset()
+
 
 # Heavy libraries that are optional at run time: the only ones that may be imported inside a function.
 OPTIONAL = frozenset({"umap", "faiss", "playwright", "matplotlib"})
