@@ -27,8 +27,8 @@ COPY --chown=equilab:equilab .streamlit/ .streamlit/
 # The About page shows the study figures (docs/study-*/*.png).
 COPY --chown=equilab:equilab docs/ docs/
 USER 1000
-# Same warm-up as `make install`: compile UMAP's numba kernels into the image.
-RUN python -m engine warmup
+# Same as `make install`: compile UMAP's numba kernels into the image.
+RUN python -m engine precompile
 
 FROM runtime AS engine
 ENTRYPOINT ["python", "-m", "engine"]

@@ -19,7 +19,7 @@ $(PY):
 
 $(VENV)/.runtime-$(REQ_HASH): requirements.txt | $(PY)
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m engine warmup
+	$(PY) -m engine precompile
 	@rm -f $(VENV)/.runtime-* && touch $@
 
 $(VENV)/.dev-$(DEV_HASH): requirements.txt requirements-dev.txt $(VENV)/.runtime-$(REQ_HASH)

@@ -23,7 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.eval.evaluate",  # eval
     "engine.study.run",  # study run|report
     "engine.benches.cli",  # bench augment|train|embed|knn
-    "engine.store.precompile",  # warmup
+    "engine.store.precompile",  # precompile
 )
 
 

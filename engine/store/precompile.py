@@ -1,4 +1,4 @@
-"""``python -m engine warmup``: compile numba's UMAP kernels once, at install time.
+"""``python -m engine precompile``: compile numba's UMAP kernels once, at install time.
 
 UMAP's first fit in a fresh environment pays 20-70 s of numba compilation. With ``NUMBA_CACHE_DIR`` set
 (the Makefile sets it to ``.cache/numba``) the compiled kernels persist, so the first dashboard open and the
@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 
-def warmup() -> float:
+def precompile() -> float:
     """Fit a tiny UMAP so numba compiles and caches its kernels; returns the seconds it took."""
     import umap
 
@@ -26,10 +26,10 @@ def warmup() -> float:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    print(f"warmup: UMAP kernels compiled and cached in {warmup():.1f} s")
+    print(f"precompile: UMAP kernels compiled and cached in {precompile():.1f} s")
     return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("warmup", help="compile and cache UMAP's numba kernels (run once after install)")
+    p = sub.add_parser("precompile", help="compile and cache UMAP's numba kernels (run once after install)")
     p.set_defaults(func=_cmd)

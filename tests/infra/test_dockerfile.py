@@ -265,15 +265,15 @@ def test_engine_target_entry_point_runs_here():
         [sys.executable, *entry[1:], *default], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0, r.stderr
-    for command in ("train", "embed", "eval", "warmup"):
+    for command in ("train", "embed", "eval", "precompile"):
         assert re.search(rf"^\s+{command}\s", r.stdout, re.M), command
     # the image's build step and the header's example, parsed by the same CLI the entry point runs
-    (warm,) = [s.args for s in stage("runtime") if s.op == "RUN" and "engine" in s.args]
-    assert shlex.split(warm)[:3] == entry
+    (precompile,) = [s.args for s in stage("runtime") if s.op == "RUN" and "engine" in s.args]
+    assert shlex.split(precompile)[:3] == entry
     from engine.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(shlex.split(warm)[3:]).command == "warmup"
+    assert parser.parse_args(shlex.split(precompile)[3:]).command == "precompile"
     header = (REPO / "Dockerfile").read_text().replace("\\\n#", " ")
     example = re.search(r"equilab-engine (train [^\n]*)", header).group(1)
     args = parser.parse_args(shlex.split(example))
