@@ -2,7 +2,7 @@
 
 Each task maps an image and a label k in ``range(n_labels)`` to a transformed image; label 0 is always the
 identity. Ops take ``[B, 3, H, W]`` uint8 or float images (float in [0, 1]) on any device and return the same
-shape, dtype and device (kaotty/Understanding-ESSL ``ESSL/equivariant_tasks.py``; methods.md §1.5, §4.2):
+shape, dtype and device (kaotty/Understanding-ESSL ``ESSL/equivariant_tasks.py``; docs/methods.md §1.5, §4.2):
 
 ==========  ==  ===============================================================================================
 task        k   label meaning

@@ -1,4 +1,4 @@
-"""Augmentation recipes as data: one frozen dataclass per view recipe, validated on construction (methods.md §8.2)."""
+"""Augmentation recipes as data: one frozen dataclass per view recipe, validated on construction (docs/methods.md §8.2)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _check(name: str, v: object) -> None:
 
 # The CIFAR recipes of the papers; `dataclasses.replace(r, size=...)` scales the output to another image size.
 RECIPES: dict[str, Recipe] = {
-    # EquiMod / E-SSL CIFAR SimCLR views (methods.md §1.3, §2.3): RRC(32, 0.2-1, bicubic), flip, jitter p=.8, gray .2.
+    # EquiMod / E-SSL CIFAR SimCLR views (docs/methods.md §1.3, §2.3): RRC(32, 0.2-1, bicubic), flip, jitter p=.8, gray .2.
     "simclr": Recipe(),
     # EquiMod's BYOL branch, view 1 (§2.3): saturation 0.2, blur p=1 (kernel from the output size), no solarize.
     "byol": Recipe(saturation=0.2, blur_p=1.0),
@@ -106,7 +106,7 @@ def get_recipe(name: str, size: int | None = None) -> Recipe:
 
 
 def light_recipe(size: int) -> Recipe:
-    """The rotation-pretext reference's light augmentation (methods.md §4.2): crop + flip, no colour, no gray."""
+    """The rotation-pretext reference's light augmentation (docs/methods.md §4.2): crop + flip, no colour, no gray."""
     return replace(get_recipe("simclr", size), jitter_p=0.0, gray_p=0.0, scale=(0.6, 1.0))
 
 

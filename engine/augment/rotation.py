@@ -1,4 +1,4 @@
-"""E-SSL's rotation pretext: every image in all four orientations (methods.md §1.3)."""
+"""E-SSL's rotation pretext: every image in all four orientations (docs/methods.md §1.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parameter vectors: EquiMod's 15-d CIFAR layout (methods.md §2.3), its z-score stats computed from the recipe,
+"""Parameter vectors: EquiMod's 15-d CIFAR layout (docs/methods.md §2.3), its z-score stats computed from the recipe,
 and a normalised fixed-length encoding (cf. apple/ml-duet ``ParamAugStack``)."""
 
 from __future__ import annotations

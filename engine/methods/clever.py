@@ -1,4 +1,4 @@
-"""CLeVER adapted to SimCLR (methods.md §3.3, §8.1): h is sliced into invariant (IR, first 80% channels) and
+"""CLeVER adapted to SimCLR (docs/methods.md §3.3, §8.1): h is sliced into invariant (IR, first 80% channels) and
 equivariant-factor (EF, the rest) parts; NT-Xent on g_IR(IR), a separation term pushing g_EF of two views
 towards orthogonality, and a head-norm regulariser that keeps g_EF from collapsing."""
 

@@ -1,6 +1,6 @@
 """EquiMod on SimCLR (Devillers & Lefort 2023): SimCLR + lambda x NT-Xent between the actual embedding y_t of
 an augmented view and its prediction u([y0, e_p(p)]) from the original's y0 and the augmentation parameters
-(methods.md §2.1-2.3)."""
+(docs/methods.md §2.1-2.3)."""
 
 from __future__ import annotations
 

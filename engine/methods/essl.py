@@ -1,5 +1,5 @@
 """E-SSL / E-SimCLR (Dangovski et al. 2022): SimCLR + lambda x 4-way rotation CE on backbone features of a
-separate small view (methods.md §1.2-1.4)."""
+separate small view (docs/methods.md §1.2-1.4)."""
 
 from __future__ import annotations
 

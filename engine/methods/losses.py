@@ -57,7 +57,7 @@ def nt_xent_keys(q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, offset: int, te
 
 
 def equimod_loss(y_t: Tensor, y_hat_t: Tensor, temperature: float = 0.2, gather: Gather = local) -> Tensor:
-    """EquiMod's L_equi (methods.md §2.1): NT-Xent over the 4N set ``[y_t; y_hat_t]``.
+    """EquiMod's L_equi (docs/methods.md §2.1): NT-Xent over the 4N set ``[y_t; y_hat_t]``.
 
     ``y_t``/``y_hat_t``: ``[2N, D]`` actual and predicted embeddings of both augmented views. The positive of
     ``y_hat_t[i]`` is ``y_t[i]`` (and vice versa); every other element is a negative, *including* the actual

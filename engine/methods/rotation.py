@@ -1,5 +1,6 @@
-"""Reference methods without a contrastive term: rotation-prediction pretext only (Understanding-ESSL §4.2,
-``four_fold_rotation``) and ``none`` (random initialisation, no training: the random-init floor, §8.4)."""
+"""Reference methods without a contrastive term: rotation-prediction pretext only (Understanding-ESSL's
+``four_fold_rotation``, docs/methods.md §4.2) and ``none`` (random initialisation, no training: the random-init
+floor, docs/methods.md §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SimCLR (Chen et al. 2020) on CIFAR: 2N-way NT-Xent between two augmented views, tau 0.5 (methods.md §8.1)."""
+"""SimCLR (Chen et al. 2020) on CIFAR: 2N-way NT-Xent between two augmented views, tau 0.5 (docs/methods.md §8.1)."""
 
 from __future__ import annotations
 

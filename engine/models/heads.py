@@ -1,6 +1,6 @@
 """MLP heads described as data: a list of layer sizes plus norm choices (lightly-style builders).
 
-The paper heads (methods.md §1.2, §2.2, §8.1) are written for a 512-d ResNet-18; for narrow backbones
+The paper heads (docs/methods.md §1.2, §2.2, §8.1) are written for a 512-d ResNet-18; for narrow backbones
 (width < 1) :func:`scaled_hidden` shrinks the hidden sizes proportionally to ``feat_dim`` (floor 128), so a
 width-0.125 model (64-d features) gets 256-d hidden layers instead of 2048. Output sizes are never scaled.
 """

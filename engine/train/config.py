@@ -77,7 +77,7 @@ class Config:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
 
-# Defaults per dataset (paper settings for CIFAR, methods.md §1.4; CPU-friendly for the generated shapes).
+# Defaults per dataset (paper settings for CIFAR, docs/methods.md §1.4; CPU-friendly for the generated shapes).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "shapes": {
         "model.width": 0.125,

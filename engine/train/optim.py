@@ -1,7 +1,7 @@
 """Optimisers (SGD, LARS) and the per-step warmup + cosine learning-rate schedule, as small pure functions.
 
 The schedule follows E-SSL's CIFAR code (``adjust_learning_rate``): linear warm-up from 0 over the warm-up steps,
-then a half cosine from the peak down to ``final_ratio * peak`` (0 = "cosine to 0", methods.md §1.4).
+then a half cosine from the peak down to ``final_ratio * peak`` (0 = "cosine to 0", docs/methods.md §1.4).
 """
 
 from __future__ import annotations

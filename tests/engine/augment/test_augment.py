@@ -29,7 +29,7 @@ from engine.augment import (
 from engine.core.errors import ConfigError
 
 HW = (32, 32)
-# EquiMod's hard-coded CIFAR SimCLR z-score constants (methods.md §2.3, src/main.py)
+# EquiMod's hard-coded CIFAR SimCLR z-score constants (docs/methods.md §2.3, src/main.py)
 EQUIMOD_MEAN = [4.31, 4.32, 23.37, 23.37, 0.50, 0.80, 1.20, 1.40, 1.60, 1.80, 1.00, 1.00, 1.00, 0.00, 0.20]
 EQUIMOD_STD = [3.97, 3.99, 4.95, 4.95, 0.50, 0.40, 1.17, 1.02, 1.02, 1.17, 0.21, 0.21, 0.21, 0.052, 0.40]
 
