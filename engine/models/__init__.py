@@ -1,5 +1,6 @@
 """Backbones (registry :data:`BACKBONES`) and MLP heads described as data."""
 
+from engine.models.equivariant import EQUIVARIANT_BACKBONES
 from engine.models.heads import (
     equimod_predictor,
     mlp,
@@ -9,6 +10,8 @@ from engine.models.heads import (
     scaled_hidden,
 )
 from engine.models.resnet import BACKBONES, CIFAR_MEAN, CIFAR_STD, ResNet
+
+BACKBONES.update(EQUIVARIANT_BACKBONES)  # resnet18_{c4,d4}[_cifar][_regular]: engine/models/equivariant.py
 
 __all__ = [
     "BACKBONES",
