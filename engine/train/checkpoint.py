@@ -1,7 +1,7 @@
 """Self-describing, pickle-free checkpoints: ``<stem>.safetensors`` (weights) + ``<stem>.json`` (sidecar).
 
-The sidecar holds the method and its build arguments, the full resolved config, parameter-encoding statistics
-where the method has them, epoch/step/metrics, versions and the sha256 of the weights. Resume state (optimizer
+The sidecar holds the method and its build arguments, the full resolved config, the data spec of the train split
+(``data``: :class:`engine.data.DataSpec` as a dict), parameter-encoding statistics where the method has them, epoch/step/metrics, versions and the sha256 of the weights. Resume state (optimizer
 tensors, RNG state) goes to ``<stem>.state`` (safetensors format; named so model pickers that look for
 ``*.safetensors`` never offer it) with its scalars and sha256 in the sidecar. Files are written state, weights,
 sidecar, each atomically, so a sidecar never points to a missing or partial file.
@@ -21,7 +21,8 @@ from torch import nn
 
 from engine import __version__
 from engine.core import io
-from engine.core.errors import CheckpointError, EquiLabError
+from engine.core.errors import CheckpointError, ConfigError, EquiLabError
+from engine.data import DataSpec
 from engine.methods import METHODS, build_method
 
 FORMAT = "equilab-checkpoint/1"
@@ -107,6 +108,9 @@ def save_checkpoint(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "state": None,
     }
+    spec = config_spec(config)
+    if spec is not None:
+        info["data"] = spec.to_dict()
     if hasattr(model, "param_mean"):
         info["param_stats"] = {"mean": model.param_mean.tolist(), "std": model.param_std.tolist()}
     # Stage all three files, then rename them together (state, weights, sidecar last): a disk-full or
@@ -151,6 +155,25 @@ def read_info(path: str | Path) -> dict[str, Any]:
     if info.get("method") not in METHODS:
         raise CheckpointError(f"{side}: unknown method {info.get('method')!r}; known: {sorted(METHODS)}")
     return info
+
+
+def config_spec(config: Any) -> DataSpec | None:
+    """The train split's data spec of a resolved config dict (its ``data`` section), or None without one."""
+    d = config.get("data") if isinstance(config, dict) else None
+    if not isinstance(d, dict) or not isinstance(d.get("dataset"), str):
+        return None
+    return DataSpec(d["dataset"], "train", d.get("root"), d.get("options") or {})
+
+
+def data_spec(info: dict[str, Any]) -> DataSpec | None:
+    """The data spec a checkpoint was trained on (split ``train``), or None when its sidecar records none.
+
+    Reads the sidecar's ``data`` entry; sidecars written before it existed fall back to ``config.data``.
+    """
+    try:
+        return DataSpec.from_dict(info["data"]) if "data" in info else config_spec(info.get("config"))
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"checkpoint sidecar: malformed data spec ({e})") from e
 
 
 def _load_verified(path: Path, sha: str) -> dict[str, torch.Tensor]:

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.augment import preprocess
 from engine.core.errors import EquiLabError
-from engine.data import load_dataset
+from engine.data import DataSpec
 from engine.eval.knn import knn_accuracy
 from engine.train.config import Config
 
@@ -34,14 +35,12 @@ def autocast(device: torch.device, enabled: bool):
 
 @torch.no_grad()
 def embed_backbone(model: nn.Module, images: np.ndarray, device: torch.device, amp: bool, batch: int = 512):
-    """Backbone embeddings of un-augmented uint8 images (float32, CPU)."""
+    """Backbone embeddings of un-augmented uint8 images (float32, CPU), through ``engine.augment.preprocess``."""
     was = model.training
     model.eval()
     outs = []
     for i in range(0, len(images), batch):
-        x = to_device(images[i : i + batch], device).float() / 255
-        if x.shape[-1] != model.image_size:
-            x = nn.functional.interpolate(x, size=model.image_size, mode="bilinear", antialias=True)
+        x = preprocess(to_device(images[i : i + batch], device), model.image_size)
         with autocast(device, amp):
             outs.append(model.embed(x)["backbone"].float().cpu())
     model.train(was)
@@ -59,17 +58,23 @@ class RunData:
     image_side: int
 
 
+def run_spec(cfg: Config) -> DataSpec:
+    """The data spec of a run's train split (``data.dataset``, ``data.root``, ``data.options``)."""
+    return DataSpec(cfg.data.dataset, "train", cfg.data.root, cfg.data.options)
+
+
 def load_run_data(cfg: Config) -> RunData:
     """The training subset (in RAM) and the kNN bank/queries, chosen by a seeded permutation."""
 
     d = cfg.data
-    train = load_dataset(d.dataset, "train", d.root, **d.options)
+    spec = run_spec(cfg)
+    train = spec.load()
     order = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 7])).permutation(len(train))
     subset = np.sort(order[: d.train_subset] if d.train_subset else order)
     images = np.ascontiguousarray(train.images[subset])
     bank = np.sort(subset[: d.knn_bank])
     try:
-        test = load_dataset(d.dataset, "test", d.root, **d.options)
+        test = spec.with_split("test").load()
         q_img, q_lab = test.images[: d.knn_queries], test.labels[: d.knn_queries]
     except EquiLabError:  # no test split: query held-out train items
         held = np.sort(order[len(subset) :][: d.knn_queries])

@@ -304,3 +304,31 @@ def test_wrong_resume_state_entries(saved, state, needle) -> None:
     stem.with_suffix(".json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match=needle):
         load_train_state(stem, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_sidecar_records_the_train_data_spec_and_old_sidecars_fall_back_to_the_config(tmp_path: Path) -> None:
+    from engine.data import DataSpec
+    from engine.train.checkpoint import data_spec
+
+    data = {"dataset": "shapes", "root": None, "options": {"seed": 3, "size": 50}, "train_subset": 0}
+    side = save_checkpoint(tmp_path / "ck", _model(), config={"data": data}, epoch=0, step=0)
+    info = read_info(side)
+    want = DataSpec("shapes", "train", None, {"seed": 3, "size": 50})
+    assert info["data"] == want.to_dict() and data_spec(info) == want
+    old = {k: v for k, v in info.items() if k != "data"}  # written before the spec existed: config.data
+    assert data_spec(old) == want
+    assert data_spec({"config": {}}) is None and "data" not in read_info(
+        save_checkpoint(tmp_path / "bare", _model(), config={}, epoch=0, step=0)
+    )
+    with pytest.raises(CheckpointError, match="malformed data spec"):
+        data_spec({**info, "data": {"split": "train"}})
+
+
+@pytest.mark.parametrize("name", ["shapes-equimod", "cifar10-simclr"])
+def test_shipped_checkpoints_give_their_default_variant(name: str) -> None:
+    from engine.data import DataSpec
+    from engine.train.checkpoint import data_spec
+
+    info = read_info(Path(__file__).resolve().parents[3] / "checkpoints" / f"{name}.json")
+    assert "data" not in info  # shipped in the format before the spec; not regenerated
+    assert data_spec(info) == DataSpec(name.split("-")[0], "train")
