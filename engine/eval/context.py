@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.data import load_dataset
 from engine.store.format import Store
+from engine.store.items import store_images
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ def sample_ids(n: int, cap: int, seed: int) -> np.ndarray:
 
 
 def sample_images(store: Store, n: int, seed: int):
-    """uint8 [n, 3, H, W] tensor of the store's dataset items (reloaded from the dataset, not thumbnails)."""
-    src = store.manifest["source"]
-    data = load_dataset(src["dataset"], split=src["split"], root=src.get("data_root"))
+    """(uint8 [n, 3, H, W] tensor, ids): ``n`` of the store's items, reloaded through the store's data spec (the
+    dataset variant it was embedded from; not the thumbnails)."""
     ids = sample_ids(store.n, n, seed)
-    return torch.from_numpy(np.array(data.images[ids])).permute(0, 3, 1, 2), ids
+    return torch.from_numpy(store_images(store, ids)).permute(0, 3, 1, 2), ids

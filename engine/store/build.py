@@ -8,10 +8,12 @@ merges them (:func:`merge_shards`) before deriving projections and indexes.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as tdist
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from engine.augment import preprocess
 from engine.core import distributed as dist
 from engine.core.device import resolve_device
-from engine.core.errors import StoreError
+from engine.core.errors import ConfigError, StoreError
 from engine.core.io import atomic_dir, open_memmap
-from engine.data import load_dataset
+from engine.data import DataSpec
 from engine.store.format import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
-from engine.train.checkpoint import load_model, read_info, stem_of
+from engine.store.items import store_spec
+from engine.train.checkpoint import data_spec, load_model, read_info, stem_of
+from engine.train.config import parse_value
 
 CPU_CHUNK = 64
 SKIP_SPACES = frozenset({"rotation_logits"})  # a 4-way classifier output, not an embedding space
@@ -46,6 +50,12 @@ class EmbedJob:
     batch: int = 256
     device: str = "auto"
     limit: int | None = None  # embed only the first ``limit`` items (quick checks, tests)
+    data_options: Mapping | None = None  # dataset options; None = the checkpoint's (see embed_spec)
+
+    @property
+    def spec(self) -> DataSpec:
+        """The data spec of the items to embed (:func:`embed_spec`)."""
+        return embed_spec(self.checkpoint, self.dataset, self.split, self.data_root, self.data_options)
 
 
 def checkpoint_sha(checkpoint: str | Path) -> str:
@@ -54,23 +64,49 @@ def checkpoint_sha(checkpoint: str | Path) -> str:
     return str(read_info(checkpoint)["weights"]["sha256"])
 
 
-def store_path(checkpoint: str | Path, dataset: str, split: str, store_root: str | Path) -> Path:
-    """``<store_root>/<checkpoint stem>-<sha[:10]>/<dataset>-<split>``: one directory per (checkpoint, data, split)."""
+def embed_spec(
+    checkpoint: str | Path,
+    dataset: str,
+    split: str,
+    root: str | None = None,
+    data_options: Mapping | None = None,
+) -> DataSpec:
+    """The data spec a store of ``checkpoint`` on ``dataset``/``split`` embeds.
 
+    ``data_options`` when given; else the options the checkpoint was trained with when ``dataset`` is the dataset
+    it was trained on (so a run trained on a variant is embedded and evaluated on that variant); else none. The
+    root is always the caller's (None: ``$EQUILAB_DATA_ROOT``), never the training machine's.
+    """
+    if data_options is None:
+        trained = data_spec(read_info(checkpoint))
+        data_options = trained.options if trained is not None and trained.name == dataset else {}
+    return DataSpec(dataset, split, root, data_options)
+
+
+def spec_dirname(spec: DataSpec) -> str:
+    """``<dataset>-<split>``, plus a short hash of the options for a non-default variant."""
+    if not spec.options:
+        return f"{spec.name}-{spec.split}"
+    blob = json.dumps(dict(spec.options), sort_keys=True, default=str).encode()
+    return f"{spec.name}-{spec.split}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def store_path(
+    checkpoint: str | Path,
+    dataset: str,
+    split: str,
+    store_root: str | Path,
+    data_options: Mapping | None = None,
+) -> Path:
+    """``<store_root>/<checkpoint stem>-<sha[:10]>/<dataset>-<split>[-<options hash>]``: one directory per
+    (checkpoint, dataset variant, split); ``data_options`` as in :func:`embed_spec`."""
+
+    spec = embed_spec(checkpoint, dataset, split, None, data_options)
     return (
         Path(store_root)
         / f"{stem_of(checkpoint).name}-{checkpoint_sha(checkpoint)[:10]}"
-        / f"{dataset}-{split}"
+        / spec_dirname(spec)
     )
-
-
-def to_input(batch_uint8: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float [B, 3, size, size] in [0, 1] on ``device`` (antialiased resize if needed)."""
-    x = torch.from_numpy(np.array(batch_uint8, dtype=np.uint8))  # copy: memmaps are read-only
-    x = x.to(device).permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x
 
 
 @torch.inference_mode()
@@ -88,7 +124,7 @@ def embed_batches(
     cuda = device.type == "cuda"
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     for start in range(0, len(images), batch):
-        x = to_input(images[start : start + batch], size, device)
+        x = preprocess(images[start : start + batch], size, device)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         # On CPU, forward in chunks of CPU_CHUNK: activations of a 256-batch overflow the caches (~4x slower).
@@ -156,7 +192,8 @@ def build_store(
 
     options = options or StoreOptions()
 
-    out = store_path(job.checkpoint, job.dataset, job.split, job.store_root)
+    spec = job.spec
+    out = store_path(job.checkpoint, job.dataset, job.split, job.store_root, spec.options)
     if out.exists() and not overwrite:
         raise StoreError(f"store {out} already exists; pass --overwrite to rebuild it.")
     device = resolve_device(job.device)
@@ -164,7 +201,7 @@ def build_store(
     model, _ = load_model(job.checkpoint, device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    data = load_dataset(job.dataset, split=job.split, root=job.data_root)
+    data = spec.load()
     images, labels, meta = data.images, data.labels, data.meta
     if job.limit is not None:
         images, labels = images[: job.limit], labels[: job.limit]
@@ -202,6 +239,7 @@ def build_store(
             "data_root": job.data_root,
             "store_root": str(job.store_root),
             "limit": job.limit,
+            "data": spec.to_dict(),
         }
         meta = {
             "spaces": spaces,
@@ -243,26 +281,31 @@ def ensure_store(
     store_root: str | Path | None = None,
     progress: Progress | None = None,
     options: StoreOptions | None = None,
+    data_options: Mapping | None = None,
 ) -> Path:
     """The store of (checkpoint, dataset, split) under ``store_root``, built if missing or stale; returns its path.
 
     ``root`` is the dataset root (as ``--data-root``); ``store_root`` defaults to ``$EQUILAB_STORES`` or
-    ``stores/``. A store is stale when its files fail the size check or it was built from another checkpoint.
+    ``stores/``; ``data_options`` as in :func:`embed_spec`. A store is stale when its files fail the size check, or
+    it was built from another checkpoint or other items.
     """
     options = options or StoreOptions()
     store_root = Path(store_root or os.environ.get("EQUILAB_STORES") or "stores")
-    out = store_path(checkpoint, dataset, split, store_root)
+    spec = embed_spec(checkpoint, dataset, split, root, data_options)
+    out = store_path(checkpoint, dataset, split, store_root, spec.options)
     if out.exists():
         try:
             store = open_store(out, verify=False, expect_checkpoint_sha=checkpoint_sha(checkpoint))
             if store.manifest["source"].get("limit") is not None:
                 raise StoreError(f"{out} holds only a --limit subset")
+            if not store_spec(store.manifest).same_items(spec):
+                raise StoreError(f"{out} holds other items than {spec.to_dict()}")
             if progress:
                 progress(1.0, "store ready")
             return out
         except StoreError:
             pass  # damaged or stale: rebuild below
-    job = EmbedJob(Path(checkpoint), dataset, split, root, store_root)
+    job = EmbedJob(Path(checkpoint), dataset, split, root, store_root, data_options=spec.options)
     return build_store(job, options, progress, overwrite=True)
 
 
@@ -310,9 +353,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=1_000_000,
         help="exact FAISS index up to this N, HNSW above (default: 1000000)",
     )
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="dataset option (repeatable, e.g. seed=3); when given, these replace the options the checkpoint was "
+        "trained with, which are used by default when DATASET is its training dataset",
+    )
     p.add_argument("--limit", type=int, default=None, help="embed only the first N items (quick checks)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the store if it already exists")
     p.set_defaults(func=_cmd_embed)
+
+
+def parse_data_options(items: list[str] | None) -> dict | None:
+    """``["seed=3", "orientation=upright"]`` -> ``{"seed": 3, "orientation": "upright"}`` (YAML scalars); None
+    when no option is given (the checkpoint's are used)."""
+    if items is None:
+        return None
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--data-option {item!r}: expected KEY=VALUE, e.g. seed=3")
+        out[key.strip()] = parse_value(value)
+    return out
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -333,6 +398,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         args.batch,
         args.device,
         args.limit,
+        parse_data_options(args.data_option),
     )
     with tqdm(total=1000, unit="‰", desc="store") as bar:
 

@@ -43,3 +43,19 @@ def test_read_only_memmap_and_bad_shapes(tmp_path):
         preprocess(np.zeros((2, 8, 8), np.uint8), 8)
     with pytest.raises(ConfigError, match=r"\[B, 3, H, W\]"):
         preprocess(torch.zeros(2, 8, 8, 3, dtype=torch.uint8), 8)
+
+
+@pytest.mark.parametrize("hw", [(64, 32), (32, 64), (7, 5), (32, 32)])
+def test_lab_identity_view_moves_no_embedding(hw):
+    from engine.lab.image import SliderValues, lab_views
+    from engine.methods import build_method
+
+    torch.manual_seed(0)
+    model = build_method("equimod", width=0.0625, image_size=32).eval()
+    image = _images(hw, n=1)[0]
+    for space in ("backbone", "equivariant"):
+        d = lab_views(model, image, [SliderValues(), SliderValues(crop_scale=0.5)], space)
+        assert d.norm[0] == 0.0 and np.array_equal(d.z[0], d.z0[0]) and d.norm[1] > 0
+        with torch.no_grad():
+            want = model.embed(preprocess(image, 32))[space][0].numpy()
+        np.testing.assert_allclose(d.z0[0], want, atol=1e-5)
