@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 from engine import augment as A
-from engine.augment import FAMILIES, sample_params, training_recipe
+from engine.augment import FAMILIES, Recipe, sample_params
+from engine.augment.recipes import dataset_recipe, training_recipe
 from engine.core.errors import ConfigError, StoreError
 from engine.core.io import atomic_write
-from engine.eval.context import sample_images
-from engine.eval.metrics import DisplacementScores, displacement_scores, rel_error, ridge_fit, row_cos
+from engine.eval import measures as M
+from engine.eval.context import protocol_row, sample_images
+from engine.eval.metrics import rel_error, ridge_fit, row_cos
 from engine.store.projection import pca
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]
@@ -152,8 +154,9 @@ class Embedded(NamedTuple):
 
 
 def original(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The un-augmented images at the model's input ``size`` (what ``e(x)`` embeds)."""
-    return A.identity_view(images, size)
+    """The un-augmented images at the model's input ``size`` (what ``e(x)`` embeds): ``engine.augment.preprocess``,
+    the same input the stores were embedded from (and equal to the identity view)."""
+    return A.preprocess(images, size)
 
 
 @torch.no_grad()
@@ -206,10 +209,13 @@ class Displacement:
     z_hat: np.ndarray | None  # [B, D] predicted e(a(x)); None without a predictor
     predictor: str  # "equimod", "post-hoc" or "none"
     norm: np.ndarray  # |Δ|
-    invariance: np.ndarray  # cos(e(a(x)), e(x)): 1 = unmoved
+    raw_cos: np.ndarray  # uncentred cos(e(a(x)), e(x)): near 1 for any pair of images (reference only)
     cos: np.ndarray  # cos(Δ, Δ̂); nan without a predictor or where Δ or Δ̂ is zero
     rel_err: np.ndarray  # |Δ̂ − Δ| / |Δ|; nan without a predictor or where Δ is zero
     views: np.ndarray | None = None  # float [B, 3, S, S] in [0, 1]: the augmented images, when embedded here
+    rel_invariance: np.ndarray | None = (
+        None  # per-view relative invariance (measures.item_invariance); needs ref
+    )
 
     @property
     def actual(self) -> np.ndarray:
@@ -219,10 +225,16 @@ class Displacement:
     def predicted(self) -> np.ndarray | None:
         return None if self.z_hat is None else self.z_hat - self.z0
 
+    @property
+    def invariance(self) -> np.ndarray:
+        """Deprecated name of :attr:`raw_cos` (the uncentred cosine); read :attr:`rel_invariance` instead."""
+        return self.raw_cos
 
-def displacement(z0, z, z_hat=None, predictor: str = "none", views=None) -> Displacement:
+
+def displacement(z0, z, z_hat=None, predictor: str = "none", views=None, ref: M.Reference | None = None):
     """Per-view displacement scores from embeddings of the originals ``z0``, the views ``z`` and the predicted
-    views ``z_hat`` (all [B, D]; ``z0`` may be one row for all views)."""
+    views ``z_hat`` (all [B, D]; ``z0`` may be one row for all views); ``ref`` (:func:`store_reference`) adds
+    the per-view relative invariance."""
     z = np.atleast_2d(np.asarray(z, np.float64))
     z0 = np.broadcast_to(np.atleast_2d(np.asarray(z0, np.float64)), z.shape)
     delta = z - z0
@@ -232,155 +244,267 @@ def displacement(z0, z, z_hat=None, predictor: str = "none", views=None) -> Disp
     else:
         z_hat = np.atleast_2d(np.asarray(z_hat, np.float64))
         cos, rel = row_cos(delta, z_hat - z0, undefined=np.nan), rel_error(delta, z_hat - z0)
+    rel_inv = None
+    if ref is not None:
+        rel_inv = nan if ref.reason else M.item_invariance(z0, z, ref)
     return Displacement(
         z0=z0,
         z=z,
         z_hat=z_hat,
         predictor=predictor,
         norm=np.linalg.norm(delta, axis=1),
-        invariance=row_cos(z, z0),
+        raw_cos=row_cos(z, z0),
         cos=cos,
         rel_err=rel,
         views=views,
+        rel_invariance=rel_inv,
     )
 
 
 def displace(
-    model, images: torch.Tensor, params, space: str, predictor: Predictor | None = None
+    model,
+    images: torch.Tensor,
+    params,
+    space: str,
+    predictor: Predictor | None = None,
+    ref: M.Reference | None = None,
 ) -> Displacement:
     """THE displacement of a batch of views: embed ``images`` (uint8/float [B, 3, H, W], or [1, ...] broadcast
     over the rows of ``params``) and their views ``params`` with ``model``, predict the views in ``space``
-    (EquiMod's own predictor in "equivariant", else ``predictor``, else none) and score every view."""
+    (EquiMod's own predictor in "equivariant", else ``predictor``, else none) and score every view
+    (``ref``: the space's :func:`store_reference`, for the per-view relative invariance)."""
     emb = embed_views(model, images, params)
     z0, z = _space(emb.e0, space), _space(emb.et, space)
     z0 = np.broadcast_to(z0, z.shape)
     fn, kind = resolve_predictor(model, space, predictor)
     z_hat = None if fn is None else np.asarray(fn(np.ascontiguousarray(z0), emb.p), np.float32)
-    return displacement(z0, z, z_hat, kind, emb.views.float().cpu().numpy())
+    return displacement(z0, z, z_hat, kind, emb.views.float().cpu().numpy(), ref)
+
+
+def store_reference(store, space: str, seed: int = 0) -> M.Reference:
+    """The :class:`~engine.eval.measures.Reference` (centre, scale, between-image spread) of a store's clean
+    embeddings in ``space``: what per-item invariance in the lab and the map is measured against."""
+    return M.fit_reference(np.asarray(store.embeddings(space)), seed)
+
+
+# ---------------------------------------------------------------- view sets: recipe views and one-family sweeps
+
+
+def eval_recipe(model, dataset: str | None) -> Recipe:
+    """The recipe a model's views are measured with on ``dataset``: its own training recipe, else the
+    dataset's (``engine.augment.recipes.training_recipe``), so reference arms see the trained arms' views."""
+    return training_recipe(model, dataset)
+
+
+def store_dataset(store) -> str | None:
+    """The dataset a store was embedded from (its manifest's source)."""
+    return store.manifest.get("source", {}).get("dataset")
+
+
+def sweep_grid(family: str) -> tuple[float, ...]:
+    """The evaluation's strengths of ``family``: its coarse grid without the identity (whose Δ is 0 by
+    construction; each op appears once, so no average counts the identity, or one op, twice)."""
+    fam = FAMILIES[family]
+    out: list[float] = []
+    for s in fam.coarse:
+        if not fam.same(s, fam.neutral) and not any(fam.same(s, t) for t in out):
+            out.append(float(s))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
-class SweepResult:
-    """Per-strength means over the images (arrays of length S)."""
+class ViewSet:
+    """Embedded views of several images: every space's e(x) and e(a(x)) row by row, the 15-d vectors and the
+    group labels ((family, strength) of one-family sweep views; None for composed recipe views)."""
 
-    family: str
-    space: str
-    strengths: np.ndarray
-    norm: np.ndarray
-    invariance: np.ndarray
-    cos: np.ndarray  # nan without a predictor
-    rel_err: np.ndarray
-    eqgain: np.ndarray
-    top1: np.ndarray
-    predictor: str
+    e0: dict[str, np.ndarray]
+    et: dict[str, np.ndarray]
+    p: np.ndarray
+    groups: tuple | None
+
+    def views(self, space: str) -> M.Views:
+        return M.Views(_space(self.e0, space), _space(self.et, space), self.p, self.groups)
+
+    @property
+    def spaces(self) -> tuple[str, ...]:
+        return tuple(self.e0)
 
 
-def sweep_spaces(
-    model, images: torch.Tensor, family: str, strengths, predictors: dict[str, Predictor | None]
-) -> dict[str, SweepResult]:
-    """:func:`sweep` for several spaces at once (each strength is embedded once): space -> SweepResult."""
+def _labels(vs: ViewSet) -> tuple:
+    return vs.groups if vs.groups is not None else (None,) * len(vs.p)
 
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown augmentation family {family!r}; choose from {sorted(FAMILIES)}")
+
+def join(*sets: ViewSet) -> ViewSet:
+    """Rows of several view sets, one after the other (labels kept; None where a set has none)."""
+    spaces = sets[0].spaces
+    cat = lambda attr: {k: np.concatenate([getattr(v, attr)[k] for v in sets]) for k in spaces}  # noqa: E731
+    groups = None if all(v.groups is None for v in sets) else tuple(g for v in sets for g in _labels(v))
+    return ViewSet(cat("e0"), cat("et"), np.concatenate([v.p for v in sets]), groups)
+
+
+def recipe_views(model, images: torch.Tensor, recipe: Recipe, generator: torch.Generator, batch: int = 256):
+    """One random view of ``recipe`` per image (uint8 [N, 3, H, W]): a :class:`ViewSet` without groups."""
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    parts = []
+    for s in range(0, len(images), batch):
+        b = images[s : s + batch].to(_device(model))
+        parts.append(embed_views(model, b, sample_params(recipe, len(b), hw, generator)))
+    return join(*(ViewSet(e.e0, e.et, e.p, None) for e in parts))
+
+
+def sweep_views(model, images: torch.Tensor, families=None, batch: int = 256) -> ViewSet:
+    """Every image under every :func:`sweep_grid` strength of each family (all else identity), labelled
+    (family, strength)."""
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     size = int(getattr(model, "image_size", hw[0]))
-    fns = {s: resolve_predictor(model, s, p) for s, p in predictors.items()}
-    rows: dict[str, list[DisplacementScores]] = {s: [] for s in predictors}
-    for st in strengths:
-        params = FAMILIES[family].params(float(st), len(images), hw, size, _device(model))
-        emb = embed_views(model, images, params)
-        for space in predictors:
-            rows[space].append(score(_space(emb.e0, space), _space(emb.et, space), emb.p, fns[space][0]))
-    keys = ("norm", "invariance", "cos", "rel_err", "eqgain", "top1")
-    return {
-        space: SweepResult(
-            family=family,
-            space=space,
-            strengths=np.asarray(strengths, float),
-            predictor=fns[space][1],
-            **{k: np.array([getattr(r, k) for r in rs]) for k in keys},
-        )
-        for space, rs in rows.items()
-    }
+    parts = []
+    for family in families or FAMILIES:
+        for st in sweep_grid(family):
+            for s in range(0, len(images), batch):
+                b = images[s : s + batch].to(_device(model))
+                emb = embed_views(model, b, FAMILIES[family].params(st, len(b), hw, size, _device(model)))
+                parts.append(ViewSet(emb.e0, emb.et, emb.p, ((family, st),) * len(b)))
+    return join(*parts)
 
 
-def sweep(
-    model, images: torch.Tensor, family: str, strengths, space: str, predictor: Predictor | None = None
-) -> SweepResult:
-    """Displacement metrics of ``images`` (uint8 [B, 3, H, W]) along ``strengths`` of one augmentation family."""
-    return sweep_spaces(model, images, family, strengths, {space: predictor})[space]
+def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch: int = 256, recipe=None):
+    """(e0, et per space, raw p) for one random recipe view of every image (default: the training recipe)."""
+    vs = recipe_views(model, images, recipe or training_recipe(model), generator, batch)
+    return vs.e0, vs.et, vs.p
 
 
-def score(z0: np.ndarray, zt: np.ndarray, p: np.ndarray, fn: Predictor | None) -> DisplacementScores:
-    """Displacement scores of a batch; without a predictor cos/rel_err/eqgain/top1 are nan."""
-    if fn is None:
-        base = displacement_scores(z0, zt, z0)
-        nan = float("nan")
-        return DisplacementScores(nan, nan, nan, base.invariance, nan, base.norm, base.n)
-    return displacement_scores(z0, zt, fn(z0, p))
+def space_predictor(model, space: str, fit: M.Views) -> tuple[M.ModelPredictor | None, str]:
+    """The method's predictor in ``space``: EquiMod's own in "equivariant" (kind ``equimod``), else None so
+    the report fits the post-hoc ridge on ``fit`` (kind ``post-hoc``)."""
+    fn, kind = resolve_predictor(model, space, None)
+    return (fn, kind) if fn is not None else (None, "post-hoc")
 
 
-def shuffled_control(
-    z0: np.ndarray, zt: np.ndarray, p: np.ndarray, fn: Predictor, generator: np.random.Generator
-) -> DisplacementScores:
-    """Scores when each image gets ANOTHER image's parameters (a permutation across the batch)."""
-    return displacement_scores(z0, zt, fn(z0, p[generator.permutation(len(p))]))
+def fit_space_predictors(
+    model, train_store, space: str, n_fit: int = 1024, n_sweep: int = 64, seed: int = 0, dataset=None
+) -> M.Predictors:
+    """The lab's predictors of ``space``: the method's (EquiMod's own or the post-hoc ridge) and the four
+    baselines (mean displacement of the family and strength, parameters only, image only, shuffled), fitted
+    on ``n_fit`` recipe views and ``n_sweep`` images' sweep views of ``train_store`` (the evaluation's fit).
+    ``.predict(z0, p, groups)`` -> {name: Δ̂}; a view's group is (family, strength) for one-family views."""
+    fit = _fit_set(model, train_store, n_fit, n_sweep, seed, dataset)
+    fn, _ = space_predictor(model, space, fit.views(space))
+    return M.fit_predictors(fit.views(space), fn)
+
+
+def _fit_set(model, train_store, n_fit: int, n_sweep: int, seed: int, dataset) -> ViewSet:
+    g = torch.Generator(device=_device(model)).manual_seed(seed)
+    recipe = eval_recipe(model, dataset or store_dataset(train_store))
+    imgs, _ = sample_images(train_store, n_fit, seed)
+    sets = [recipe_views(model, imgs, recipe, g)]
+    if n_sweep > 0:
+        sets.append(sweep_views(model, imgs[:n_sweep]))
+    return join(*sets)
 
 
 # ---------------------------------------------------------------- evaluation over a store (engine.eval.evaluate)
 
 
-def sample_pairs(model, images: torch.Tensor, generator: torch.Generator, batch: int = 256):
-    """(e0, et per space, raw p) for one random recipe view of every image (the training recipe at model size)."""
+def _row(space: str, metric: str, value, note: str = "", **extra) -> dict:
+    v = float(value)
+    row = {"space": space, "metric": metric, "value": v, **extra}
+    if note:
+        row["note"] = note
+    return row
 
-    hw = (int(images.shape[-2]), int(images.shape[-1]))
-    r = training_recipe(model)
-    parts = []
-    for s in range(0, len(images), batch):
-        b = images[s : s + batch].to(_device(model))
-        parts.append(embed_views(model, b, sample_params(r, len(b), hw, generator))[:3])
-    cat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa: E731
-    return cat(0), cat(1), np.concatenate([p[2] for p in parts])
+
+def invariance_rows(space: str, prefix: str, inv: M.Invariance) -> list[dict]:
+    """``<prefix>invariance/{relative, centred_cos, between_cos, raw_cos}`` rows of one measurement."""
+    return [
+        _row(space, f"{prefix}invariance/relative", inv.invariance, inv.reason),
+        _row(space, f"{prefix}invariance/centred_cos", inv.centred_cos, inv.reason),
+        _row(space, f"{prefix}invariance/between_cos", inv.between_cos, inv.reason),
+        _row(space, f"{prefix}invariance/raw_cos", inv.raw_cos),
+    ]
+
+
+def report_rows(
+    space: str, prefix: str, rep, kind: str, retrieval: bool = True, note: str = ""
+) -> list[dict]:
+    """Rows of one :class:`~engine.eval.measures.DisplacementReport` (or a group's): ``<prefix><predictor>/cos``
+    and ``/r2`` for the method and each baseline, ``<prefix>gain/{cos, r2}`` (note: the strongest baseline),
+    ``<prefix>image/{actual_share, predicted_share, ratio}``, and ``<prefix>retrieval/...`` when asked."""
+    rows = []
+    for name, sc in rep.scores.items():
+        for k in ("cos", "r2"):
+            rows.append(_row(space, f"{prefix}{name}/{k}", getattr(sc, k), note or sc.reason, predictor=kind))
+    g = rep.gain
+    for k, strongest in (("cos", g.strongest_cos), ("r2", g.strongest_r2)):
+        why = f"vs {strongest}" if strongest else "undefined: no finite score"
+        rows.append(_row(space, f"{prefix}gain/{k}", getattr(g, k), note or why, predictor=kind))
+    for k in ("actual_share", "predicted_share", "ratio"):
+        rows.append(_row(space, f"{prefix}image/{k}", getattr(rep.image, k), note or rep.image.reason))
+    if retrieval:
+        for name, r in rep.retrieval.items():
+            for k in ("mrr", "hit1", "hit5"):
+                rows.append(_row(space, f"{prefix}retrieval/{name}/{k}", getattr(r, k), r.reason))
+        any_r = next(iter(rep.retrieval.values()))
+        for k in ("mrr", "hit1", "hit5"):
+            rows.append(_row(space, f"{prefix}retrieval/chance/{k}", getattr(any_r, f"chance_{k}")))
+    return rows
+
+
+NOT_ENCODED = "not encoded: the 15-d parameter vector has no entry for this family (predictors see identity)"
 
 
 def run_displacement_eval(model, ctx) -> list[dict]:
-    """Rows of displacement scores per space (real vs shuffled parameters) and per-family sweeps.
+    """Rows of displacement prediction beside its baselines, and of relative invariance, in every space.
 
-    Post-hoc predictors are fitted on ``ctx.n_fit`` train images and saved beside the test store; EquiMod's
-    "equivariant" space uses its own predictor. Top-1 retrieval is computed within batches of 256.
+    Fit split: ``ctx.n_fit`` train images' recipe views (the dataset's recipe when the model has none) plus
+    ``ctx.n_sweep`` train images' sweep views. Test: ``ctx.n_eval`` test images' recipe views (``disp/...``,
+    ``invariance/...``) and ``ctx.n_sweep`` test images' sweep views (``sweep/disp/...`` overall,
+    ``sweep/<family>@<s>/...`` per group). The post-hoc predictor of each space is saved beside the test store.
     """
-
+    dataset = store_dataset(ctx.test)
+    recipe = eval_recipe(model, dataset)
     g = torch.Generator(device=_device(model)).manual_seed(ctx.seed)
-    rng = np.random.default_rng(ctx.seed)
     tr_imgs, _ = sample_images(ctx.train, ctx.n_fit, ctx.seed)
     te_imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed + 1)
-    f0, ft, fp = sample_pairs(model, tr_imgs, g)
-    t0, tt, tp = sample_pairs(model, te_imgs, g)
-    rows, fns = [], {}
-    for space in t0:
-        fn, kind = resolve_predictor(model, space, None)
-        if fn is None:
-            fn = fit_posthoc(f0[space], ft[space], fp, space)
-            save_predictor(fn, ctx.test.path)
-        fns[space] = fn
-        real = score(t0[space][:256], tt[space][:256], tp[:256], fn)
-        ctrl = shuffled_control(t0[space][:256], tt[space][:256], tp[:256], fn, rng)
-        for tag, sc in (("", real), ("shuffled_", ctrl)):
-            for k in ("cos", "rel_err", "eqgain", "top1") + (("invariance", "norm") if not tag else ()):
-                rows.append(
-                    {"space": space, "metric": f"{tag}disp_{k}", "value": getattr(sc, k), "predictor": kind}
-                )
-    sweep_imgs = te_imgs[: ctx.n_sweep]
-    for family, fam in FAMILIES.items():
-        strengths = fam.coarse
-        for space, res in sweep_spaces(model, sweep_imgs, family, strengths, fns).items():
-            for i, s in enumerate(res.strengths):
-                for k in ("cos", "norm", "invariance"):
-                    rows.append(
-                        {
-                            "space": space,
-                            "metric": f"sweep/{family}@{s:g}/{k}",
-                            "value": float(getattr(res, k)[i]),
-                        }
-                    )
+    fit_recipe, test_recipe = recipe_views(model, tr_imgs, recipe, g), recipe_views(model, te_imgs, recipe, g)
+    fit_sweep = sweep_views(model, tr_imgs[: ctx.n_sweep])
+    test_sweep = sweep_views(model, te_imgs[: ctx.n_sweep])
+    fit_all = join(fit_recipe, fit_sweep)
+    not_encoded = M.not_encoded_families()
+    rows = []
+    for space in test_recipe.spaces:
+        fn, kind = space_predictor(model, space, fit_recipe.views(space))
+        if fn is None:  # the lab's saved post-hoc predictor: the same ridge, fitted on the recipe views
+            fr = fit_recipe.views(space)
+            save_predictor(fit_posthoc(fr.z0, fr.zt, fr.p, space), ctx.test.path)
+        ref = M.fit_reference(test_recipe.e0[space], ctx.seed)
+        rows += invariance_rows(space, "", M.invariance(test_recipe.e0[space], test_recipe.et[space], ref))
+        rep = M.displacement_report(fit_recipe.views(space), test_recipe.views(space), fn, seed=ctx.seed)
+        rows += report_rows(space, "disp/", rep, kind)
+        rows.append(_row(space, "disp/n", rep.n, predictor=kind))
+        sw = M.displacement_report(fit_all.views(space), test_sweep.views(space), fn, seed=ctx.seed)
+        rows += report_rows(space, "sweep/disp/", sw, kind, retrieval=False)
+        rows += _sweep_rows(space, test_sweep, sw, ref, kind, not_encoded)
+    return [protocol_row("recipe", recipe_name(model, dataset)), *rows]
+
+
+def recipe_name(model, dataset: str | None) -> str:
+    """The name of the recipe :func:`eval_recipe` uses (recorded in eval.json)."""
+    own = getattr(getattr(model, "config", None), "recipe", None)
+    return own or dataset_recipe(dataset)
+
+
+def _sweep_rows(space, test_sweep: ViewSet, sw, ref, kind: str, not_encoded) -> list[dict]:
+    """Per (family, strength): ``norm`` (mean |Δ|), relative invariance and the group's displacement scores."""
+    rows = []
+    labels = _labels(test_sweep)
+    z0, zt = test_sweep.e0[space], test_sweep.et[space]
+    for grp in sw.groups:
+        family, st = grp.label
+        idx = np.array([i for i, g in enumerate(labels) if g == grp.label])
+        pre = f"sweep/{family}@{st:g}/"
+        rows.append(_row(space, pre + "norm", np.linalg.norm(zt[idx] - z0[idx], axis=1).mean()))
+        rows += invariance_rows(space, pre, M.invariance(z0[idx], zt[idx], ref))
+        note = "" if grp.encoded else NOT_ENCODED
+        rows.append(_row(space, pre + "encoded", float(grp.encoded), note))
+        rows += report_rows(space, pre + "disp/", grp, kind, retrieval=False, note=note)
     return rows

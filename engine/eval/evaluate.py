@@ -26,18 +26,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.augment import apply, augment, identity_params, rotate4, training_recipe
+from engine.augment import Recipe, apply, augment, identity_params, rotate4, sample_params
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
-from engine.eval.context import EvalContext, sample_ids, sample_images
-from engine.eval.displacement import run_displacement_eval, scored_space
-from engine.eval.metrics import factor_probe, knn_eval, linear_probe, row_cos
+from engine.eval.context import PROTOCOL, EvalContext, protocol_row, sample_ids, sample_images
+from engine.eval.displacement import eval_recipe, run_displacement_eval, scored_space, store_dataset
+from engine.eval.measures import derangement
+from engine.eval.metrics import (
+    factor_probe,
+    knn_eval,
+    linear_probe,
+    probe_accuracy,
+    row_cos,
+    sgd_probe_for,
+    train_sgd_probes,
+)
 from engine.store.build import ensure_store, resolve_device
 from engine.store.format import Store, StoreOptions, open_store
+from engine.store.items import store_spec
 from engine.train.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
+PROBES = ("lbfgs", "sgd")
 
 
 def eval_knn(ctx: EvalContext) -> list[Row]:
@@ -50,9 +61,17 @@ def eval_knn(ctx: EvalContext) -> list[Row]:
 
 
 def eval_linear(ctx: EvalContext) -> list[Row]:
-    """Linear probe accuracy on frozen features for every space."""
+    """Linear probe accuracy on frozen features for every space (``ctx.probe``: lbfgs or the papers' sgd)."""
+    if ctx.probe not in PROBES:
+        raise ConfigError(f"unknown linear probe {ctx.probe!r}; choose from {list(PROBES)}")
+    if ctx.probe == "sgd":
+        return eval_linear_sgd(ctx)
     ids = sample_ids(ctx.train.n, ctx.probe_cap, ctx.seed)
-    rows = []
+    rows = [
+        protocol_row(
+            "probe", f"lbfgs logistic regression (C=1) on standardised features of {len(ids)} train items"
+        )
+    ]
     for s in ctx.test.spaces:
         acc = linear_probe(
             np.asarray(ctx.train.embeddings(s))[ids],
@@ -61,6 +80,49 @@ def eval_linear(ctx: EvalContext) -> list[Row]:
             ctx.test.labels,
         )
         rows.append({"space": s, "metric": "linear_acc", "value": acc})
+    return rows
+
+
+def probe_views(size: int) -> Recipe:
+    """The papers' probe augmentation: RandomResizedCrop(size, scale 0.08-1, bicubic) + horizontal flip."""
+    return Recipe(size=size, scale=(0.08, 1.0), jitter_p=0.0, gray_p=0.0)
+
+
+def eval_linear_sgd(ctx: EvalContext) -> list[Row]:
+    """The papers' linear probe: one linear layer per space, SGD with the method's paper lr and a cosine
+    schedule for ``ctx.probe_epochs`` epochs on frozen features of fresh crop+flip views of the train images
+    (``probe_cap`` of them; 0 = all); tested on the test store's embeddings (whole images, no augmentation)."""
+    model = _model(ctx)
+    imgs, ids = sample_images(ctx.train, ctx.probe_cap if ctx.probe_cap > 0 else ctx.train.n, ctx.seed)
+    labels = torch.as_tensor(np.array(ctx.train.labels[ids]), dtype=torch.long)
+    probe = sgd_probe_for(getattr(model, "name", None))
+    recipe = probe_views(int(getattr(model, "image_size", imgs.shape[-1])))
+    spaces = [s for s in ctx.test.spaces]
+    hw = tuple(imgs.shape[-2:])
+    n_batches = max(1, -(-len(imgs) // probe.batch))
+
+    def batches(epoch: int):
+        g = torch.Generator(device=ctx.device).manual_seed(ctx.seed * 100_003 + epoch)
+        order = torch.randperm(len(imgs), generator=torch.Generator().manual_seed(ctx.seed + epoch))
+        for s in range(0, len(imgs), probe.batch):
+            b = order[s : s + probe.batch]
+            x = apply(imgs[b].to(ctx.device), sample_params(recipe, len(b), hw, g))
+            with torch.no_grad():
+                emb = model.embed(x)
+            yield {k: emb[k].float().cpu() for k in spaces}, labels[b]
+
+    batches.n_batches = n_batches  # type: ignore[attr-defined]
+    dims = {s: int(np.asarray(ctx.test.embeddings(s)).shape[1]) for s in spaces}
+    n_cls = int(max(np.max(ctx.train.labels), np.max(ctx.test.labels))) + 1
+    heads = train_sgd_probes(batches, dims, n_cls, probe, ctx.probe_epochs, ctx.seed)
+    what = (
+        f"sgd lr {probe.lr:g} momentum {probe.momentum:g}{' nesterov' if probe.nesterov else ''} cosine, "
+        f"{ctx.probe_epochs} epochs, batch {probe.batch}, crop+flip views of {len(imgs)} train items ({probe.source})"
+    )
+    rows = [protocol_row("probe", what)]
+    for s in spaces:
+        acc = probe_accuracy(heads[s], np.asarray(ctx.test.embeddings(s)), np.asarray(ctx.test.labels))
+        rows.append({"space": s, "metric": "linear_acc", "value": acc, "note": "sgd probe"})
     return rows
 
 
@@ -122,27 +184,50 @@ def eval_rotation(ctx: EvalContext) -> list[Row]:
     return [{"space": "rotation_logits", "metric": "rotation_acc", "value": correct / max(total, 1)}]
 
 
+# CLeVER's parts: the raw backbone slices and the head outputs the losses act on (NT-Xent on g_IR, separation
+# on g_EF), each with what it is.
+CLEVER_PARTS: dict[str, str] = {
+    "invariant_part": "raw backbone slice IR (post-ReLU; not where a loss acts)",
+    "equivariant_part": "raw backbone slice EF (post-ReLU; not where a loss acts)",
+    "ir_head": "g_IR(IR): the head output NT-Xent acts on (target: views agree)",
+    "ef_head": "g_EF(EF): the head output the separation loss acts on (target: views orthogonal, cos 0)",
+}
+
+
+def clever_rows(model, imgs: torch.Tensor, recipe: Recipe, seed: int = 0, device: str = "cpu") -> list[Row]:
+    """``cross_view_cos`` (two views of one image) beside ``between_image_cos`` (the same views' cosine between
+    different images, paired by a seeded derangement) for every part in :data:`CLEVER_PARTS` that the model
+    exposes (``model.heads(x)`` where present, else ``embed``)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    parts = getattr(model, "heads", model.embed)
+    with torch.no_grad():
+        v1, _ = augment(imgs.to(device), recipe, g)
+        v2, _ = augment(imgs.to(device), recipe, g)
+        e1, e2 = parts(v1), parts(v2)
+    other = derangement(len(imgs), seed) if len(imgs) >= 2 else None
+    rows = []
+    for s, what in CLEVER_PARTS.items():
+        if s not in e1:
+            continue
+        a, b = e1[s].float().cpu().numpy(), e2[s].float().cpu().numpy()
+        between = float(row_cos(a, b[other]).mean()) if other is not None else float("nan")
+        rows.append(
+            {"space": s, "metric": "cross_view_cos", "value": float(row_cos(a, b).mean()), "note": what}
+        )
+        rows.append({"space": s, "metric": "between_image_cos", "value": between, "note": what})
+    return rows
+
+
 def eval_clever(ctx: EvalContext) -> list[Row]:
-    """CLeVER: mean cross-view cosine of the invariant part (target ~1) and equivariant part (target ~0)."""
+    """CLeVER: cross-view cosine of the raw IR/EF slices and of the g_IR/g_EF head outputs, each beside the
+    between-image cosine (the views of the dataset's recipe when the model has none)."""
 
     if "invariant_part" not in ctx.test.spaces:
         return []
     model = _model(ctx)
     imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed)
-    g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    r = training_recipe(model)
-    with torch.no_grad():
-        v1, _ = augment(imgs.to(ctx.device), r, g)
-        v2, _ = augment(imgs.to(ctx.device), r, g)
-        e1, e2 = model.embed(v1), model.embed(v2)
-    return [
-        {
-            "space": s,
-            "metric": "cross_view_cos",
-            "value": float(row_cos(e1[s].cpu().numpy(), e2[s].cpu().numpy()).mean()),
-        }
-        for s in ("invariant_part", "equivariant_part")
-    ]
+    recipe = eval_recipe(model, store_dataset(ctx.test))
+    return clever_rows(model, imgs, recipe, ctx.seed, ctx.device)
 
 
 def eval_displacement(ctx: EvalContext) -> list[Row]:
@@ -177,20 +262,31 @@ def evaluate(ctx: EvalContext, which: tuple[str, ...] = tuple(EVALUATORS)) -> li
     return rows
 
 
+def splitprotocol_row(rows: list[Row]) -> tuple[list[Row], dict[str, str]]:
+    """(result rows, ``{key: value}`` of the protocol records among ``rows``)."""
+    proto = {r["metric"]: r.get("note", "") for r in rows if r.get("space") == PROTOCOL}
+    return [r for r in rows if r.get("space") != PROTOCOL], proto
+
+
 def write_results(rows: list[Row], out_dir: Path, info: dict[str, Any]) -> tuple[Path, Path]:
-    """``eval.json`` (info + rows) and ``eval.csv`` (evaluator, space, metric, value) in ``out_dir``."""
+    """``eval.json`` (info, ``protocol``: the recipe and probe used, and the rows; an undefined value is NaN with
+    a ``note`` saying why) and ``eval.csv`` (evaluator, space, metric, value, note) in ``out_dir``."""
+    results, proto = splitprotocol_row(rows)
     buf = _io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["evaluator", "space", "metric", "value"], extrasaction="ignore")
+    fields = ["evaluator", "space", "metric", "value", "note"]
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows(results)
+    doc = {**info, "protocol": {**info.get("protocol", {}), **proto}, "results": results}
     return (
-        atomic_write_json(out_dir / "eval.json", {**info, "results": rows}),
+        atomic_write_json(out_dir / "eval.json", doc),
         atomic_write_text(out_dir / "eval.csv", buf.getvalue()),
     )
 
 
 # Columns of the comparison table: (header, space, metric); the "disp" columns use each model's scored space
 # (engine.eval.displacement.scored_space: "equivariant" with EquiMod's own predictor, else projector, else backbone).
+# Old eval.json files (before the measures of docs/measures.md) lack the new names: their cells read "—".
 TABLE_COLUMNS = (
     ("kNN", "backbone", "knn_acc"),
     ("linear", "backbone", "linear_acc"),
@@ -200,12 +296,19 @@ TABLE_COLUMNS = (
     ("R² x", "backbone", "r2_x"),
     ("R² y", "backbone", "r2_y"),
     ("rot. acc", "rotation_logits", "rotation_acc"),
-    ("IR cos", "invariant_part", "cross_view_cos"),
-    ("EF cos", "equivariant_part", "cross_view_cos"),
-    ("cos(Δ, Δ̂)", "disp", "disp_cos"),
-    ("shuffled", "disp", "shuffled_disp_cos"),
-    ("eqgain", "disp", "disp_eqgain"),
-    ("invariance", "disp", "disp_invariance"),
+    ("g_IR cos", "ir_head", "cross_view_cos"),
+    ("g_EF cos", "ef_head", "cross_view_cos"),
+    ("g_EF between", "ef_head", "between_image_cos"),
+    ("cos(Δ, Δ̂)", "disp", "disp/method/cos"),
+    ("R²(Δ)", "disp", "disp/method/r2"),
+    ("mean-Δ cos", "disp", "disp/mean_delta/cos"),
+    ("params-only cos", "disp", "disp/params_only/cos"),
+    ("shuffled cos", "disp", "disp/shuffled_params/cos"),
+    ("gain cos", "disp", "disp/gain/cos"),
+    ("gain R²", "disp", "disp/gain/r2"),
+    ("image dep.", "disp", "sweep/disp/image/ratio"),
+    ("invariance", "disp", "invariance/relative"),
+    ("inv. backbone", "backbone", "invariance/relative"),
 )
 
 
@@ -222,10 +325,18 @@ def results_table(files: list[Path]) -> str:
         cells = []
         for _, space, metric in TABLE_COLUMNS:
             v = values.get((disp if space == "disp" else space, metric))
-            cells.append("—" if v is None else f"{v:.3f}")
+            cells.append(fmt_value(v))
         name = Path(doc["source"].get("checkpoint", f)).stem
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fmt_value(v: Any, digits: int = 3) -> str:
+    """A table cell: "—" when absent, "n/a" when undefined (NaN), else the number."""
+    if v is None:
+        return "—"
+    v = float(v)
+    return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -257,7 +368,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         f.name: f.default for f in dataclasses.fields(EvalContext) if f.default is not dataclasses.MISSING
     }
     for name, what in (
-        ("probe_cap", "train items used by the probes"),
+        ("probe_cap", "train items used by the probes (0 = the whole train split)"),
+        ("probe_epochs", "epochs of the sgd probe"),
         ("n_fit", "train images for post-hoc predictors"),
         ("n_eval", "test images for model-based scores"),
         ("n_sweep", "test images per augmentation strength in the displacement sweeps"),
@@ -265,6 +377,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ):
         flag = "--" + name.replace("_", "-")
         p.add_argument(flag, type=int, default=sizes[name], help=f"{what} (default: {sizes[name]})")
+    p.add_argument(
+        "--probe",
+        choices=list(PROBES),
+        default=sizes["probe"],
+        help="linear probe: lbfgs (logistic regression on stored features) or sgd (the papers': crop+flip "
+        f"views, SGD with the method's paper lr, cosine) (default: {sizes['probe']})",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--out", type=Path, default=None, help="results directory (default: the test store)")
     p.add_argument(
@@ -292,7 +411,10 @@ def _stores(args: argparse.Namespace) -> tuple[Store, Store]:
         return test, open_store(args.train_store)
     # The train split only feeds probes and kNN banks: no UMAP map needed (it is most of a store's build time).
     train_options = StoreOptions(umap=False)
-    return test, open_store(ensure_store(ckpt, ds, "train", root, args.stores, options=train_options))
+    variant = store_spec(test.manifest).options  # the train store embeds the test store's dataset variant
+    return test, open_store(
+        ensure_store(ckpt, ds, "train", root, args.stores, options=train_options, data_options=variant)
+    )
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -310,12 +432,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         n_sweep=args.n_sweep,
         seed=args.seed,
         device=str(resolve_device(args.device)),
+        probe=args.probe,
+        probe_epochs=args.probe_epochs,
     )
     which = ("displacement",) if args.displacement else tuple(args.only)
     rows = evaluate(ctx, which)
     info = {"test_store": str(test.path), "train_store": str(train.path), "source": test.manifest["source"]}
     js, cs = write_results(rows, args.out or test.path, info)
-    for r in rows:
-        print(f"{r['evaluator']:>12}  {r['space']:<18} {r['metric']:<22} {r['value']:.4f}")
+    results, proto = splitprotocol_row(rows)
+    for k, v in proto.items():
+        print(f"{'protocol':>12}  {k}: {v}")
+    for r in results:
+        print(
+            f"{r['evaluator']:>12}  {r['space']:<18} {r['metric']:<34} {r['value']:.4f}  {r.get('note', '')}"
+        )
     print(f"wrote {js} and {cs}")
     return 0

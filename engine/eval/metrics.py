@@ -164,3 +164,74 @@ def knn_eval(
         k=k,
         temperature=t,
     )
+
+
+# ---------------------------------------------------------------- the papers' augmented SGD linear probe
+
+
+@dataclass(frozen=True)
+class SGDProbe:
+    """An SGD linear probe on frozen features of augmented views, cosine schedule (docs/methods.md §1.6, §2.5, §3.5)."""
+
+    lr: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch: int = 256
+    final_lr: float = 0.0  # the cosine schedule's end value
+    source: str = ""  # whose protocol
+
+
+# Per method, the learning rate of its paper's probe: E-SSL (also SimCLR and the references), EquiMod, CLeVER
+# (0.001 x batch / 256). Views: RandomResizedCrop(scale 0.08-1) + flip.
+SGD_PROBES: dict[str, SGDProbe] = {
+    "essl": SGDProbe(lr=30.0, source="E-SSL cifar10/main.py eval_loop: lr 30, momentum 0.9, wd 0, cosine"),
+    "equimod": SGDProbe(
+        lr=0.2, nesterov=True, final_lr=1e-4, source="EquiMod linear_eval: nesterov lr 0.2, cosine to 1e-4"
+    ),
+    "clever": SGDProbe(
+        lr=0.001, source="CLeVER eval_linear.py: lr 0.001 x bs/256, momentum 0.9, wd 0, cosine"
+    ),
+}
+
+
+def sgd_probe_for(method: str | None) -> SGDProbe:
+    """The paper probe of ``method`` (E-SSL's for SimCLR, rotation, none and unknown methods)."""
+    return SGD_PROBES.get(str(method), SGD_PROBES["essl"])
+
+
+def train_sgd_probes(
+    epoch_batches, dims: dict[str, int], n_classes: int, probe: SGDProbe, epochs: int, seed: int = 0
+) -> dict[str, torch.nn.Linear]:
+    """One linear classifier per space, trained jointly by SGD on the batches ``epoch_batches(epoch)`` yields:
+    ``({space: features [B, D]}, labels [B])`` (fresh augmented views each epoch). Cosine lr per step."""
+    torch.manual_seed(seed)
+    heads = {s: torch.nn.Linear(d, n_classes) for s, d in dims.items()}
+    params = [p for h in heads.values() for p in h.parameters()]
+    opt = torch.optim.SGD(
+        params, lr=probe.lr, momentum=probe.momentum, nesterov=probe.nesterov, weight_decay=probe.weight_decay
+    )
+    step, total = 0, None
+    for epoch in range(epochs):
+        for feats, y in epoch_batches(epoch):
+            if total is None:
+                total = max(1, epochs * max(1, getattr(epoch_batches, "n_batches", 1)))
+            t = min(step / total, 1.0)
+            for gr in opt.param_groups:
+                gr["lr"] = probe.final_lr + 0.5 * (probe.lr - probe.final_lr) * (1 + np.cos(np.pi * t))
+            opt.zero_grad(set_to_none=True)
+            loss = sum(torch.nn.functional.cross_entropy(heads[s](feats[s].float()), y) for s in heads)
+            loss.backward()
+            opt.step()
+            step += 1
+    return heads
+
+
+def probe_accuracy(head: torch.nn.Linear, x: np.ndarray, y: np.ndarray, batch: int = 4096) -> float:
+    """Accuracy of a trained linear ``head`` on features ``x`` [N, D] with labels ``y``."""
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            out = head(torch.as_tensor(np.asarray(x[s : s + batch]), dtype=torch.float32))
+            correct += int((out.argmax(1).numpy() == np.asarray(y[s : s + batch])).sum())
+    return correct / max(len(x), 1)

@@ -16,11 +16,10 @@ from engine.eval.displacement import (
     fit_posthoc,
     load_predictor,
     save_predictor,
-    score,
     scored_space,
-    shuffled_control,
-    sweep,
+    sweep_grid,
 )
+from engine.eval.measures import Views, displacement_report, fit_reference
 
 
 def _planted(n: int, seed: int, d: int = 12):
@@ -43,7 +42,9 @@ def test_displacement_scores_each_view_by_hand():
     np.testing.assert_allclose(d.actual, [[0.0, 1.0], [0.0, 0.0]])
     np.testing.assert_allclose(d.predicted, [[1.0, 1.0], [0.0, 0.0]])
     np.testing.assert_allclose(d.norm, [1.0, 0.0])
-    np.testing.assert_allclose(d.invariance, [1 / np.sqrt(2), 1.0])
+    np.testing.assert_allclose(d.raw_cos, [1 / np.sqrt(2), 1.0])
+    np.testing.assert_allclose(d.invariance, d.raw_cos)  # the deprecated name of the raw cosine
+    assert d.rel_invariance is None
     assert d.cos[0] == pytest.approx(1 / np.sqrt(2)) and d.rel_err[0] == pytest.approx(1.0)
     assert np.isnan(d.cos[1]) and np.isnan(d.rel_err[1])  # no displacement: its direction is undefined
     none = displacement(z0, z)
@@ -62,16 +63,18 @@ def test_posthoc_recovers_planted_law_and_beats_shuffle():
     z0, zt, p = _planted(3000, 0)
     pred = fit_posthoc(z0, zt, p, "backbone", rank=4, alpha=1.0)
     tz0, tzt, tp = _planted(500, 1)
-    real = score(tz0, tzt, tp, pred)
-    assert real.cos > 0.95 and real.rel_err < 0.3 and real.top1 > 0.9 and real.eqgain > 0
-    control = shuffled_control(tz0, tzt, tp, pred, np.random.default_rng(0))
-    assert control.cos < real.cos - 0.5 and control.top1 < 0.2
+    rep = displacement_report(Views(z0, zt, p), Views(tz0, tzt, tp), pred)
+    real, control = rep.scores["method"], rep.scores["shuffled_params"]
+    assert real.cos > 0.95 and real.r2 > 0.9 and rep.retrieval["method"].hit1 > 0.9
+    assert control.cos < real.cos - 0.5 and rep.retrieval["shuffled_params"].hit1 < 0.2
 
 
-def test_score_without_predictor_keeps_invariance_only():
-    z0, zt, p = _planted(50, 2)
-    s = score(z0, zt, p, None)
-    assert np.isnan(s.cos) and np.isnan(s.top1) and -1 <= s.invariance <= 1 and s.norm > 0
+def test_sweep_grid_has_no_identity_and_no_repeated_op():
+    for name, fam in FAMILIES.items():
+        grid = sweep_grid(name)
+        assert grid and not any(fam.same(s, fam.neutral) for s in grid), name
+        assert all(not fam.same(a, b) for i, a in enumerate(grid) for b in grid[i + 1 :]), name
+    assert 360.0 not in sweep_grid("rotation") and 0.0 not in sweep_grid("rotation")
 
 
 def test_save_load_round_trip(tmp_path):
@@ -130,18 +133,17 @@ def test_posthoc_beats_shuffled_control_on_shapes(trained):
     g = torch.Generator().manual_seed(0)
     f0, ft, fp = sample_pairs(model, _uint8("train", 512), g)
     t0, tt, tp = sample_pairs(model, _uint8("test", 256), g)
-    rng = np.random.default_rng(0)
     for space in ("backbone", "projector"):
         pred = fit_posthoc(f0[space], ft[space], fp, space)
-        real, ctrl = (
-            score(t0[space], tt[space], tp, pred),
-            shuffled_control(t0[space], tt[space], tp, pred, rng),
-        )
-        assert real.cos > ctrl.cos + 0.1 and real.top1 > ctrl.top1, (space, real, ctrl)
+        rep = displacement_report(Views(f0[space], ft[space], fp), Views(t0[space], tt[space], tp), pred)
+        real, ctrl = rep.scores["method"], rep.scores["shuffled_params"]
+        assert real.cos > ctrl.cos + 0.1, (space, real, ctrl)
+        assert rep.retrieval["method"].mrr > rep.retrieval["shuffled_params"].mrr
     own, kind = resolve_predictor(model, "equivariant", None)
     assert kind == "equimod"
-    s = score(t0["equivariant"], tt["equivariant"], tp, own)
-    assert np.isfinite(s.cos) and s.n == 256
+    fit, test = (Views(a["equivariant"], b["equivariant"], p) for a, b, p in ((f0, ft, fp), (t0, tt, tp)))
+    rep = displacement_report(fit, test, own)
+    assert rep.method == "model" and np.isfinite(rep.scores["method"].cos) and rep.n == 256
 
 
 def test_displace_and_sweep(trained):
@@ -151,13 +153,12 @@ def test_displace_and_sweep(trained):
     params = cat_params(
         [identity_params(1, (32, 32), 32, "cpu"), FAMILIES["rotation"].params(90.0, 1, (32, 32), 32, "cpu")]
     )
-    d = displace(model, x01, params, "equivariant")  # one image broadcast over two views
+    ref = fit_reference(np.random.default_rng(0).normal(size=(50, model.config.y_dim)))
+    d = displace(model, x01, params, "equivariant", ref=ref)  # one image broadcast over two views
     assert d.predictor == "equimod" and d.z.shape == d.z_hat.shape == d.z0.shape
-    assert d.norm[0] < 1e-4 and d.invariance[0] > 0.999
+    assert d.norm[0] < 1e-4 and d.raw_cos[0] > 0.999 and d.rel_invariance[0] > 0.999
     assert d.norm[1] > 1e-3 and -1 <= d.cos[1] <= 1 and d.views.shape == (2, 3, 32, 32)
     none = displace(model, imgs[:4], FAMILIES["hue"].params(0.3, 4, (32, 32), 32, "cpu"), "backbone")
     assert none.predicted is None and np.isnan(none.cos).all() and (none.norm > 0).all()
     with pytest.raises(ConfigError, match="choose from"):
         displace(model, imgs[:1], params, "nope")
-    res = sweep(model, imgs, "brightness", [1.0, 1.5], "equivariant")
-    assert res.norm.shape == (2,) and res.norm[0] < 1e-4 < res.norm[1] and res.invariance[0] > 0.999

@@ -45,9 +45,12 @@ def test_array_evaluators_separate_good_from_noise(tmp_path):
     assert v["good", "r2_rotation"] > 0.9 and v["noise", "r2_rotation"] < 0.1
     assert v["good", "r2_hue"] < 0.1  # hue was not planted
     js, cs = write_results(rows, tmp_path, {"test_store": "te"})
-    assert len(json.loads(js.read_text())["results"]) == len(rows)
+    doc = json.loads(js.read_text())
+    results = [r for r in rows if r["space"] != "protocol"]  # protocol records are lifted out of the rows
+    assert len(doc["results"]) == len(results) and doc["protocol"]["probe"].startswith("lbfgs")
+    assert "800 train items" in doc["protocol"]["probe"]
     with open(cs) as f:
-        assert len(list(csv.DictReader(f))) == len(rows)
+        assert len(list(csv.DictReader(f))) == len(results)
     with pytest.raises(ConfigError, match="unknown evaluators"):
         evaluate(ctx, ("nope",))
 
@@ -64,7 +67,7 @@ def test_eval_cli_on_stores(tmp_path, capsys):
     assert (tmp_path / "te" / "eval.csv").is_file()
 
 
-@pytest.mark.parametrize("method", ["essl", "clever", "equimod"])
+@pytest.mark.parametrize("method", ["essl", "clever", "equimod", "none"])
 def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
     """Rotation / CLeVER / displacement evaluators end to end on --limit stores of an untrained model."""
     import torch
@@ -85,19 +88,48 @@ def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
         for split, n in (("train", 96), ("test", 64))
     }
     ctx = EvalContext(test=stores["test"], train=stores["train"], n_fit=96, n_eval=64, n_sweep=8)
-    which = {"essl": ("rotation",), "clever": ("clever",), "equimod": ("rotation", "displacement")}[method]
+    which = {
+        "essl": ("rotation",),
+        "clever": ("clever",),
+        "equimod": ("rotation", "displacement"),
+        "none": ("displacement",),
+    }[method]
     rows = evaluate(ctx, which)
     v = {(r["space"], r["metric"]): r["value"] for r in rows}
     if method == "essl":
         assert 0.0 <= v["rotation_logits", "rotation_acc"] <= 1.0
+    assert all(np.isfinite(r["value"]) or r.get("note") for r in rows)  # undefined: NaN with its reason
     if method == "clever":
         assert {("invariant_part", "cross_view_cos"), ("equivariant_part", "cross_view_cos")} <= set(v)
+        for part in ("invariant_part", "equivariant_part", "ir_head", "ef_head"):
+            assert np.isfinite(v[part, "cross_view_cos"]) and np.isfinite(v[part, "between_image_cos"])
+    if method in ("equimod", "none"):
+        assert np.isfinite(v["backbone", "disp/method/cos"]) and ("backbone", "disp/shuffled_params/cos") in v
+        for base in ("mean_delta", "params_only", "image_only"):
+            assert ("backbone", f"disp/{base}/r2") in v
+        gain = next(r for r in rows if r["space"] == "backbone" and r["metric"] == "disp/gain/cos")
+        assert gain["note"].startswith("vs ")  # names the strongest baseline
+        assert -1 <= v["backbone", "invariance/relative"] <= 1 and ("backbone", "invariance/raw_cos") in v
+        assert any(m.startswith("sweep/rotation@") for _, m in v)
+        # one identity: no sweep row at a neutral strength (rotation 0 = 360, hue 0, brightness 1)
+        assert not any(
+            m.startswith(("sweep/rotation@0/", "sweep/rotation@360/", "sweep/hue@0/")) for _, m in v
+        )
+        assert (
+            v["backbone", "sweep/rotation@90/encoded"] == 0 and v["backbone", "sweep/hue@0.25/encoded"] == 1
+        )
+        blur = [r for r in rows if r["metric"].startswith("sweep/blur@") and "/disp/" in r["metric"]]
+        assert blur and all(r["note"].startswith("not encoded") for r in blur)
+        assert load_predictor(stores["test"].path, "backbone").space == "backbone"
+        recipe = next(r for r in rows if r["space"] == "protocol" and r["metric"] == "recipe")["note"]
+        # an arm without a recipe option is measured with its dataset's recipe (shapes), not simclr
+        assert recipe == ("shapes" if method == "none" else "simclr")
     if method == "equimod":
         assert ("rotation_logits", "rotation_acc") not in v  # no rotation head: nothing reported
-        assert np.isfinite(v["backbone", "disp_cos"]) and ("backbone", "shuffled_disp_cos") in v
-        assert any(m.startswith("sweep/rotation@") for _, m in v)
-        assert load_predictor(stores["test"].path, "backbone").space == "backbone"
-        assert next(r for r in rows if r["space"] == "equivariant")["predictor"] == "equimod"
+        method = [r for r in rows if r["space"] == "equivariant" and r["metric"] == "disp/method/cos"]
+        assert method[0]["predictor"] == "equimod"
+        posthoc = [r for r in rows if r["space"] == "backbone" and r["metric"] == "disp/method/cos"]
+        assert posthoc[0]["predictor"] == "post-hoc"
 
 
 def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
@@ -115,11 +147,11 @@ def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
         "shapes-equimod",
         [
             row("backbone", "knn_acc", 0.5),
-            row("equivariant", "disp_cos", 0.75),
-            row("projector", "disp_cos", 0.25),
+            row("equivariant", "disp/method/cos", 0.75),
+            row("projector", "disp/method/cos", 0.25),
         ],
     )
-    b = doc("shapes-simclr", [row("projector", "disp_cos", 0.125)])
+    b = doc("shapes-simclr", [row("projector", "disp/method/cos", 0.125)])
     lines = results_table([a, b]).splitlines()
     assert len(lines) == 4 and lines[0].count("|") == len(TABLE_COLUMNS) + 2
     cells = [c.strip() for c in lines[2].split("|")[1:-1]]
@@ -128,7 +160,9 @@ def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
         cells[[c[0] for c in TABLE_COLUMNS].index("cos(Δ, Δ̂)") + 1] == "0.750"
     )  # equivariant, not projector
     assert "0.125" in lines[3] and lines[3].count("—") == len(TABLE_COLUMNS) - 1
-    c = doc("shapes-none", [row("backbone", "disp_cos", 0.375)])  # no projector: the backbone is scored
+    c = doc(
+        "shapes-none", [row("backbone", "disp/method/cos", 0.375)]
+    )  # no projector: the backbone is scored
     assert "0.375" in results_table([c]).splitlines()[2]
 
 
