@@ -15,12 +15,11 @@ import streamlit as st
 
 from app import ui
 from engine.core.errors import EquiLabError, StoreError
-from engine.data import load_dataset
 from engine.eval.displacement import load_predictor
 from engine.lab.compare import knn_ids, label_agreement
 from engine.lab.image import Basis2D
 from engine.lab.runs import EVAL_FILE, factor_probes, read_eval
-from engine.store import discovery
+from engine.store import discovery, items
 from engine.store.build import ensure_store
 from engine.store.format import open_store
 from engine.store.index import search as engine_search
@@ -144,23 +143,9 @@ def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
 
 
 def store_images(ref: StoreRef) -> np.ndarray:
-    """uint8 [N, H, W, 3] images of the store's items: the dataset it was built on (memory-mapped by engine.data),
-    else the thumbnails when that dataset is not reachable with the recorded options."""
-
-    s = _open(str(ref.path))
-    src = s.manifest.get("source", {})
-    try:
-        ds = load_dataset(
-            src["dataset"],
-            src.get("split", "test"),
-            root=src.get("data_root"),
-            **src.get("dataset_options", {}),
-        )
-        if len(ds.labels) == s.n or src.get("limit") == s.n:  # whole split, or its first `limit` items
-            return ds.images[: s.n]
-    except (EquiLabError, KeyError, TypeError):
-        pass
-    return s.thumbnails
+    """uint8 [N, H, W, 3] images of the store's items (engine.store.items), its thumbnails when the dataset it was
+    built on is not reachable."""
+    return items.store_images(_open(str(ref.path)), or_thumbnails=True)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
