@@ -199,7 +199,7 @@ def clever_rows(model, imgs: torch.Tensor, recipe: Recipe, seed: int = 0, device
     different images, paired by a seeded derangement) for every part in :data:`CLEVER_PARTS` that the model
     exposes (``model.heads(x)`` where present, else ``embed``)."""
     g = torch.Generator(device=device).manual_seed(seed)
-    parts = getattr(model, "heads", model.embed)
+    parts = model.heads if hasattr(model, "heads") else model.embed
     with torch.no_grad():
         v1, _ = augment(imgs.to(device), recipe, g)
         v2, _ = augment(imgs.to(device), recipe, g)

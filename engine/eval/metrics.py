@@ -232,6 +232,6 @@ def probe_accuracy(head: torch.nn.Linear, x: np.ndarray, y: np.ndarray, batch: i
     correct = 0
     with torch.no_grad():
         for s in range(0, len(x), batch):
-            out = head(torch.as_tensor(np.asarray(x[s : s + batch]), dtype=torch.float32))
+            out = head(torch.as_tensor(np.array(x[s : s + batch]), dtype=torch.float32))
             correct += int((out.argmax(1).numpy() == np.asarray(y[s : s + batch])).sum())
     return correct / max(len(x), 1)
