@@ -124,6 +124,11 @@ def rebuild_command(manifest: dict[str, Any] | None, path: Path | None = None) -
     ds, split = src.get("dataset", "<dataset>"), src.get("split", "<split>")
     out = src.get("store_root") or (str(path.parent) if path else "stores")
     root = f" --data-root {src['data_root']}" if src.get("data_root") else ""
+    data = src.get("data") if isinstance(src.get("data"), dict) else {}
+    opts = data.get("options") if isinstance(data.get("options"), dict) else {}
+    root += "".join(
+        f" --data-option {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in opts.items()
+    )
     return f"python -m engine embed --checkpoint {ckpt} --dataset {ds} --split {split}{root} --out {out} --overwrite"
 
 
