@@ -21,11 +21,23 @@ from engine.core.errors import ConfigError
 from engine.core.io import atomic_write, atomic_write_json, atomic_write_text
 from engine.eval.displacement import scored_space
 from engine.eval.evaluate import TABLE_COLUMNS
+from engine.eval.measures import not_encoded_families
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
 SUMMARY_COLUMNS = TABLE_COLUMNS
 FACTORS = ("hue", "scale", "rotation", "x", "y")
+# Metrics of the sweep rows (engine.eval.displacement): sweep/<family>@<strength>/<kind>.
+INVARIANCE = "invariance/relative"  # 1 - E|s(a(x)) - s(x)|^2 / E|s(x) - s(x')|^2 (docs/measures.md)
+PREDICTION = "disp/method/cos"  # cos(Δ, Δ̂) of the model's own or the post-hoc predictor
+GAIN = "disp/gain/cos"  # the predictor's cos minus its strongest baseline's
+NOT_ENCODED_MARK = " (not encoded)"
+
+
+def family_header(family: str, kind: str) -> str:
+    """A family's column or panel name; displacement kinds mark the families the 15-d vector cannot encode."""
+    mark = kind.startswith("disp/") and family in not_encoded_families()
+    return family + (NOT_ENCODED_MARK if mark else "")
 
 
 @dataclass(frozen=True)
@@ -115,8 +127,12 @@ def sweep_keys(agg: dict[str, dict[tuple[str, str], Stat]], space: str, kind: st
     for stats in agg.values():
         for sp, m in stats:
             if sp == space and m.startswith("sweep/") and m.endswith(f"/{kind}"):
-                family, strength = m[len("sweep/") : -len(kind) - 1].split("@")
-                fam.setdefault(family, set()).add(float(strength))
+                point = m[len("sweep/") : -len(kind) - 1]
+                if point.count("@") != 1 or "/" in point:  # e.g. sweep/disp/...: over all families
+                    continue
+                family, strength = point.split("@")
+                if family in FAMILIES:
+                    fam.setdefault(family, set()).add(float(strength))
     return {f: sorted(s) for f, s in fam.items()}
 
 
@@ -132,7 +148,9 @@ def family_table(
     skip_neutral: bool = True,
 ) -> str:
     """One row per arm, one column per augmentation family: ``kind`` averaged over the family's non-identity
-    strengths (``invariance`` = cos(e(a(x)), e(x)); ``cos`` = cos(Δ, Δ̂), predicted vs actual displacement)."""
+    strengths, each op once (:data:`INVARIANCE`, :data:`PREDICTION`, :data:`GAIN`; old files: ``invariance``,
+    ``cos``). Displacement columns of families the parameter vector cannot encode are marked "(not encoded)";
+    undefined (NaN) points are left out of the mean, and a family with none reads "n/a"."""
 
     families = sweep_keys(agg, space, kind)
     names = [f for f in FAMILIES if f in families]
@@ -140,16 +158,23 @@ def family_table(
     for arm in arms:
         cells = []
         for f in names:
-            xs = [
-                st.mean
-                for s in families[f]
-                if not (skip_neutral and FAMILIES[f].same(s, FAMILIES[f].neutral))  # rotation 360 = 0
-                and (st := _sweep_stat(agg[arm], space, f, s, kind)) is not None
-                and math.isfinite(st.mean)
-            ]
-            cells.append(f"{np.mean(xs):.3f}" if xs else "—")
+            pts = _distinct(f, families[f], skip_neutral)
+            stats = [st for s in pts if (st := _sweep_stat(agg[arm], space, f, s, kind)) is not None]
+            xs = [st.mean for st in stats if math.isfinite(st.mean)]
+            cells.append(f"{np.mean(xs):.3f}" if xs else ("n/a" if stats else "—"))
         rows.append([arm, *cells])
-    return _md(["arm", *names], rows)
+    return _md(["arm", *[family_header(f, kind) for f in names]], rows)
+
+
+def _distinct(family: str, strengths: list[float], skip_neutral: bool = True) -> list[float]:
+    """``strengths`` with each op once (rotation 360 = 0) and, if asked, without the identity."""
+    fam, out = FAMILIES[family], []
+    for s in strengths:
+        if skip_neutral and fam.same(s, fam.neutral):
+            continue
+        if not any(fam.same(s, t) for t in out):
+            out.append(s)
+    return out
 
 
 def _pyplot():
@@ -206,7 +231,7 @@ def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: 
             ax.plot(xs, m, marker="o", ms=3, label=arm)
             ax.fill_between(xs, m - sd, m + sd, alpha=0.15)
         ax.axvline(FAMILIES[f].neutral, color="grey", lw=0.6, ls=":")
-        ax.set_title(FAMILIES[f].label, fontsize=9)
+        ax.set_title(FAMILIES[f].label + family_header(f, kind)[len(f) :], fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
@@ -238,10 +263,15 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
     md = [
         f"### {title}: summary (mean ± std over seeds {seeds})",
         summary_table(agg, arms),
-        "### invariance per augmentation family: cos(e(a(x)), e(x)) in the backbone, mean over strengths",
-        family_table(agg, arms, "backbone", "invariance"),
-        "### displacement prediction per family: cos(Δ, Δ̂) in the scored space (EquiMod: its own predictor)",
-        family_table(agg, arms, "disp", "cos"),
+        "### relative invariance per augmentation family in the backbone, mean over strengths "
+        "(1 − E‖s(a(x)) − s(x)‖² / E‖s(x) − s(x′)‖²: 1 = a view is its image, 0 = as far as another image)",
+        family_table(agg, arms, "backbone", INVARIANCE),
+        "### displacement prediction per family: cos(Δ, Δ̂) in the scored space (EquiMod: its own predictor; "
+        "else the post-hoc ridge); not encoded = the 15-d parameter vector has no entry for the family",
+        family_table(agg, arms, "disp", PREDICTION),
+        "### gain per family: cos(Δ, Δ̂) minus the strongest baseline's (mean Δ of the family and strength, "
+        "parameters only, image only, shuffled parameters); > 0 only where the predictor beats every guess",
+        family_table(agg, arms, "disp", GAIN),
     ]
     summary = {
         arm: {f"{sp}/{m}": vars(s) for (sp, m), s in sorted(stats.items()) if sp != "disp"}
@@ -252,11 +282,11 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
         atomic_write_json(Path(out) / "summary.json", {"arms": arms, "seeds": seeds, "metrics": summary}),
         plot_probes(agg, arms, Path(out) / "factor_probes.png", title),
         plot_sweeps(
-            agg, arms, "backbone", "invariance", Path(out) / "sweep_invariance.png",
-            f"{title}: invariance cos(e(a(x)), e(x)) in the backbone", "cos",
+            agg, arms, "backbone", INVARIANCE, Path(out) / "sweep_invariance.png",
+            f"{title}: relative invariance in the backbone (0 = as far as another image)", "relative invariance",
         ),
         plot_sweeps(
-            agg, arms, "disp", "cos", Path(out) / "sweep_prediction.png",
+            agg, arms, "disp", PREDICTION, Path(out) / "sweep_prediction.png",
             f"{title}: predicted vs actual displacement cos(Δ, Δ̂)", "cos(Δ, Δ̂)",
         ),
     ]  # fmt: skip

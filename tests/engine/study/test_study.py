@@ -37,7 +37,10 @@ def test_run_writes_one_eval_per_seed_and_arm(tiny_study):
     metrics = {(r["space"], r["metric"]) for r in doc["results"]}
     assert {("backbone", "knn_acc"), ("backbone", "r2_hue"), ("rotation_logits", "rotation_acc")} <= metrics
     # on/off families keep both strengths in the sweeps (flip at 0 and 1)
-    assert ("backbone", "sweep/flip@1/invariance") in metrics
+    assert ("backbone", "sweep/flip@1/invariance/relative") in metrics
+    # the untrained reference is measured with the shapes recipe, like the trained arms (recorded)
+    none = json.loads((out / "none-s0" / "eval.json").read_text())
+    assert none["protocol"]["recipe"] == "shapes" and doc["protocol"]["recipe"] == "shapes"
     study = json.loads((out / "study.json").read_text())
     assert study["arms"] == ["essl", "none"] and study["extra"]["optim.epochs"] == 1
 
@@ -94,8 +97,32 @@ def test_tables_format_mean_and_std():
     table = summary_table(agg, ["a", "b"])
     assert "| a | 3 | 0.500 ± 0.100 |" in table
     assert "| b | 1 | 0.250 |" in table  # a single seed shows no spread
-    fam = family_table(agg, ["a", "b"], "backbone", "invariance")
+    fam = family_table(agg, ["a", "b"], "backbone", "invariance")  # an old file's raw-cosine rows still read
     assert fam.splitlines()[0] == "| arm | hue |" and "| a | 0.800 |" in fam and "| b | — |" in fam
+
+
+def test_family_table_marks_non_encoded_families_and_counts_each_op_once():
+    k = "disp/method/cos"
+    agg = {
+        "a": {
+            ("disp", f"sweep/rotation@0/{k}"): Stat(1.0, 0, 1),  # identity: left out
+            ("disp", f"sweep/rotation@360/{k}"): Stat(1.0, 0, 1),  # the same identity again: left out
+            ("disp", f"sweep/rotation@90/{k}"): Stat(0.2, 0, 1),
+            ("disp", f"sweep/hue@0.25/{k}"): Stat(0.6, 0, 1),
+            ("disp", f"sweep/blur@1/{k}"): Stat(float("nan"), 0, 0),  # undefined
+            ("disp", f"sweep/disp/{k}"): Stat(0.5, 0, 1),  # overall row: not a family
+        }
+    }
+    fam = family_table(agg, ["a"], "disp", k)
+    assert fam.splitlines()[0] == "| arm | hue | blur (not encoded) | rotation (not encoded) |"
+    assert "| a | 0.600 | n/a | 0.200 |" in fam
+    inv = family_table(
+        {"a": {("backbone", "sweep/blur@1/invariance/relative"): Stat(0.5, 0, 1)}},
+        ["a"],
+        "backbone",
+        "invariance/relative",
+    )
+    assert inv.splitlines()[0] == "| arm | blur |"  # invariance needs no parameter vector: no mark
 
 
 def test_arms_share_settings_and_essl_doubles_lr(tmp_path):
