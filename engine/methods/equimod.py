@@ -30,6 +30,7 @@ class EquiModConfig:
     lr_scale: float = 1.0
     recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True
+    sync_bn: bool = True  # SyncBatchNorm under DDP, as the reference code (applied by engine.train.loop)
 
 
 class EquiMod(nn.Module):

@@ -144,9 +144,18 @@ def train_one_epoch(
     return {"loss": total / max(1, len(batches)), "steps": float(step - start_step)}
 
 
+def sync_batchnorm(model: nn.Module, world: int) -> nn.Module:
+    """BatchNorm layers -> SyncBatchNorm (in place, same parameters and buffers) when more than one rank trains and
+    the method's config asks for it (``sync_bn``: EquiMod's reference code syncs BN statistics across GPUs)."""
+    if world > 1 and getattr(getattr(model, "config", None), "sync_bn", False):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
 def _distributed_wrap(model: nn.Module, cfg: Config, device: torch.device, world: int) -> nn.Module:
     fwd: nn.Module = model
     if world > 1:
+        model = sync_batchnorm(model, world)
         fwd = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
