@@ -104,3 +104,28 @@ def test_sgd_probe_runs_on_a_tiny_store_and_records_its_protocol(tmp_path):
     )
     acc = {r["space"]: r["value"] for r in rows if r["metric"] == "linear_acc"}
     assert set(acc) == {"backbone", "projector", "equivariant"} and all(0 <= a <= 1 for a in acc.values())
+
+
+def test_lab_api_fits_the_baselines_of_a_space(tmp_path):
+    """fit_space_predictors + store_reference: what the lab calls for one model, store and space."""
+    from engine.augment import FAMILIES, equimod_vector
+    from engine.eval.context import sample_images
+    from engine.eval.displacement import displace, fit_space_predictors, store_reference
+    from engine.eval.measures import PREDICTORS
+    from engine.store.build import EmbedJob, build_store
+    from engine.store.format import StoreOptions, open_store
+    from engine.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_method("equimod", width=0.0625, image_size=32).eval()
+    ckpt = save_checkpoint(tmp_path / "ck", model, config={}, epoch=0, step=0).with_suffix(".safetensors")
+    job = EmbedJob(ckpt, "shapes", "train", store_root=tmp_path, device="cpu", limit=64)
+    store = open_store(build_store(job, StoreOptions(umap=False)))
+    preds = fit_space_predictors(model, store, "equivariant", n_fit=64, n_sweep=4)
+    assert preds.method_kind == "model" and ("hue", 0.25) in preds.group_means
+    imgs, _ = sample_images(store, 4, 0)
+    params = FAMILIES["hue"].params(0.25, 4, (32, 32), 32)
+    d = displace(model, imgs, params, "equivariant", ref=store_reference(store, "equivariant"))
+    out = preds.predict(d.z0, equimod_vector(params, (32, 32)).numpy(), [("hue", 0.25)] * 4)
+    assert set(out) == set(PREDICTORS) and all(v.shape == d.z0.shape for v in out.values())
+    assert np.isfinite(d.rel_invariance).all()
