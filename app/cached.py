@@ -15,9 +15,10 @@ import streamlit as st
 
 from app import ui
 from engine.core.errors import EquiLabError, StoreError
-from engine.eval.displacement import load_predictor
+from engine.eval.displacement import load_predictor, store_reference
 from engine.lab.compare import knn_ids, label_agreement
 from engine.lab.image import Basis2D
+from engine.lab.predictors import LabPredictors, ensure_predictors
 from engine.lab.runs import EVAL_FILE, factor_probes, read_eval
 from engine.store import discovery, items
 from engine.store.build import ensure_store
@@ -230,3 +231,48 @@ def probes(ref: StoreRef, space: str) -> list[dict] | None:
     """The per-factor probe rows ({"factor", "r2"}) of ``space`` from eval.json beside the store; None when the
     store has not been evaluated."""
     return _factor_probes(str(ref.path), ui._stamp(ref.path / EVAL_FILE), space)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _reference(path: str, stamp: float, space: str):
+    return store_reference(_open(path), space)
+
+
+def reference(ref: StoreRef, space: str):
+    """The store's clean-embedding :class:`~engine.eval.measures.Reference` in ``space`` (centre, scale,
+    between-image spread): what the lab's and the map's relative invariance is measured against."""
+    return _reference(str(ref.path), ref.stamp, space)
+
+
+@st.cache_resource(show_spinner=False)
+def _fitted() -> dict:
+    """Process-wide memo of fitted lab predictors: (store, stamp, space, checkpoint, its stamp) -> LabPredictors."""
+    return {}
+
+
+def lab_predictors(ref: StoreRef, space: str, model, checkpoint: Path) -> LabPredictors | None:
+    """The store's displacement predictors of ``space`` (engine.lab.predictors.ensure_predictors): read from
+    beside the store, or fitted once with a progress bar. None, after one warning line, when they cannot be."""
+    key = (str(ref.path), ref.stamp, space, str(checkpoint), ui._stamp(Path(checkpoint)))
+    memo = _fitted()
+    if key in memo:
+        return memo[key]
+    slot = st.empty()
+    with slot.container():
+        bar = st.progress(
+            0.0, text="Fitting this store's displacement predictors and baselines (once per store)…"
+        )
+
+        def progress(fraction: float, message: str) -> None:
+            text = f"Fitting the displacement predictors (once per store): {message}" if message else None
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
+
+        try:
+            lp = ensure_predictors(ref.path, model, space, progress=progress)
+        except (EquiLabError, ValueError) as e:  # ValueError: too few views of encoded families to fit
+            slot.empty()
+            st.warning(f"No displacement predictors for {space}: {getattr(e, 'reason', e)}")
+            return None
+    slot.empty()
+    memo[key] = lp
+    return lp

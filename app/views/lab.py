@@ -13,28 +13,76 @@ import streamlit as st
 from app import cached, ui
 from engine.augment import FAMILIES, Recipe, find_family, training_recipe
 from engine.core.errors import ConfigError, EquiLabError
+from engine.eval import measures as M
 from engine.eval.displacement import SCORED_SPACES
-from engine.lab.image import SliderValues, displacement_basis, lab_views, random_values, sweep_models
+from engine.lab.image import SliderValues, displacement_basis, lab_predictions, random_values, sweep_models
 
 CENTRE_KEYS = {"crop_cx": ("Crop centre x", "lab_cx"), "crop_cy": ("Crop centre y", "lab_cy")}
 
 
-def _arrow(fig: go.Figure, start, end, colour: str, text: str) -> None:
-    """An arrow from ``start`` to ``end`` (2-D points in the figure's data coordinates)."""
-    fig.add_annotation(
-        x=end[0],
-        y=end[1],
-        ax=start[0],
-        ay=start[1],
-        xref="x",
-        yref="y",
-        axref="x",
-        ayref="y",
-        showarrow=True,
-        arrowhead=2,
-        arrowcolor=colour,
-        text=text,
+# How each displacement is drawn: the actual one, the model's (or post-hoc) prediction and the two model-free guesses.
+STYLE: dict[str, tuple[str, str, str]] = {  # name -> (legend label, colour, dash)
+    "actual": ("actual Δ", "#1f4e9e", "solid"),
+    M.METHOD: ("prediction Δ̂", "#d62728", "solid"),
+    "mean_delta": ("guess: mean Δ of the family/strength", "#ff9900", "dash"),
+    "params_only": ("guess: from the parameters only", "#2ca02c", "dot"),
+}
+GUESS_LABELS = {"mean_delta": "cos, mean-Δ guess", "params_only": "cos, parameters-only guess"}
+SHORT = {"mean_delta": "mean-Δ", "params_only": "parameters-only"}
+
+
+def _arrows(fig: go.Figure, name: str, start: np.ndarray, tips: list[np.ndarray], texts: list[str]) -> None:
+    """One legend entry ``name`` (STYLE) holding an arrow from ``start`` to every tip (2-D data coordinates)."""
+    if not tips:
+        return
+    label, colour, dash = STYLE[name]
+    xs, ys, sym, size, txt = [], [], [], [], []
+    for tip, t in zip(tips, texts, strict=True):
+        xs += [start[0], tip[0], None]
+        ys += [start[1], tip[1], None]
+        sym += ["circle", "arrow", "circle"]
+        size += [0, 13, 0]
+        txt += ["", t, ""]
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines+markers+text",
+            name=label,
+            line=dict(color=colour, dash=dash, width=2.5 if name == "actual" else 2),
+            marker=dict(symbol=sym, size=size, angleref="previous", color=colour),
+            text=txt,
+            textposition="top right",
+            textfont=dict(color=colour),
+            hoverinfo="name",
+        )
     )
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "—" if not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _verdict(res, i: int) -> str:
+    """One line: does the prediction of view ``i`` beat both model-free guesses?"""
+    if not res.moved(i):
+        return "No displacement: this view embeds exactly as the original (Δ = 0), so there is nothing to predict."
+    if res.not_encoded[i]:
+        fams = ", ".join(FAMILIES[n].label for n in res.not_encoded[i])
+        return (
+            f"{fams}: not encoded by the 15-d parameter vector, so no predictor knows it was applied (no prediction "
+            "arrow); only the mean displacement of the family and strength is a guess."
+        )
+    if not res.cos:
+        return ""
+    method = res.cos[M.METHOD][i]
+    guesses = {k: res.cos[k][i] for k in GUESS_LABELS if np.isfinite(res.cos[k][i])}
+    if not np.isfinite(method) or not guesses:
+        return ""
+    best = max(guesses, key=guesses.get)
+    gain = method - guesses[best]
+    word = "beats" if gain > 0 else "does not beat"
+    return f"The prediction {word} the best model-free guess ({SHORT[best]}) by {gain:+.3f} in cos(Δ, Δ̂)."
 
 
 def _key(name: str) -> str:
@@ -145,32 +193,61 @@ with aug_col:
         values = random_values(recipe, image.shape[:2], int(seed), n_views)
         st.caption(_recipe_caption(recipe))
 
+predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
 try:
-    res = lab_views(model, image, values, space, predictor=cached.predictor(ref, space))
+    res = lab_predictions(model, image, values, space, predictors, cached.reference(ref, space))
 except EquiLabError as e:
     ui.show_error(e)
     st.stop()
+disp = res.disp
 # The retrieval page can query with the current view.
-st.session_state["lab_view"] = {"z": res.z[0], "space": space, "image": res.views[0], "store": str(ref.path)}
+st.session_state["lab_view"] = {
+    "z": disp.z[0],
+    "space": space,
+    "image": disp.views[0],
+    "store": str(ref.path),
+}
 
 # ---------------------------------------------------------------- views and numbers
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Views and displacements")
-    st.caption(
-        f"Space **{space}** · predictor: **{res.predictor}**"
-        + ("" if res.predictor != "none" else " (no predictor for this model/space: cos and error are blank)")
-    )
-    if res.predictor == "none":
-        st.caption("Fit the post-hoc displacement predictor of this store with:")
-        st.code(f"python -m engine eval --store {ref.path} --displacement", language="bash")
+    if predictors is None:
+        st.caption(
+            f"Space **{space}** · predictor: **none** (the predictors could not be fitted: cos is blank)"
+        )
+    else:
+        st.caption(
+            f"Space **{space}** · predictor: **{predictors.method_name}**, beside two model-free guesses: the mean "
+            "displacement of the view's family and strength, and a ridge from the augmentation parameters alone "
+            f"(all fitted on {predictors.n_fit:,} views of {predictors.fit_on.split(' (')[0]}). "
+            "**Relative invariance**: 1 = the view embeds as the image itself, 0 = as far as another image is "
+            "(the between-image baseline)."
+        )
     for i, v in enumerate(values):
-        cols = st.columns([1, 1, 1])
-        cols[0].image(np.transpose(res.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
-        cols[1].metric("|Δ|", f"{res.norm[i]:.4f}")
-        cols[1].metric("invariance cos", f"{res.invariance[i]:.3f}")
-        cols[2].metric("cos(Δ, Δ̂)", "—" if np.isnan(res.cos[i]) else f"{res.cos[i]:.3f}")
-        cols[2].metric("relative error", "—" if np.isnan(res.rel_err[i]) else f"{res.rel_err[i]:.3f}")
+        cols = st.columns([1.1, 1, 1, 1])
+        cols[0].image(np.transpose(disp.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
+        cols[1].metric("|Δ|", f"{disp.norm[i]:.4f}")
+        inv = np.nan if disp.rel_invariance is None else float(disp.rel_invariance[i])
+        between = (
+            ""
+            if res.centred_cos is None
+            else f"; centred cos {res.centred_cos[i]:.3f} vs {res.between_cos:.3f} between different images"
+        )
+        cols[1].metric(
+            "relative invariance",
+            _fmt(inv),
+            help="1 − |s(a(x)) − s(x)|² / E|s(x) − s(x′)|² on the store's standardised embeddings: "
+            "0 is the between-image baseline" + between,
+        )
+        blank = np.full(len(values), np.nan)
+        cols[2].metric(
+            "cos(Δ, Δ̂)", _fmt(res.cos.get(M.METHOD, blank)[i]), help="the model's or post-hoc prediction"
+        )
+        for name, label in GUESS_LABELS.items():
+            cols[3].metric(label, _fmt(res.cos.get(name, blank)[i]))
+        if verdict := _verdict(res, i):
+            st.caption(f"View {i + 1}: {verdict}")
         if mode != "Sliders":
             cols[0].caption(_describe(v))
             cols[0].button("Edit in the sliders", key=f"lab_edit_{i}", on_click=_to_sliders, args=(v,))
@@ -185,44 +262,72 @@ with right:
         key="lab_basis",
     )
     zoom = st.toggle("Zoom on the arrows", value=True, key="lab_zoom")
-    deltas = res.actual
-    if basis_kind == "Store PCA 1-2" or np.linalg.norm(deltas.mean(axis=0)) < 1e-9:
-        basis = cached.pca(str(ref.path), ref.stamp, space)
+    moved = [i for i in range(len(values)) if res.moved(i)]
+    if not moved:
+        st.info(
+            "No displacement: every view embeds exactly as the original (Δ = 0), so there is no arrow to draw."
+        )
     else:
-        basis = displacement_basis(deltas, emb)
-    cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
-    o = basis.project(res.z0[0])
-    fig = go.Figure(
-        go.Scatter(
-            x=cloud[:, 0], y=cloud[:, 1], mode="markers", marker=dict(size=3, color="lightgray"), name="store"
+        deltas = disp.actual[moved]
+        if basis_kind == "Store PCA 1-2":
+            basis = cached.pca(str(ref.path), ref.stamp, space)
+        else:
+            basis = displacement_basis(deltas, emb)
+        o = basis.project(disp.z0[0])
+        fig = go.Figure()
+        if not zoom:
+            cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
+            fig.add_trace(
+                go.Scattergl(
+                    x=cloud[:, 0],
+                    y=cloud[:, 1],
+                    mode="markers",
+                    marker=dict(size=3, color="lightgray"),
+                    name="store items",
+                    hoverinfo="skip",
+                )
+            )
+        tips = {"actual": [basis.project(disp.z[i]) for i in moved]}
+        for name in (M.METHOD, "mean_delta", "params_only"):
+            if name in res.delta_hat:
+                rows = [i for i in moved if np.isfinite(res.delta_hat[name][i]).all()]
+                tips[name] = [basis.project(disp.z0[i] + res.delta_hat[name][i]) for i in rows]
+                _arrows(fig, name, o, tips[name], [""] * len(rows))
+        _arrows(
+            fig, "actual", o, tips["actual"], [f"view {i + 1}" if len(values) > 1 else "Δ" for i in moved]
         )
-    )
-    for i in range(len(res.z)):
-        _arrow(fig, o, basis.project(res.z[i]), "#1f77b4", f"Δ{i + 1}")  # actual
-        if res.z_hat is not None:
-            _arrow(fig, o, basis.project(res.z_hat[i]), "#d62728", f"Δ̂{i + 1}")  # predicted
-    fig.add_trace(
-        go.Scatter(x=[o[0]], y=[o[1]], mode="markers", marker=dict(size=10, color="black"), name="original")
-    )
-    if zoom:  # untrained or invariant models move views very little relative to the cloud
-        tips = np.vstack(
-            [o[None], basis.project(res.z)] + ([basis.project(res.z_hat)] if res.z_hat is not None else [])
+        fig.add_trace(
+            go.Scatter(
+                x=[o[0]], y=[o[1]], mode="markers", marker=dict(size=9, color="black"), name="original e(x)"
+            )
         )
-        lo, hi = tips.min(axis=0), tips.max(axis=0)
-        pad = np.maximum((hi - lo) * 0.3, 1e-6)
-        fig.update_xaxes(range=[lo[0] - pad[0], hi[0] + pad[0]])
-        fig.update_yaxes(range=[lo[1] - pad[1], hi[1] + pad[1]])
-    fig.update_layout(
-        height=380, margin=dict(l=10, r=10, t=30, b=10), title=f"{basis.name}: blue = actual, red = predicted"
-    )
-    st.plotly_chart(fig, key="lab_arrows")
+        pts = np.vstack([o[None], *[np.asarray(t) for t in tips.values() if t]])
+        if zoom:  # a square window around the arrows: equal scales, the origin and every tip inside
+            centre = (pts.min(axis=0) + pts.max(axis=0)) / 2
+            half = max(float((pts.max(axis=0) - pts.min(axis=0)).max()) * 0.6, 1e-9)
+            fig.update_xaxes(range=[centre[0] - half, centre[0] + half])
+            fig.update_yaxes(range=[centre[1] - half, centre[1] + half])
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
+        fig.update_layout(
+            height=460,
+            margin=dict(l=10, r=10, t=40, b=10),
+            title=dict(text=f"Displacements in the {basis.name} plane ({space})", font=dict(size=14)),
+            legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0),
+            xaxis_title=f"{basis.name}: axis 1",
+            yaxis_title="axis 2",
+        )
+        st.plotly_chart(fig, key="lab_arrows", config={"displaylogo": False})
+        st.caption(
+            "Arrows start at the original image's embedding; equal scales on both axes, so angles between arrows "
+            "are the angles in this plane (the cosines on the left are in the full space)."
+        )
 
 # ---------------------------------------------------------------- neighbours of each view
 k = 6
-hits = cached.search(ref, space, res.z, k)
+hits = cached.search(ref, space, disp.z, k)
 th = cached.thumbs(str(ref.path), ref.stamp)
 st.subheader("Nearest neighbours of each view")
-for i in range(len(res.z)):
+for i in range(len(disp.z)):
     ids = np.asarray(hits.ids)[i]
     st.image([th[j] for j in ids], caption=[info["classes"][info["labels"][j]] for j in ids], width=56)
 
@@ -245,27 +350,51 @@ with st.expander("Sweep one augmentation family", expanded="sweep" in example):
         base = values[0] if mode == "Sliders" else SliderValues()
         chosen = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
         models = {}
-        for label, ckpt in list(chosen.items())[:6]:
+        for label, ckpt in chosen.items():
             loaded = ui.load_model(ckpt, stop=False)
             if loaded is not None:
                 models[label] = loaded[0]
-        st.session_state["lab_sweep_rows"] = (sweep, space, sweep_models(models, image, base, sweep, space))
+        fitted = {} if predictors is None else {sel.model: predictors}
+        curves = sweep_models(models, image, base, sweep, space, fitted)
+        st.session_state["lab_sweep_rows"] = (sweep, space, curves)
     if "lab_sweep_rows" in st.session_state:
         name, swept_space, curves = st.session_state["lab_sweep_rows"]
         for c in curves:
             if c.error:
                 st.warning(f"No curve for {c.error}")
+        if name in M.not_encoded_families():
+            st.caption(
+                f"{FAMILIES[name].label} is not encoded by the 15-d parameter vector: no predictor knows the "
+                "strength, so cos(Δ, Δ̂) is blank (only the mean-Δ guess, which knows the group, is drawn)."
+            )
+        elif any(not c.error and not c.guesses for c in curves):
+            st.caption(
+                "cos(Δ, Δ̂) is drawn for the model open in the lab (its predictors are fitted per store)."
+            )
         c1, c2 = st.columns(2)
         for col, key, title in ((c1, "norm", "|Δ|"), (c2, "cos", "cos(Δ, Δ̂)")):
             f = go.Figure()
             for c in curves:
-                if not c.error:
-                    f.add_trace(
-                        go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
-                    )
+                if c.error:
+                    continue
+                f.add_trace(go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model))
+                if key == "cos":
+                    for g, y in c.guesses.items():
+                        _, colour, dash = STYLE[g]
+                        f.add_trace(
+                            go.Scatter(
+                                x=c.strengths,
+                                y=y,
+                                mode="lines+markers",
+                                name=f"{c.model}: {SHORT[g]} guess",
+                                line=dict(color=colour, dash=dash),
+                            )
+                        )
             f.update_layout(
-                height=300,
+                height=320,
                 title=f"{title} vs {FAMILIES[name].label} ({swept_space})",
                 margin=dict(l=10, r=10, t=40, b=10),
+                legend=dict(orientation="h", yanchor="top", y=-0.2),
+                xaxis_title=FAMILIES[name].label,
             )
-            col.plotly_chart(f, key=f"lab_sweep_{key}")
+            col.plotly_chart(f, key=f"lab_sweep_{key}", config={"displaylogo": False})

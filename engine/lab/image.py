@@ -1,7 +1,9 @@
 """Augmentation-lab logic for the dashboard: slider values -> AugParams, sweeps, random views drawn from a model's
 own training recipe, the views of one image with their displacements, multi-model sweeps and linear 2-D bases.
 
-The sliders, their ranges and the sweeps come from the one families table (``engine.augment.FAMILIES``); the
+Predicted displacements come with their model-free baselines (``engine.lab.predictors``): for each view the
+method's prediction, the mean displacement of its family and strength and a ridge from the parameters alone, so a
+person sees whether the model beats a guess. The sliders, their ranges and the sweeps come from the one families table (``engine.augment.FAMILIES``); the
 displacements are computed by ``engine.eval.displacement.displace``, the same code the evaluation scores with.
 Displacement arrows are drawn in a LINEAR basis (the store's PCA plane, or the axis of the mean displacement
 plus the cloud's main direction orthogonal to it) because UMAP is non-linear: distances and directions of
@@ -17,9 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.augment import FAMILIES, AugParams, Recipe, cat_params, compose, find_family, sample_params
+from engine.augment import (
+    FAMILIES,
+    AugParams,
+    Family,
+    Recipe,
+    cat_params,
+    compose,
+    equimod_vector,
+    find_family,
+    sample_params,
+)
 from engine.core.errors import ConfigError, EquiLabError
+from engine.eval import measures as M
 from engine.eval.displacement import Displacement, Predictor, displace
+from engine.lab.predictors import SHOWN, LabPredictors
 
 
 @dataclass(frozen=True)
@@ -159,16 +173,22 @@ def _image_batch(image: np.ndarray) -> torch.Tensor:
 
 
 def lab_views(
-    model, image: np.ndarray, values: list[SliderValues], space: str, predictor: Predictor | None = None
+    model,
+    image: np.ndarray,
+    values: list[SliderValues],
+    space: str,
+    predictor: Predictor | None = None,
+    ref: M.Reference | None = None,
 ) -> Displacement:
     """Augment ``image`` (uint8 [H, W, 3]) once per slider setting; views, embeddings and per-view displacement
     scores in ``space`` (``engine.eval.displacement.displace``: EquiMod's own predictor in its "equivariant"
-    space, else the post-hoc ``predictor``, else none). ConfigError if the model has no such space."""
+    space, else the post-hoc ``predictor``, else none; ``ref``: the store's reference, for the per-view relative
+    invariance). ConfigError if the model has no such space."""
     device = str(next(model.parameters()).device)
     hw = (int(image.shape[0]), int(image.shape[1]))
     size = int(getattr(model, "image_size", hw[0]))
     params = cat_params([compose_params(v, hw, size, device) for v in values])
-    return displace(model, _image_batch(image), params, space, predictor)
+    return displace(model, _image_batch(image), params, space, predictor, ref)
 
 
 @dataclass(frozen=True)
@@ -179,26 +199,41 @@ class SweepCurve:
     family: str
     strengths: np.ndarray  # [S]
     norm: np.ndarray  # [S] |Δ| (nan when ``error``)
-    cos: np.ndarray  # [S] cos(Δ, Δ̂) (nan without a predictor or when ``error``)
+    cos: (
+        np.ndarray
+    )  # [S] cos(Δ, Δ̂) of the model's predictor (nan without predictors, when not encoded or ``error``)
     error: str = ""  # empty when measured, else one line saying why not (e.g. the model lacks the space)
+    guesses: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # baseline -> [S] cos(Δ, Δ̂)
 
 
 def sweep_models(
-    models: Mapping[str, object], image: np.ndarray, values: SliderValues, family: str, space: str
+    models: Mapping[str, object],
+    image: np.ndarray,
+    values: SliderValues,
+    family: str,
+    space: str,
+    predictors: Mapping[str, LabPredictors] | None = None,
 ) -> list[SweepCurve]:
     """Sweep ``family`` from ``values`` on one image for every model (label -> model), in ``space``. A model that
-    lacks the space (or fails) gets a curve with ``error`` set: never a silent switch to another space."""
+    lacks the space (or fails) gets a curve with ``error`` set: never a silent switch to another space. Models
+    with ``predictors`` (label -> the space's predictors) get cos(Δ, Δ̂) and the baselines' cosines."""
     grid, vals = sweep_values(values, family)
     name = find_family(family).name
     nan = np.full(len(grid), np.nan)
     curves = []
     for label, model in models.items():
+        lp = (predictors or {}).get(label)
         try:
-            d = lab_views(model, image, vals, space)
+            if lp is None:
+                d = lab_views(model, image, vals, space)
+                curves.append(SweepCurve(label, name, grid, d.norm, d.cos))
+                continue
+            res = lab_predictions(model, image, vals, space, lp)
         except EquiLabError as e:
             curves.append(SweepCurve(label, name, grid, nan, nan, f"{label}: {e.reason}"))
             continue
-        curves.append(SweepCurve(label, name, grid, d.norm, d.cos))
+        guesses = {k: v for k, v in res.cos.items() if k != M.METHOD}
+        curves.append(SweepCurve(label, name, grid, res.disp.norm, res.cos[M.METHOD], "", guesses))
     return curves
 
 
@@ -218,3 +253,157 @@ def family_displacements(
         norms.append(d.norm)
         cos.append(d.invariance)
     return np.concatenate(norms), np.concatenate(cos)
+
+
+def default_strength(family: str) -> float:
+    """A non-neutral strength of ``family`` to open on: the sweep value farthest from the identity (modulo the
+    period for circular families: 180° for rotation, never 360°)."""
+    fam = find_family(family)
+
+    def dist(s: float) -> float:
+        d = abs(s - fam.neutral)
+        return min(d, fam.period - d) if fam.period else d
+
+    return float(max(fam.sweep, key=dist))
+
+
+def not_encoded(values: SliderValues) -> tuple[str, ...]:
+    """Families set away from identity in ``values`` that the 15-d parameter vector cannot encode (blur, rotation):
+    for those no predictor can know what was applied."""
+    missing = M.not_encoded_families()
+    return tuple(n for n, s in values.strengths().items() if n in missing and not _neutral(FAMILIES[n], s))
+
+
+def _neutral(fam: Family, s: float) -> bool:
+    return fam.same(float(s), fam.neutral)
+
+
+def _cos(delta: np.ndarray, delta_hat: np.ndarray, tol: float) -> np.ndarray:
+    """Row cosine of delta and delta_hat; nan where delta or delta_hat is zero (at ``tol``) or delta_hat is nan."""
+    nd, nh = np.linalg.norm(delta, axis=1), np.linalg.norm(delta_hat, axis=1)
+    ok = (nd > tol) & (nh > tol) & np.isfinite(nh)
+    out = np.full(len(delta), np.nan)
+    out[ok] = (delta[ok] * delta_hat[ok]).sum(axis=1) / (nd[ok] * nh[ok])
+    return out
+
+
+def _zero_tol(*arrays: np.ndarray) -> float:
+    """measures.ZERO_TOL x the largest RMS row norm: displacements below it count as zero."""
+    return M.ZERO_TOL * max(float(np.sqrt((np.asarray(a) ** 2).sum(axis=1).mean())) for a in arrays)
+
+
+@dataclass(frozen=True)
+class LabViews:
+    """The lab's views of one image: actual displacements and, per predictor, Δ̂ and cos(Δ, Δ̂) per view."""
+
+    disp: Displacement  # actual Δ, the views, per-view relative invariance (with a store reference)
+    delta_hat: dict[str, np.ndarray]  # SHOWN name -> [B, D]; rows of nan where that predictor cannot say
+    cos: dict[str, np.ndarray]  # SHOWN name -> [B] cos(Δ, Δ̂); nan when Δ or Δ̂ is zero or absent
+    groups: tuple  # per view: (family, fitted strength) of a one-family view, else None
+    not_encoded: tuple[tuple[str, ...], ...]  # per view: the families set that the parameter vector lacks
+    centred_cos: np.ndarray | None = None  # per view cos(e(a(x)) - mean, e(x) - mean); with a store reference
+    between_cos: float = float("nan")  # the same cosine between different images (its baseline)
+
+    def moved(self, i: int) -> bool:
+        """Whether view ``i`` moved at all (Δ not zero)."""
+        return bool(self.disp.norm[i] > _zero_tol(self.disp.z0, self.disp.z))
+
+
+def lab_predictions(
+    model,
+    image: np.ndarray,
+    values: list[SliderValues],
+    space: str,
+    predictors: LabPredictors | None,
+    ref: M.Reference | None = None,
+) -> LabViews:
+    """:func:`lab_views` plus, per view, the method's Δ̂ and the mean-displacement and parameters-only baselines
+    (``predictors`` from ``engine.lab.predictors.ensure_predictors``). Views of a family the parameter vector does
+    not encode get no prediction from the method or the parameters (nan rows); the mean displacement of their
+    family and strength stays (it knows the group, not the parameters)."""
+    device = str(next(model.parameters()).device)
+    hw = (int(image.shape[0]), int(image.shape[1]))
+    size = int(getattr(model, "image_size", hw[0]))
+    params = cat_params([compose_params(v, hw, size, device) for v in values])
+    disp = displace(model, _image_batch(image), params, space, None, ref)
+    missing = tuple(not_encoded(v) for v in values)
+    centred = None if ref is None or ref.reason else M.item_centred_cos(disp.z0, disp.z, ref)
+    between = float("nan") if ref is None else ref.between_cos
+    if predictors is None:
+        return LabViews(disp, {}, {}, (None,) * len(values), missing, centred, between)
+    p = equimod_vector(params, hw).float().cpu().numpy()
+    groups = tuple(predictors.group_of(v.strengths()) for v in values)
+    preds = predictors.predict(disp.z0, p, groups)
+    blind = np.array([bool(m) for m in missing])
+    delta, tol = disp.actual, _zero_tol(disp.z0, disp.z)
+    out, cos = {}, {}
+    for name in SHOWN:
+        dh = np.array(preds[name], dtype=np.float64)
+        if name != "mean_delta":
+            dh[blind] = np.nan
+        else:
+            dh[blind & np.array([g is None for g in groups])] = (
+                np.nan
+            )  # a composed view with rotation or blur
+        out[name], cos[name] = dh, _cos(delta, dh, tol)
+    return LabViews(disp, out, cos, groups, missing, centred, between)
+
+
+@dataclass(frozen=True)
+class ItemGain:
+    """Per store item under one family and strength: |Δ|, relative invariance and the gain in cos(Δ, Δ̂) of the
+    method over the strongest model-free baseline (``strongest``, by mean cos over the items)."""
+
+    norm: np.ndarray  # [N]
+    rel_invariance: np.ndarray  # [N] (nan without a usable reference)
+    gain: np.ndarray  # [N] cos(Δ, Δ̂_method) - cos(Δ, Δ̂_strongest); nan where undefined
+    cos: dict[str, np.ndarray]  # predictor -> [N] cos(Δ, Δ̂)
+    strongest: str  # the baseline subtracted ("" when undefined)
+    reason: str = ""  # why ``gain`` is nan, or empty
+
+
+def family_gain(
+    model,
+    images: np.ndarray,
+    family: str,
+    strength: float,
+    space: str,
+    predictors: LabPredictors,
+    ref: M.Reference | None = None,
+    batch: int = 512,
+) -> ItemGain:
+    """:class:`ItemGain` of every image (uint8 [N, H, W, 3]) under one family at ``strength`` (all else identity).
+    The baselines are the mean displacement of the family and strength, parameters only and image only."""
+    fam = find_family(family)
+    device = str(next(model.parameters()).device)
+    hw = (int(images.shape[1]), int(images.shape[2]))
+    size = int(getattr(model, "image_size", hw[0]))
+    group = predictors.group_of({fam.name: strength})
+    names = (M.METHOD, "mean_delta", "params_only", "image_only")
+    norms, inv, deltas, hats = [], [], [], {k: [] for k in names}
+    for s in range(0, len(images), batch):
+        x = torch.from_numpy(np.array(images[s : s + batch], dtype=np.uint8)).permute(0, 3, 1, 2)
+        params = fam.params(strength, len(x), hw, size, device)
+        d = displace(model, x, params, space, None, ref)
+        p = equimod_vector(params, hw).float().cpu().numpy()
+        preds = predictors.predict(d.z0, p, (group,) * len(x))
+        norms.append(d.norm)
+        inv.append(d.rel_invariance if d.rel_invariance is not None else np.full(len(x), np.nan))
+        deltas.append(d.actual)
+        for k in names:
+            hats[k].append(preds[k])
+    delta = np.concatenate(deltas)
+    tol = _zero_tol(delta)
+    cos = {k: _cos(delta, np.concatenate(v), tol) for k, v in hats.items()}
+    nan = np.full(len(delta), np.nan)
+    norm, rel = np.concatenate(norms), np.concatenate(inv)
+    if _neutral(fam, strength):
+        return ItemGain(norm, rel, nan, cos, "", "the identity: nothing moves, nothing to predict")
+    if fam.name in M.not_encoded_families():
+        why = f"{fam.label} is not encoded by the parameter vector: the predictors see the identity"
+        return ItemGain(norm, rel, nan, cos, "", why)
+    means = {k: float(np.nanmean(cos[k])) if np.isfinite(cos[k]).any() else -np.inf for k in names[1:]}
+    strongest = max(means, key=means.get)
+    if not np.isfinite(cos[M.METHOD]).any() or not np.isfinite(means[strongest]):
+        return ItemGain(norm, rel, nan, cos, "", "the actual displacement is zero: the embedding ignores it")
+    return ItemGain(norm, rel, cos[M.METHOD] - cos[strongest], cos, strongest)

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from engine.augment import get_recipe
 from engine.core.io import sha256_file
 from engine.data import load_dataset
-from engine.eval.displacement import fit_posthoc, save_predictor
+from engine.eval.displacement import store_reference
 from engine.lab.image import SliderValues, lab_views, random_values
 from engine.methods import build_method
 from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
@@ -40,8 +40,9 @@ def test_identity_view_does_not_move_and_hue_shift_matches_the_engine(open_app, 
     at = open_app("lab", idx="5")
     assert at.number_input(key="lab_idx").value == 5
     m = metrics(at)
-    assert m["|Δ|"] == ["0.0000"] and m["invariance cos"] == ["1.000"]
-    assert m["cos(Δ, Δ̂)"] == ["—"]  # an untrained `none` model has no predictor
+    assert m["|Δ|"] == ["0.0000"] and m["relative invariance"] == ["1.000"]
+    assert m["cos(Δ, Δ̂)"] == ["—"]  # Δ = 0: nothing to predict
+    assert any("No displacement" in i.value for i in at.info)  # no degenerate arrow plot
 
     at.slider(key="lab_hue").set_value(0.3).run()
     assert not at.exception
@@ -49,9 +50,11 @@ def test_identity_view_does_not_move_and_hue_shift_matches_the_engine(open_app, 
     model, _ = load_model(Path(app_env["EQUILAB_CHECKPOINTS"]) / f"{label}.safetensors")
     store = open_store(Path(app_env["EQUILAB_STORES"]) / f"{label}-shapes-test")
     image = np.array(load_dataset("shapes", "test", size=store.n).images[5])
-    want = lab_views(model, image, [SliderValues(hue=0.3)], "backbone")
+    want = lab_views(
+        model, image, [SliderValues(hue=0.3)], "backbone", ref=store_reference(store, "backbone")
+    )
     assert metrics(at)["|Δ|"] == [f"{want.norm[0]:.4f}"] and want.norm[0] > 0
-    assert metrics(at)["invariance cos"] == [f"{want.invariance[0]:.3f}"]
+    assert metrics(at)["relative invariance"] == [f"{want.rel_invariance[0]:.3f}"]
 
 
 def test_seeded_random_views_arrows_and_sweep(open_app):
@@ -63,7 +66,11 @@ def test_seeded_random_views_arrows_and_sweep(open_app):
     at.run()
     assert metrics(at)["|Δ|"] == first  # same seed, same views
     arrows = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert len(arrows["layout"]["annotations"]) == 3  # one actual arrow per view (no predictor)
+    names = [t["name"] for t in arrows["data"]]
+    assert names[-2:] == ["actual Δ", "original e(x)"]  # legend entries are the traces drawn
+    actual = arrows["data"][-2]
+    assert sum(s == "arrow" for s in actual["marker"]["symbol"]) == 3  # one actual arrow per view
+    assert arrows["layout"]["yaxis"]["scaleanchor"] == "x"  # equal scales
     at.button(key="lab_sweep_run").click().run()
     assert not at.exception
     sweep = json.loads(at.get("plotly_chart")[1].proto.spec)
@@ -86,44 +93,8 @@ def test_lab_view_is_a_retrieval_query(open_app):
     assert at.metric[0].label == "Query latency"
 
 
-def test_a_saved_posthoc_predictor_fills_the_prediction_metrics(store_roots, tmp_path, monkeypatch):
-    for k, v in store_roots.items():
-        shutil.copytree(v, tmp_path / k)
-        monkeypatch.setenv(k, str(tmp_path / k))
-    rng = np.random.default_rng(0)
-    for store in (tmp_path / "EQUILAB_STORES").iterdir():
-        z0 = np.asarray(open_store(store).embeddings("backbone"))[:80]
-        p = rng.normal(size=(80, 15))
-        zt = z0 + 0.01 * p[:, :1] + 0.001 * rng.normal(size=z0.shape)
-        save_predictor(fit_posthoc(z0, zt, p, "backbone"), store)
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
-    at.run()
-    at.slider(key="lab_brightness").set_value(1.5).run()
-    assert not at.exception
-    assert any("predictor: **post-hoc**" in c.value for c in at.caption)
-    m = metrics(at)
-    assert m["cos(Δ, Δ̂)"][0] != "—" and -1.0 <= float(m["cos(Δ, Δ̂)"][0]) <= 1.0
-    assert float(m["relative error"][0]) >= 0.0
-
-
-def test_random_views_come_from_the_models_recipe_and_open_in_the_sliders(open_app, app_env):
-    at = open_app("lab", idx="5")
-    at.radio(key="lab_mode").set_value("Sample random (seeded)").run()
-    assert any("training recipe" in c.value and "hue ±0.1" in c.value for c in at.caption)  # `none`: simclr
-    at.button(key="lab_edit_1").click().run()
-    assert not at.exception and at.radio(key="lab_mode").value == "Sliders"
-    store = open_store(Path(app_env["EQUILAB_STORES"]) / "shapes-none-shapes-test")
-    hw = np.array(load_dataset("shapes", "test", size=store.n).images[5]).shape[:2]
-    want = random_values(get_recipe("simclr", 32), hw, 0, 2)[1]  # view 2 of seed 0
-    for name in ("crop_scale", "brightness", "hue", "rotation", "crop_cx"):
-        key = "lab_cx" if name == "crop_cx" else f"lab_{name}"
-        assert at.slider(key=key).value == pytest.approx(getattr(want, name), abs=1e-6), name
-    assert at.checkbox(key="lab_flip").value == want.flip
-    assert len(metrics(at)["|Δ|"]) == 1
-
-
-def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_path, monkeypatch):
-    """A model lacking the chosen space gets a warning, not a silent backbone curve."""
+def _roots_with_simclr(store_roots, tmp_path, monkeypatch) -> Path:
+    """Copies of the fixture roots plus an untrained SimCLR checkpoint and its store; returns the stores root."""
     for k, v in store_roots.items():
         shutil.copytree(v, tmp_path / k)
         monkeypatch.setenv(k, str(tmp_path / k))
@@ -155,6 +126,62 @@ def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_pat
     write_store(
         tmp_path / "EQUILAB_STORES" / "shapes-simclr-shapes-test", arrays, source, StoreOptions(umap=False)
     )
+    return tmp_path / "EQUILAB_STORES"
+
+
+def test_a_simclr_model_shows_its_prediction_beside_both_baselines(store_roots, tmp_path, monkeypatch):
+    stores = _roots_with_simclr(store_roots, tmp_path, monkeypatch)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.query_params["model"] = "shapes-simclr"
+    at.query_params["space"] = "projector"
+    at.run()
+    at.slider(key="lab_hue").set_value(0.3).run()
+    assert not at.exception
+    assert any("predictor: **post-hoc ridge predictor**" in c.value for c in at.caption)
+    m = metrics(at)
+    for label in ("cos(Δ, Δ̂)", "cos, mean-Δ guess", "cos, parameters-only guess"):
+        assert m[label][0] != "—" and -1.0 <= float(m[label][0]) <= 1.0, label
+    arrows = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t["name"] for t in arrows["data"]]
+    for name in (
+        "actual Δ",
+        "prediction Δ̂",
+        "guess: mean Δ of the family/strength",
+        "guess: from the parameters only",
+    ):
+        assert name in names
+    assert any("model-free guess" in c.value for c in at.caption)  # the verdict line
+    cache = stores / "shapes-simclr-shapes-test" / "lab_predictors_projector.npz"
+    assert cache.is_file()  # fitted once, beside the store
+
+    at.slider(key="lab_hue").set_value(0.0).run()
+    at.slider(key="lab_rotation").set_value(90.0).run()  # rotation is not in the parameter vector
+    assert not at.exception
+    assert metrics(at)["cos(Δ, Δ̂)"] == ["—"] and metrics(at)["cos, parameters-only guess"] == ["—"]
+    assert any("not encoded" in c.value for c in at.caption)
+    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert "prediction Δ̂" not in names and "actual Δ" in names
+
+
+def test_random_views_come_from_the_models_recipe_and_open_in_the_sliders(open_app, app_env):
+    at = open_app("lab", idx="5")
+    at.radio(key="lab_mode").set_value("Sample random (seeded)").run()
+    assert any("training recipe" in c.value and "hue ±0.1" in c.value for c in at.caption)  # `none`: simclr
+    at.button(key="lab_edit_1").click().run()
+    assert not at.exception and at.radio(key="lab_mode").value == "Sliders"
+    store = open_store(Path(app_env["EQUILAB_STORES"]) / "shapes-none-shapes-test")
+    hw = np.array(load_dataset("shapes", "test", size=store.n).images[5]).shape[:2]
+    want = random_values(get_recipe("simclr", 32), hw, 0, 2)[1]  # view 2 of seed 0
+    for name in ("crop_scale", "brightness", "hue", "rotation", "crop_cx"):
+        key = "lab_cx" if name == "crop_cx" else f"lab_{name}"
+        assert at.slider(key=key).value == pytest.approx(getattr(want, name), abs=1e-6), name
+    assert at.checkbox(key="lab_flip").value == want.flip
+    assert len(metrics(at)["|Δ|"]) == 1
+
+
+def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_path, monkeypatch):
+    """A model lacking the chosen space gets a warning, not a silent backbone curve."""
+    _roots_with_simclr(store_roots, tmp_path, monkeypatch)
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
     at.query_params["model"] = "shapes-simclr"
@@ -166,5 +193,13 @@ def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_pat
     assert not at.exception
     warned = [w.value for w in at.warning if "No curve" in w.value]
     assert len(warned) == 2 and all("'projector'" in w for w in warned)  # both `none` models
-    sweep = json.loads(at.get("plotly_chart")[1].proto.spec)
+    charts = at.get("plotly_chart")  # identity view: no arrow plot, then |Δ| and cos
+    assert any("No displacement" in i.value for i in at.info)
+    sweep = json.loads(charts[0].proto.spec)
     assert [t["name"] for t in sweep["data"]] == ["shapes-simclr"]
+    cos = json.loads(charts[1].proto.spec)  # the open model's cos with its two guesses
+    assert [t["name"] for t in cos["data"]] == [
+        "shapes-simclr",
+        "shapes-simclr: mean-Δ guess",
+        "shapes-simclr: parameters-only guess",
+    ]
