@@ -10,7 +10,7 @@ import streamlit as st
 from app import cached, ui
 from engine.augment import FAMILIES
 from engine.lab.compare import selection_ids
-from engine.lab.image import family_displacements
+from engine.lab.image import default_strength, family_gain
 from engine.store.projection import stratified_sample
 
 MAX_POINTS = 20000
@@ -26,13 +26,26 @@ labels = info["labels"]
 n = info["n"]
 
 
+AUG_COLOURS = {  # colour option -> (ItemGain field, colour-bar title)
+    "displacement |Δ|": ("norm", "|Δ|"),
+    "relative invariance": ("rel_invariance", "relative invariance<br>(0 = between images)"),
+    "gain over the strongest baseline": ("gain", "gain in cos(Δ, Δ̂)<br>over {strongest}"),
+}
+BASELINE_NAMES = {
+    "mean_delta": "the mean-Δ guess",
+    "params_only": "parameters only",
+    "image_only": "image only",
+}
+
+
 @st.cache_data(max_entries=16, show_spinner="Augmenting and embedding every item (once per setting)…")
-def displacement_map(path: str, stamp: float, space: str, family: str, strength: float):
-    """(|Δ| [N], invariance cos [N]) of every store item under one augmentation family."""
+def displacement_map(path: str, stamp: float, space: str, family: str, strength: float, _predictors):
+    """engine.lab.image.ItemGain of every store item under one augmentation family (|Δ|, relative invariance,
+    gain of the predictor over the strongest baseline)."""
 
     model, _ = ui.load_model(sel.checkpoint)
     images = cached.store_images(ref)
-    return family_displacements(model, images, family, strength, space)
+    return family_gain(model, images, family, strength, space, _predictors, cached.reference(ref, space))
 
 
 c1, c2, c3 = st.columns(3)
@@ -40,7 +53,7 @@ kind = c1.radio("Projection", ["umap", "pca2"], horizontal=True, key="map_kind")
 factors = [c for c in meta.columns if c not in ("id", "label", "path") and meta[c].nunique() < 10_000]
 colour = c2.selectbox(
     "Colour by",
-    ["label", *factors, "kNN-correctness", "displacement |Δ|", "invariance cos"],
+    ["label", *factors, "kNN-correctness", *AUG_COLOURS],
     key="map_colour",
 )
 cap = int(c3.number_input("Max points drawn", 500, MAX_POINTS, min(5000, MAX_POINTS), 500, key="map_cap"))
@@ -49,20 +62,49 @@ xy = cached.coords(ref, space, kind)
 shown = stratified_sample(labels, n, cap, seed=0)
 st.caption(f"Showing {len(shown):,} of {n:,} items (per-class sample); metrics use the full store.")
 
+colour_title = colour
 if colour == "label":
     values, names = labels, info["classes"]
 elif colour == "kNN-correctness":
     values, names = cached.knn_correct(ref, space), None
-elif colour in ("displacement |Δ|", "invariance cos"):
+elif colour in AUG_COLOURS:
     fams = list(FAMILIES)
     d1, d2 = st.columns(2)
     fam = d1.selectbox(
-        "Augmentation", fams, index=fams.index("hue") if "hue" in fams else 0, key="map_family"
+        "Augmentation",
+        fams,
+        index=fams.index("hue") if "hue" in fams else 0,
+        format_func=lambda n: FAMILIES[n].label,
+        key="map_family",
     )
     f = FAMILIES[fam]
-    strength = d2.slider("Strength", float(f.low), float(f.high), float(f.high), key=f"map_strength_{fam}")
-    norm, inv = displacement_map(str(ref.path), ref.stamp, space, fam, strength)
-    values, names = (norm if colour == "displacement |Δ|" else inv), None
+    strength = d2.slider(
+        "Strength",
+        float(f.low),
+        float(f.high),
+        default_strength(fam),
+        step=float(f.step),
+        key=f"map_strength_{fam}",
+    )
+    model, _ = ui.load_model(sel.checkpoint)
+    predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
+    if predictors is None:
+        st.stop()
+    measured = displacement_map(str(ref.path), ref.stamp, space, fam, strength, predictors)
+    field, colour_title = AUG_COLOURS[colour]
+    values, names = getattr(measured, field), None
+    if field == "gain":
+        if measured.reason:
+            st.info(f"No gain to colour by: {measured.reason}.")
+        else:
+            colour_title = colour_title.format(
+                strongest=BASELINE_NAMES.get(measured.strongest, measured.strongest)
+            )
+            st.caption(
+                f"Per item: cos(Δ, Δ̂) of the {predictors.method_name} minus that of the strongest model-free "
+                f"guess over all items ({BASELINE_NAMES.get(measured.strongest, measured.strongest)}; mean gain "
+                f"{np.nanmean(measured.gain):+.3f}). Above 0 the predictor knows something the guess does not."
+            )
 else:
     col = meta[colour]
     if pd.api.types.is_numeric_dtype(col) and col.nunique() > 12:
@@ -94,7 +136,14 @@ else:
             customdata=shown,
             mode="markers",
             name=colour,
-            marker=dict(size=4, color=values[shown], colorscale="Viridis", showscale=True),
+            marker=dict(
+                size=4,
+                color=values[shown],
+                colorscale="RdBu" if colour == "gain over the strongest baseline" else "Viridis",
+                cmid=0.0 if colour == "gain over the strongest baseline" else None,
+                showscale=True,
+                colorbar=dict(title=dict(text=colour_title, side="right")),
+            ),
             hovertemplate="id %{customdata}<extra></extra>",
         )
     )

@@ -157,8 +157,8 @@ def ensure_predictors(
     model,
     space: str,
     progress: Progress | None = None,
-    n_fit: int = 1024,
-    n_sweep: int = 64,
+    n_fit: int = 512,
+    n_sweep: int = 32,
     seed: int = 0,
 ) -> LabPredictors:
     """The lab's predictors of ``space`` for ``model`` (the store's checkpoint): read from the cache beside the
