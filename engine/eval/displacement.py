@@ -32,6 +32,7 @@ from engine.core.io import atomic_write
 from engine.eval import measures as M
 from engine.eval.context import protocol_row, sample_images
 from engine.eval.metrics import rel_error, ridge_fit, row_cos
+from engine.methods.protocol import LOGIT_KEYS
 from engine.store.projection import pca
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]
@@ -177,7 +178,7 @@ def embed_views(model, images: torch.Tensor, params) -> Embedded:
 
 
 def _np(d: dict) -> dict[str, np.ndarray]:
-    return {k: v.float().cpu().numpy() for k, v in d.items() if k != "rotation_logits"}
+    return {k: v.float().cpu().numpy() for k, v in d.items() if k not in LOGIT_KEYS}
 
 
 def resolve_predictor(model, space: str, predictor: Predictor | None) -> tuple[Predictor | None, str]:

@@ -21,7 +21,8 @@ from engine.methods.equimod import EquiMod
 from engine.methods.essl import ESSL
 from engine.methods.losses import Gather, local
 from engine.methods.options import make_config
-from engine.methods.protocol import Method, Predicts
+from engine.methods.pretext import Pretext
+from engine.methods.protocol import LOGIT_KEYS, Method, Predicts, logits_key
 from engine.methods.rotation import NoTraining, Rotation
 from engine.methods.simclr import SimCLR
 from engine.models import BACKBONES
@@ -32,10 +33,12 @@ METHODS: dict[str, type[nn.Module]] = {
     "equimod": EquiMod,
     "clever": CLeVER,
     "rotation": Rotation,
+    "pretext": Pretext,
     "none": NoTraining,
 }
 
-# Embedding spaces each method's embed() returns (for stores, the app and tests).
+# Embedding spaces each method's embed() returns at its default options (for stores, the app and tests); a built
+# model's own ``spaces`` is authoritative (``pretext``/``essl`` with another task return "pretext_logits").
 SPACES: dict[str, tuple[str, ...]] = {name: cls.spaces for name, cls in METHODS.items()}
 
 
@@ -84,4 +87,14 @@ def build_method(
     return model
 
 
-__all__ = ["METHODS", "SPACES", "Method", "Predicts", "build_method", "method_class", "method_config"]
+__all__ = [
+    "LOGIT_KEYS",
+    "METHODS",
+    "SPACES",
+    "Method",
+    "Predicts",
+    "build_method",
+    "logits_key",
+    "method_class",
+    "method_config",
+]

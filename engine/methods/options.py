@@ -22,8 +22,15 @@ def make_config(config_cls: type, method: str, options: dict[str, Any] | None) -
         raise ConfigError(
             f"unknown option(s) {unknown} for method '{method}'; allowed keys: {sorted(defaults) or 'none'}"
         )
+    choices = getattr(config_cls, "CHOICES", {})  # allowed strings of the options that have a fixed set
     values = {
-        k: coerce(option_key(k), v, defaults[k], where=f"option '{k}' of method '{method}' ({option_key(k)})")
+        k: coerce(
+            option_key(k),
+            v,
+            defaults[k],
+            where=f"option '{k}' of method '{method}' ({option_key(k)})",
+            choices=choices.get(k),
+        )
         for k, v in options.items()
     }
     if "recipe" in values and values["recipe"] not in RECIPES:

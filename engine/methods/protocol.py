@@ -12,6 +12,16 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import Generator, Tensor, nn
 
+# embed() keys that are classifier outputs, not embedding spaces: stores and displacement skip them.
+LOGIT_KEYS: frozenset[str] = frozenset({"rotation_logits", "pretext_logits"})
+
+
+def logits_key(task: str) -> str:
+    """The embed() key of a pretext head predicting ``task``: ``rotation_logits`` for four-fold rotation (as every
+    checkpoint before the other tasks existed), ``pretext_logits`` for any other task (the method's
+    ``pretext_task`` attribute names it)."""
+    return "rotation_logits" if task == "rotation" else "pretext_logits"
+
 
 @runtime_checkable
 class Method(Protocol):

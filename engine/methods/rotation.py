@@ -1,17 +1,18 @@
 """Reference methods without a contrastive term: rotation-prediction pretext only (Understanding-ESSL's
-``four_fold_rotation``, docs/methods.md §4.2) and ``none`` (random initialisation, no training: the random-init
-floor, docs/methods.md §4.3)."""
+``four_fold_rotation``, docs/methods.md §4.2; today :class:`engine.methods.pretext.Pretext` with task rotation,
+kept under its old name, options and head name so its checkpoints load) and ``none`` (random initialisation, no
+training: the random-init floor, docs/methods.md §4.3)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Generator, Tensor, nn
 
-from engine.augment import augment, identity_view, light_recipe, rotate4
-from engine.methods.losses import rotation_ce
-from engine.models import mlp, scaled_hidden
+from engine.augment import identity_view
+from engine.methods.pretext import Pretext
 
 
 @dataclass(frozen=True)
@@ -22,39 +23,17 @@ class RotationConfig:
     lr_scale: float = 1.0
 
 
-class Rotation(nn.Module):
-    """Backbone + rotation head; every image of the batch appears in all four orientations."""
+class Rotation(Pretext):
+    """``pretext`` with task rotation, all four orientations of every image; head stored as ``rotation_head``."""
 
     Config = RotationConfig
-    trainable = True
     spaces = ("backbone", "rotation_logits")  # embed()'s keys, in order
+    head_attr: ClassVar[str] = "rotation_head"
 
     def __init__(
         self, backbone: nn.Module, config: RotationConfig = RotationConfig(), image_size: int = 32
     ) -> None:
-        super().__init__()
-        self.config, self.image_size = config, image_size
-        self.backbone = backbone
-        dims = [backbone.feat_dim, *scaled_hidden(config.rot_hidden, backbone.feat_dim), 4]
-        self.rotation_head = mlp(dims, norm=None, bias=True)
-
-    def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
-        """{"xr" [4B, 3, S, S] full-size lightly augmented views x 4 rotations, "yr" [4B] labels 0..3}."""
-        x, _ = augment(images_uint8, light_recipe(self.image_size), generator)
-        xr, yr = rotate4(x)
-        return {"xr": xr, "yr": yr}
-
-    def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:
-        logits = self.rotation_head(self.backbone(views["xr"]))
-        loss = rotation_ce(logits, views["yr"])
-        with torch.no_grad():
-            acc = (logits.argmax(1) == views["yr"]).float().mean()
-        return {"loss": loss, "loss/rotation": loss.detach(), "acc/rotation": acc}
-
-    def embed(self, x01: Tensor) -> dict[str, Tensor]:
-        """{"backbone", "rotation_logits" [B, 4]}."""
-        h = self.backbone(x01)
-        return {"backbone": h, "rotation_logits": self.rotation_head(h)}
+        super().__init__(backbone, config, image_size)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ from engine.core.device import resolve_device
 from engine.core.errors import ConfigError, StoreError
 from engine.core.io import atomic_dir, open_memmap
 from engine.data import DataSpec
+from engine.methods.protocol import LOGIT_KEYS
 from engine.store.format import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
 from engine.store.items import store_spec
 from engine.train.checkpoint import data_spec, load_model, read_info, stem_of
 from engine.train.config import parse_value
 
 CPU_CHUNK = 64
-SKIP_SPACES = frozenset({"rotation_logits"})  # a 4-way classifier output, not an embedding space
+SKIP_SPACES = LOGIT_KEYS  # pretext classifier outputs (rotation_logits, pretext_logits), not embedding spaces
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ class TrainConfig:
     knn_k: int = 200
     knn_t: float = 0.1
     log_every: int = 20  # steps between metrics.jsonl step records
+    online_linear: bool = (
+        False  # linear classifier on detached backbone features, logged per epoch (engine.train.online)
+    )
     out: str = ""  # run directory ("" = runs/<method>-<dataset>)
 
 
@@ -171,8 +174,8 @@ def flatten_yaml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
-def _method_takes(method: str, option: str) -> bool:
-
+def method_takes(method: str, option: str) -> bool:
+    """Whether method ``method``'s config has option ``option``."""
     cls = METHODS.get(method)
     return cls is not None and option in {f.name for f in dataclasses.fields(cls.Config)}
 
@@ -196,7 +199,7 @@ def build_config(overrides: dict[str, Any] | None = None) -> Config:
         values[section][name] = (
             {**values[section].get(name, {}), **coerced} if isinstance(coerced, dict) else coerced
         )
-    if dataset in DATASET_RECIPES and _method_takes(method, "recipe"):  # after overrides, in either key form
+    if dataset in DATASET_RECIPES and method_takes(method, "recipe"):  # after overrides, in either key form
         values["model"]["options"] = {
             "recipe": DATASET_RECIPES[dataset],
             **values["model"].get("options", {}),

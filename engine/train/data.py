@@ -56,6 +56,7 @@ class RunData:
     query_labels: np.ndarray
     num_classes: int
     image_side: int
+    train_labels: np.ndarray | None = None  # class of each train_images row (-1: unlabelled)
 
 
 def run_spec(cfg: Config) -> DataSpec:
@@ -87,6 +88,7 @@ def load_run_data(cfg: Config) -> RunData:
         np.asarray(q_lab),
         len(train.classes),
         int(train.images.shape[1]),
+        np.asarray(train.labels[subset]),
     )
 
 

@@ -1,0 +1,154 @@
+"""The `pretext` reference (every Understanding-ESSL task), E-SSL's `transform` option, the explaining-away
+class term, and the trainer's labels + online linear classifier."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.augment.pretext import PRETEXT_TASKS
+from engine.core.errors import ConfigError
+from engine.methods import LOGIT_KEYS, build_method, method_config
+from engine.train.config import load_config
+from engine.train.loop import fit
+
+WIDTH, B = 0.0625, 4
+
+
+def _images(n=B, seed=0):
+    return torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def _upright(n, seed):
+    """Images with a bright top half and a dark bottom half (plus noise): their rotation is learnable."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 60, (n, 3, 32, 32), generator=g)
+    x[:, :, :10] += 180
+    return x.clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("task", sorted(PRETEXT_TASKS))
+def test_every_task_trains_a_step_and_embeds_its_logits(task):
+    k = PRETEXT_TASKS[task].n_labels
+    copies = "sampled" if task == "jigsaw" else "all"
+    m = build_method("pretext", width=WIDTH, options={"task": task, "copies": copies})
+    v = m.make_views(_images(), torch.Generator().manual_seed(0))
+    assert v["xr"].shape[0] == (B if copies == "sampled" else k * B)
+    out = m(v)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and f"acc/{task}" in out
+    emb = m.embed(torch.rand(2, 3, 32, 32))
+    key = "rotation_logits" if task == "rotation" else "pretext_logits"
+    assert tuple(emb) == m.spaces == ("backbone", key) and emb[key].shape == (2, k) and key in LOGIT_KEYS
+
+
+@pytest.mark.parametrize("task", ["jigsaw", "blur", "hflip"])
+def test_essl_transform_predicts_any_task(task):
+    k = PRETEXT_TASKS[task].n_labels
+    m = build_method("essl", width=WIDTH, options={"transform": task})
+    v = m.make_views(_images(), torch.Generator().manual_seed(0))
+    assert v["xr"].shape == (k * B, 3, 16, 16) and sorted(v["yr"].tolist()) == sorted(list(range(k)) * B)
+    out = m(v)
+    assert f"acc/{task}" in out and torch.isfinite(out["loss"])
+    assert m.embed(torch.rand(2, 3, 32, 32))["pretext_logits"].shape == (2, k)
+
+
+def test_unknown_task_and_class_term_are_config_errors():
+    with pytest.raises(ConfigError, match="task"):
+        method_config("pretext", {"task": "shear"})
+    with pytest.raises(ConfigError, match="class_term"):
+        method_config("pretext", {"class_term": "subtract"})
+    with pytest.raises(ConfigError, match="transform"):
+        method_config("essl", {"transform": "shear"})
+
+
+def test_rotation_keeps_its_name_head_and_checkpoint_keys():
+    rot = build_method("rotation", width=WIDTH)
+    assert any(k.startswith("rotation_head.") for k in rot.state_dict())
+    pre = build_method("pretext", width=WIDTH)
+    pre.load_state_dict(
+        {k.replace("rotation_head.", "pretext_head."): v for k, v in rot.state_dict().items()}
+    )
+    x = torch.rand(2, 3, 32, 32)
+    rot.eval(), pre.eval()
+    assert torch.equal(rot.embed(x)["rotation_logits"], pre.embed(x)["rotation_logits"])
+
+
+def _grads(m, views):
+    m.zero_grad()
+    out = m(views)
+    out["loss"].backward()
+    return out, {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+
+def test_class_terms_add_and_eliminate_have_the_right_gradients():
+    torch.manual_seed(0)
+    plain = build_method("pretext", width=WIDTH, options={"num_classes": 3}).eval()
+    add = build_method("pretext", width=WIDTH, options={"class_term": "add", "num_classes": 3}).eval()
+    eli = build_method("pretext", width=WIDTH, options={"class_term": "eliminate", "num_classes": 3}).eval()
+    add.load_state_dict(
+        {**plain.state_dict(), **{k: v for k, v in add.state_dict().items() if "classifier" in k}}
+    )
+    eli.load_state_dict(add.state_dict())
+    v = plain.make_views(_images(), torch.Generator().manual_seed(1))
+    v["y"] = torch.tensor([0, 1, 2, -1])  # -1: unlabelled, ignored
+    _, g_plain = _grads(plain, v)
+    out_add, g_add = _grads(add, v)
+    out_eli, g_eli = _grads(eli, v)
+    assert out_add["loss"].item() == pytest.approx(
+        (out_add["loss/rotation"] + out_add["loss/class"]).item(), rel=1e-5
+    )
+    assert out_eli["loss"].item() == pytest.approx(out_eli["loss/rotation"].item(), rel=1e-5)  # +CE - CE
+    w = "backbone.stem.0.weight"
+    # backbone: eliminate's class gradient is the negative of add's; the classifier learns +CE in both
+    d_add, d_eli = g_add[w] - g_plain[w], g_eli[w] - g_plain[w]
+    assert torch.allclose(d_eli, -d_add, atol=1e-6) and d_add.abs().sum() > 0
+    assert torch.allclose(g_add["classifier.weight"], g_eli["classifier.weight"], atol=1e-6)
+    y = v["y"].repeat(4)
+    h = add.backbone(v["xr"]).detach()
+    ref = torch.autograd.grad(F.cross_entropy(add.classifier(h), y, ignore_index=-1), add.classifier.weight)[
+        0
+    ]
+    assert torch.allclose(g_add["classifier.weight"], ref, atol=1e-6)
+    with pytest.raises(ConfigError, match="labels"):
+        add({k: t for k, t in v.items() if k != "y"})
+
+
+def test_pretext_learns_a_learnable_task_and_none_stays_the_floor():
+    torch.manual_seed(0)
+    m = build_method("pretext", width=WIDTH, options={"task": "rotation"})
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    for step in range(25):
+        out = m(m.make_views(_upright(16, step), torch.Generator().manual_seed(step)))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    floor = build_method("pretext", width=WIDTH, options={"task": "rotation"})  # random init: `none` + a head
+    test = m.make_views(_upright(32, 999), torch.Generator().manual_seed(999))
+    m.eval(), floor.eval()
+    with torch.no_grad():
+        acc = (m(test)["acc/rotation"]).item()
+        acc0 = (floor(test)["acc/rotation"]).item()
+    assert acc > 0.5 > acc0 - 0.2  # chance is 0.25
+
+
+def test_trainer_passes_labels_and_logs_the_online_linear_classifier(tmp_path):
+    cfg = load_config(
+        None,
+        {
+            "model.method": "pretext", "model.options.class_term": "add", "model.options.copies": "sampled",
+            "data.dataset": "shapes_upright", "data.train_subset": 64, "optim.batch_size": 32,
+            "optim.epochs": 1, "model.width": WIDTH, "train.online_linear": True, "train.out": str(tmp_path),
+            "train.device": "cpu", "train.log_every": 1, "data.knn_queries": 50, "train.knn_every": 0,
+        },
+    )  # fmt: skip
+    run = fit(cfg)
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "acc/class" in recs[0] and "acc/rotation" in recs[0]
+    epoch = recs[-1]
+    assert 0.0 <= epoch["online_linear_acc"] <= 1.0 and 0.0 <= epoch["online_linear_train_acc"] <= 1.0
