@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from engine.augment.recipes import DATASET_RECIPES
 from engine.core.errors import ConfigError
 from engine.core.values import coerce
 from engine.data import DATASETS
@@ -103,9 +104,6 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "imagefolder": {"model.backbone": "resnet18"},
 }
 DATASET_DEFAULTS["shapes_upright"] = dict(DATASET_DEFAULTS["shapes"])  # same images, canonical orientation
-# Augmentation recipe per dataset, for the methods that take a `recipe` option (see engine.augment.RECIPES:
-# `shapes` needs full-strength colour distortion, or colour alone identifies an instance).
-DATASET_RECIPES: dict[str, str] = {"shapes": "shapes", "shapes_upright": "shapes"}
 # Allowed choices of the string fields; numeric ranges are in engine.core.values.RANGES (shared with the methods).
 CHOICES: dict[str, tuple[str, ...]] = {
     "optim.optimizer": ("sgd", "lars"),
