@@ -147,7 +147,15 @@ def solarize(x: Tensor) -> Tensor:
 
 
 def rotate(x: Tensor, degrees: Tensor) -> Tensor:
-    """Rotate counter-clockwise about the centre, same size, zero fill, bilinear (torchvision ``rotate``'s grid)."""
+    """Rotate counter-clockwise about the centre, same size, zero fill, bilinear (torchvision ``rotate``'s grid).
+
+    Fill convention: this equals torchvision v2 ``rotate(x, angle, BILINEAR)`` with its default ``fill=None``
+    (plain zero padding: ``grid_sample`` with ``padding_mode="zeros"``, a sample whose footprint crosses the
+    border is a weighted mix of image pixels and zeros), within float rounding. It is NOT ``fill=0``: torchvision
+    then appends a mask channel and, for bilinear, re-weights every output pixel whose footprint crosses the
+    border by the inside fraction, which differs from this by up to about 0.25 near the border
+    (``tests/engine/augment/test_rotation_fill.py``).
+    """
     _, _, h, w = x.shape
     th = torch.deg2rad(degrees)
     cos, sin = torch.cos(th), torch.sin(th)

@@ -79,6 +79,8 @@ def _check(name: str, v: object) -> None:
         raise _bad(name, v, "use a tuple of angles in degrees")
 
 
+CAUG_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(-90, 91))  # CLeVER's CAug rotation range
+
 # The CIFAR recipes of the papers; `dataclasses.replace(r, size=...)` scales the output to another image size.
 RECIPES: dict[str, Recipe] = {
     # EquiMod / E-SSL CIFAR SimCLR views (docs/methods.md §1.3, §2.3): RRC(32, 0.2-1, bicubic), flip, jitter p=.8, gray .2.
@@ -94,6 +96,10 @@ RECIPES: dict[str, Recipe] = {
     "shapes": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5),
     # E-SSL's small rotation view (§1.3): RRC(16, 0.2-1) + flip + jitter + gray; x4 rotations come from rotate4.
     "essl_rotation": Recipe(size=16),
+    # CLeVER's CAug (§3.4, `aug1_2`): the base recipe plus RandomRotation(-90°, 90°) on every view. The angle is
+    # drawn uniformly from the whole degrees -90..90 (a 1° grid; torchvision draws a continuous angle).
+    "simclr_caug": Recipe(rotations=CAUG_ANGLES),
+    "shapes_caug": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5, rotations=CAUG_ANGLES),
 }
 
 
