@@ -41,6 +41,7 @@ from engine.eval.metrics import (
     sgd_probe_for,
     train_sgd_probes,
 )
+from engine.eval.robustness import eval_robustness
 from engine.store.build import ensure_store, resolve_device
 from engine.store.format import Store, StoreOptions, open_store
 from engine.store.items import store_spec
@@ -243,6 +244,7 @@ EVALUATORS: dict[str, Callable[[EvalContext], list[Row]]] = {
     "rotation": eval_rotation,
     "clever": eval_clever,
     "displacement": eval_displacement,
+    "robustness": eval_robustness,  # CLeVER's test-time perturbations (engine.eval.robustness)
 }
 ARRAY_ONLY = ("knn", "linear", "factors")  # need no model, no augmentation
 
