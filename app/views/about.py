@@ -8,41 +8,137 @@ import streamlit as st
 
 from app import ui
 
-# name -> (explanation, example caption, target page, session-state/URL settings for the example)
+# name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
+# state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
+# name -> strength) and the sweep is run. The numbers quoted were measured on 300 shapes test images with the shipped
+# checkpoints (relative invariance, docs/measures.md); the lab shows them for one image, which varies around them.
 METHODS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "SimCLR": (
         "Contrastive instance discrimination: two random views of an image are pulled together and pushed away "
         "from the other images of the batch (NT-Xent). It learns **invariance** to every augmentation it uses — "
         "including colour jitter, so the hue of a shape is deliberately erased from the projector embedding.",
-        "SimCLR's colour-jitter invariance erases hue: sweep the hue shift and watch |Δ| stay small.",
+        "SimCLR erases hue: a hue shift leaves its embedding where it was (relative invariance ≈ 1.00 in backbone "
+        "and projector; 0.92 for the untrained network), all along the hue sweep.",
         "lab",
-        {"model": "shapes-simclr", "sweep": "hue shift", "space": "projector"},
+        {
+            "model": "shapes-simclr",
+            "dataset": "shapes",
+            "space": "projector",
+            "sweep": "hue shift",
+            "hue": "0.25",
+        },
     ),
     "E-SSL": (
         "SimCLR plus a 4-way rotation head on the **backbone** that predicts which of 0/90/180/270° was applied "
-        "to a small extra view: the backbone must stay *sensitive* to rotation (equivariant in the weak sense of "
-        "'the transformation is recoverable') while the projector stays invariant.",
-        "E-SSL keeps rotation: sweep the rotation angle in the backbone space.",
+        "to a small extra view: the backbone should stay *sensitive* to rotation (the transformation stays "
+        "recoverable) while the projector stays invariant. On `shapes`, drawn at random angles, no rotation can be "
+        "told apart, and the head stays at chance (0.25).",
+        "E-SSL on shapes: its rotation head at chance leaves no trace — a 90° rotation moves its backbone no more "
+        "than SimCLR's (relative invariance ≈ 0.91 vs 0.86). Rotation is not encoded by the parameter vector, so "
+        "there is no prediction arrow.",
         "lab",
-        {"model": "shapes-essl", "sweep": "rotation angle", "space": "backbone"},
+        {
+            "model": "shapes-essl",
+            "dataset": "shapes",
+            "space": "backbone",
+            "sweep": "rotation angle",
+            "rotation": "90",
+        },
     ),
     "EquiMod": (
         "SimCLR plus a separate equivariant head y and a predictor u(y(x), p) that, given the augmentation "
         "parameter vector p, predicts the embedding of the augmented view: Δ̂ = u(y0, p) − y0 should match "
-        "the actual displacement Δ = y(t(x)) − y0. The lab shows both arrows and cos(Δ, Δ̂).",
-        "EquiMod predicts displacements: compare actual and predicted arrows for a crop.",
+        "the actual displacement Δ = y(t(x)) − y0. The lab shows both arrows beside two model-free guesses.",
+        "EquiMod's equivariant head moves under a crop (relative invariance ≈ 0.66 vs 0.90 in its projector): "
+        "compare its predicted arrow with the mean-Δ and parameters-only guesses — the lab says which is closer.",
         "lab",
-        {"model": "shapes-equimod", "sweep": "crop scale", "space": "equivariant"},
+        {
+            "model": "shapes-equimod",
+            "dataset": "shapes",
+            "space": "equivariant",
+            "sweep": "crop scale",
+            "crop_scale": "0.5",
+        },
     ),
     "CLeVER": (
         "Splits the backbone output channel-wise into an invariant part (IR, first 80 %) trained with the usual "
         "view-agreement loss and an equivariant factor (EF, the rest) whose views are pushed apart "
         "(orthogonal), with a weight-norm balance to keep EF from collapsing. No augmentation parameters are used.",
-        "CLeVER's two parts: neighbourhoods in the invariant vs equivariant part.",
-        "map",
-        {"model": "shapes-clever", "space": "equivariant_part"},
+        "CLeVER's two parts: a crop moves the equivariant part about as far as another image is (relative "
+        "invariance ≈ 0) and the invariant part little (≈ 0.84); switch the space in the sidebar to compare.",
+        "lab",
+        {
+            "model": "shapes-clever",
+            "dataset": "shapes",
+            "space": "equivariant_part",
+            "sweep": "crop scale",
+            "crop_scale": "0.5",
+        },
     ),
 }
+
+# Every number the dashboard shows, in two sentences each with its baseline (docs/measures.md has the details).
+MEASURES: tuple[tuple[str, str], ...] = (
+    (
+        "|Δ|",
+        "The length of the displacement Δ = e(a(x)) − e(x) that an augmentation causes, in the space's own units. "
+        "Its baseline is 0 (the identity); compare lengths only within one space and model.",
+    ),
+    (
+        "relative invariance",
+        "1 − E‖s(a(x)) − s(x)‖² / E‖s(x) − s(x′)‖² on embeddings centred and scaled by the store's clean images: "
+        "1 means the view embeds as the image itself. Its baseline is 0, a view as far away as another image; "
+        "negative values move further than that.",
+    ),
+    (
+        "centred cosine",
+        "cos(e(a(x)) − μ, e(x) − μ) around the mean μ of the clean embeddings. Read it against the same cosine "
+        "between different images (about 0), shown beside it.",
+    ),
+    (
+        "raw cosine (reference only)",
+        "The old uncentred cos(e(a(x)), e(x)). Non-negative features make it ≈ 0.99 even between different images "
+        "(an untrained network looks most invariant), so it is never compared across models or spaces.",
+    ),
+    (
+        "cos(Δ, Δ̂)",
+        "The cosine between the actual displacement and the predicted one: EquiMod's own predictor in its "
+        "equivariant space, else a post-hoc ridge from (e(x), p) fitted on train images. It means something only "
+        "beside its baselines: the mean Δ of the view's family and strength, a ridge from the parameters alone, "
+        "one from the image alone, and the predictor given shuffled parameters.",
+    ),
+    (
+        "gain",
+        "The method's cos(Δ, Δ̂) (or R²) minus that of its strongest baseline, named beside it. Only a positive gain "
+        "says the predictor knows something a model-free guess does not; the map colours items by it.",
+    ),
+    (
+        "R²(Δ)",
+        "1 − Σ‖Δ − Δ̂‖² / Σ‖Δ − mean Δ‖²: the share of the displacements' spread a predictor explains. Its baseline "
+        "is 0 (guessing the mean displacement); it can be negative.",
+    ),
+    (
+        "image dependence",
+        "How much Δ changes from image to image at fixed parameters, for the actual and the predicted displacement. "
+        "0 means the augmentation moves every image by the same vector, so a guess from the parameters alone suffices.",
+    ),
+    (
+        "retrieval (MRR, Hit@k)",
+        "The predicted view e(x) + Δ̂ is ranked by cosine among the actual views of all test images. Read it as the "
+        "gap to the baselines, not to chance: small displacements let even the mean-Δ guess retrieve well.",
+    ),
+    (
+        "not encoded",
+        "The 15-d parameter vector has no entries for blur or rotation, so every predictor sees the identity there. "
+        "Such views get no prediction arrow; only the mean displacement of the family and strength is a guess.",
+    ),
+    (
+        "linear CKA",
+        "The similarity of two models' embeddings of the same items, 1 when they agree up to rotation, scale and "
+        "shift. Few items beside many dimensions inflate it (independent embeddings score about D / (N + D)); the "
+        "debiased form scores about 0 there.",
+    ),
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # Figures written by `python -m engine study report ... --out docs/study-<name>` (see docs/results.md).
@@ -58,16 +154,17 @@ STUDY_FINDINGS = """
 Measured, not assumed: eight arms with identical settings on `shapes`, 3 seeds each (tables and commands in
 `docs/results.md`).
 
-- **Every method learns shape**, far above the untrained network; after 10 CPU epochs SimCLR and E-SSL lead.
-- **Hue is erased by every contrastive method** (probe R² ≈ 0.01–0.07 against ≈ 0.6 for an untrained network);
-  EquiMod keeps a little more than SimCLR, nowhere near the papers' story of "equivariance keeps colour".
-- **EquiMod predicts its own displacements** (cos(Δ, Δ̂) ≈ 0.85 vs ≈ 0.16 with shuffled parameters); a post-hoc
-  predictor gets ≈ 0.6 on any network, even an untrained one, so the shuffled control is what makes the score mean
-  something.
+- **Every method learns shape**, far above the untrained network and the rotation-only model.
+- **Hue is erased by every contrastive method** (probe R² ≈ 0.01–0.06 against ≈ 0.6 for an untrained network);
+  EquiMod keeps slightly more than SimCLR, nowhere near the papers' story of "equivariance keeps colour".
 - **E-SSL's rotation head stays at chance (0.25) on `shapes`**, whose shapes are drawn at random angles: a rotation
-  is only predictable when images have an "up". On `shapes_upright` it becomes learnable (ceiling 0.63).
-- **E-SSL's gain over SimCLR comes with its doubled learning rate**: SimCLR at that same rate (the study's
-  `simclr-lr2` control) matches it.
+  is only predictable when images have an "up". On `shapes_upright` (ceiling 0.63) it is still near chance after
+  10 epochs; upright shapes are easier to classify.
+- **E-SSL vs SimCLR is within noise**; SimCLR at E-SSL's doubled learning rate (the `simclr-lr2` control) matches
+  it, and E-SSL at the shared rate falls below. Nothing here credits the rotation head.
+- **Displacement prediction is read against model-free guesses.** The study's old prediction and invariance figures
+  are withdrawn (docs/measures.md explains why); in the lab every prediction is drawn beside the mean displacement
+  of its family and strength and a guess from the parameters alone.
 """
 
 st.title("About EquiLab")
@@ -79,13 +176,16 @@ in a predictable way, *f(t(x)) = g_t(f(x))*: the information is kept and the dis
 **Δ = f(t(x)) − f(x)** can be predicted from *t*. Contrastive methods buy invariance to their augmentations;
 the equivariant methods below keep some of what the augmentations change.
 
-How to read the lab: **|Δ|** is how far a view moves; **invariance** is cos(f(x), f(t(x))) (1 = unmoved);
-**cos(Δ, Δ̂)** and the **relative error** |Δ̂ − Δ| / |Δ| say how well the displacement is predicted
-(EquiMod's own predictor, or a post-hoc linear predictor fitted on frozen embeddings for the other methods).
-Arrows are drawn in a linear 2-D basis (PCA plane or the mean-displacement axis), never through UMAP,
-whose non-linear axes would distort directions and lengths.
+How to read the lab: each view shows how far it moves (**|Δ|**), how invariant it is (**relative invariance**,
+against the between-image baseline 0), and how well its displacement is predicted (**cos(Δ, Δ̂)**) beside two
+model-free guesses. Arrows are drawn in a linear 2-D basis with equal scales (PCA plane or the mean-displacement
+axis), never through UMAP, whose non-linear axes would distort directions and lengths.
 """
 )
+
+with st.expander("Every measure, with its baseline", expanded=False):
+    st.markdown("\n".join(f"- **{name}**: {text}" for name, text in MEASURES))
+    st.caption("Definitions and constructed test cases: docs/measures.md.")
 
 models = ui.discover_models()
 for name, (text, example, page, settings) in METHODS.items():
@@ -99,6 +199,9 @@ for name, (text, example, page, settings) in METHODS.items():
                     f"{name}'s shipped checkpoint is not present; using the current model."
                 )
             st.session_state["example"] = settings
+            st.session_state["example_pending"] = (
+                True  # the lab applies the augmentation and runs the sweep once
+            )
             st.session_state["apply_qp"] = True  # the sidebar adopts model/space from the URL once
             st.switch_page(f"views/{page}.py", query_params=settings)
 

@@ -6,6 +6,8 @@ the model's own training recipe; every number comes from engine.lab.image.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,6 +17,7 @@ from engine.augment import FAMILIES, Recipe, find_family, training_recipe
 from engine.core.errors import ConfigError, EquiLabError
 from engine.eval import measures as M
 from engine.eval.displacement import SCORED_SPACES
+from engine.lab.display import displayable
 from engine.lab.image import SliderValues, displacement_basis, lab_predictions, random_values, sweep_models
 
 CENTRE_KEYS = {"crop_cx": ("Crop centre x", "lab_cx"), "crop_cy": ("Crop centre y", "lab_cy")}
@@ -149,6 +152,19 @@ ref = cached.store_for(sel)
 info = cached.summary(str(ref.path), ref.stamp)
 space = ui.pick_space(info["spaces"], prefer=SCORED_SPACES)  # where the displacement is scored
 example = st.session_state.get("example", {})
+if st.session_state.pop("example_pending", False):  # a one-click About example: apply its view, run its sweep
+    st.session_state["lab_mode"] = "Sliders"
+    for name, fam in FAMILIES.items():
+        if name in example:
+            try:
+                v = fam.clamp(float(example[name]))
+            except (TypeError, ValueError):
+                continue
+            st.session_state[_key(name)] = bool(v >= 0.5) if fam.flag else v
+    if "sweep" in example:
+        with contextlib.suppress(ConfigError):
+            st.session_state["lab_sweep"] = find_family(example["sweep"]).name
+            st.session_state["lab_sweep_auto"] = True
 
 # ---------------------------------------------------------------- the image
 src_col, aug_col = st.columns([1, 2])
@@ -158,7 +174,7 @@ with src_col:
     if source == "Dataset":
         n = info["n"]
         if "lab_idx" not in st.session_state:
-            st.session_state["lab_idx"] = min(max(ui.qp_int("idx", 0), 0), n - 1)
+            st.session_state["lab_idx"] = ui.url_int("idx", 0, 0, n - 1)
         classes = ["any", *info["classes"]]
         cls = st.selectbox("Class", classes, key="lab_class")
         if st.button("Random image", key="lab_random_img"):
@@ -177,7 +193,7 @@ with src_col:
     if image is None:
         st.info("Pick a dataset image or upload one.")
         st.stop()
-    st.image(image, caption=caption, width=160)
+    st.image(displayable(image), caption=caption, width=160)
 
 # ---------------------------------------------------------------- the augmentation
 model, _ = ui.load_model(sel.checkpoint)
@@ -226,7 +242,7 @@ with left:
         )
     for i, v in enumerate(values):
         cols = st.columns([1.1, 1, 1, 1])
-        cols[0].image(np.transpose(disp.views[i], (1, 2, 0)).clip(0, 1), caption=f"view {i + 1}", width=96)
+        cols[0].image(displayable(disp.views[i]), caption=f"view {i + 1}", width=96)
         cols[1].metric("|Δ|", f"{disp.norm[i]:.4f}")
         inv = np.nan if disp.rel_invariance is None else float(disp.rel_invariance[i])
         between = (
@@ -338,15 +354,10 @@ with st.expander("Sweep one augmentation family", expanded="sweep" in example):
         want = find_family(example["sweep"]).name if "sweep" in example else names[0]
     except ConfigError:
         want = names[0]
-    sweep = st.selectbox(
-        "Family",
-        names,
-        index=names.index(want),
-        format_func=lambda n: FAMILIES[n].label,
-        key="lab_sweep",
-    )
+    st.session_state.setdefault("lab_sweep", want)  # one source of the default: no index beside the key
+    sweep = st.selectbox("Family", names, format_func=lambda n: FAMILIES[n].label, key="lab_sweep")
     all_models = st.toggle("All models at once", key="lab_sweep_all")
-    if st.button("Run sweep", key="lab_sweep_run"):
+    if st.button("Run sweep", key="lab_sweep_run") or st.session_state.pop("lab_sweep_auto", False):
         base = values[0] if mode == "Sliders" else SliderValues()
         chosen = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
         models = {}

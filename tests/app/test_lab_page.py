@@ -203,3 +203,14 @@ def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_pat
         "shapes-simclr: mean-Δ guess",
         "shapes-simclr: parameters-only guess",
     ]
+
+
+def test_an_about_example_lands_with_its_augmentation_applied_and_its_sweep_run(open_app):
+    at = open_app("about")
+    at.button(key="example_SimCLR").click().run()  # shapes-simclr is absent here: the current model is used
+    assert not at.exception and at.title[0].value == "Augmentation lab"
+    assert at.slider(key="lab_hue").value == pytest.approx(0.25)
+    assert float(metrics(at)["|Δ|"][0]) > 0  # the view is augmented, not the identity
+    assert at.selectbox(key="lab_sweep").value == "hue"
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("|Δ| vs Hue shift") for t in titles)  # the sweep ran without a click

@@ -82,6 +82,25 @@ def test_about_example_button_switches_page_with_url_state(roots):
     assert at.title[0].value == "Augmentation lab"
 
 
+def test_about_defines_every_measure_with_its_baseline_and_claims_what_the_numbers_show(roots):
+    at = app_on("about")
+    text = " ".join(m.value for m in at.markdown)
+    for name in (
+        "relative invariance",
+        "centred cosine",
+        "cos(Δ, Δ̂)",
+        "gain",
+        "R²(Δ)",
+        "not encoded",
+        "linear CKA",
+    ):
+        assert f"**{name}" in text, name
+    assert "baseline" in text and "between" in text
+    captions = [b.label for b in at.button]
+    assert not any("keeps rotation" in c for c in captions)  # chance on shapes: the old claim does not hold
+    assert any("E-SSL on shapes" in c and "no more" in c for c in captions)
+
+
 def test_sidebar_without_checkpoints_shows_the_training_command(roots):
     at = AppTest.from_file(MAIN, default_timeout=120).run()
     assert "No checkpoints" in at.sidebar.warning[0].value
