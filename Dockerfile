@@ -40,5 +40,5 @@ HEALTHCHECK --interval=30s --timeout=5s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"]
 # Inside a container the server must listen on all interfaces for `-p 8501:8501` to reach it; outside
 # Docker, `make run` binds 127.0.0.1 and opening it up is an explicit `make run ADDRESS=0.0.0.0`.
-CMD ["streamlit", "run", "app/main.py", "--server.address=0.0.0.0", "--server.port=8501", \
+CMD ["streamlit", "run", "app/serve.py", "--server.address=0.0.0.0", "--server.port=8501", \
      "--server.headless=true", "--browser.gatherUsageStats=false"]

@@ -78,8 +78,8 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
         memo[key] = (path, stamp)
     except EquiLabError as e:
         memo.pop(key, None)
-        ui.show_error(
-            e, discovery.embed_command(ckpt, sel.dataset, sel.split, stores)
+        ui.show_store_error(
+            e, sel.dataset, discovery.embed_command(ckpt, sel.dataset, sel.split, stores)
         )  # the store read first
         st.stop()
     return StoreRef(path=path, stamp=stamp)
@@ -88,21 +88,24 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
 def _build(ckpt: Path, sel: ui.Selection) -> Path:
     """engine.store.build.ensure_store with a progress display while it builds; returns the store directory."""
 
-    slot = st.empty()  # the progress box disappears once the store is ready
-    with slot.container():
-        status = st.status(
-            f"Building the {sel.dataset}/{sel.split} store of {ckpt.stem} (first open only)…", expanded=True
-        )
-        with status:
-            bar = st.progress(0.0)
-            path = ensure_store(
-                ckpt,
-                sel.dataset,
-                sel.split,
-                store_root=ui.roots()["stores"],
-                progress=_progress_cb(status, bar),
+    slot = st.empty()  # the progress box disappears once the store is ready, or failed to build
+    try:
+        with slot.container():
+            status = st.status(
+                f"Building the {sel.dataset}/{sel.split} store of {ckpt.stem} (first open only)…",
+                expanded=True,
             )
-    slot.empty()
+            with status:
+                bar = st.progress(0.0)
+                path = ensure_store(
+                    ckpt,
+                    sel.dataset,
+                    sel.split,
+                    store_root=ui.roots()["stores"],
+                    progress=_progress_cb(status, bar),
+                )
+    finally:
+        slot.empty()
     return Path(path)
 
 

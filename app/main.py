@@ -1,4 +1,8 @@
-"""EquiLab dashboard entry point: ``streamlit run app/main.py``. Draws the shared sidebar and routes pages."""
+"""EquiLab dashboard script: draws the shared sidebar and routes pages.
+
+Served by ``streamlit run app/serve.py`` (which also sends nested paths such as /a/b to a page); ``streamlit run
+app/main.py`` works too, without that redirect.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from app import ui
 # Not "pages/": that name switches Streamlit into its legacy multipage mode beside st.navigation.
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
-st.set_page_config(page_title="EquiLab", page_icon=":material/science:", layout="wide")
+# An emoji favicon is drawn by the browser from an inline SVG; ":material/..." icons are fetched from a font CDN.
+st.set_page_config(page_title="EquiLab", page_icon="🧪", layout="wide")
 
 PAGES = {
     "Explore": [

@@ -16,9 +16,10 @@ import numpy as np
 import streamlit as st
 
 from engine import data as mod
-from engine.core.errors import EquiLabError
+from engine.core.errors import DataError, EquiLabError
 from engine.core.paths import is_inside, resolve_inside
 from engine.data import DATASETS
+from engine.eval.displacement import SCORED_SPACES
 from engine.lab import models as lab_models
 from engine.store.discovery import find_checkpoints
 
@@ -30,6 +31,16 @@ ROOT_ENV: dict[str, str] = {
 }
 DEFAULT_DATASET = "shapes"
 DEFAULT_MODELS = ("shapes-equimod", "shapes-simclr")  # preferred first choice when the URL names none
+SHARED = (
+    "_shared_selection"  # session state: {"model", "dataset", "space"} the pages share (mirrored in the URL)
+)
+# where each file-backed dataset's files go under the data root (engine.data's loaders)
+DATA_LAYOUTS = {
+    "cifar10": "cifar-10-batches-py/ (torchvision's download) or test/<class>/*.jpg",
+    "cifar100": "cifar-100-python/ (torchvision's download)",
+    "stl10": "stl10_binary/ (torchvision's download)",
+    "imagefolder": "<split>/<class>/<images>",
+}
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
 
@@ -83,6 +94,25 @@ def show_error(err: Exception, fix: str | None = None) -> None:
         st.code(fix, language="bash")
 
 
+def show_store_error(err: Exception, dataset: str, fix: str) -> None:
+    """:func:`show_error` for a store that cannot be built or opened; when the dataset's files are missing, says
+    that they are not shipped, how to point the app at them and a command with ``--data-root``."""
+
+    if not isinstance(err, DataError) or dataset not in DATA_LAYOUTS:
+        show_error(err, fix)
+        return
+    folder = f"/path/to/{dataset}"
+    st.error(
+        f"DataError: {err.reason}. The {dataset} images are not shipped with EquiLab (only the generated shapes "
+        f"datasets are). Point the app at a copy: set EQUILAB_DATA_ROOT to a folder holding "
+        f"{DATA_LAYOUTS[dataset]} and restart the app, or build this store once with the command below."
+    )
+    st.code(
+        f"export EQUILAB_DATA_ROOT={folder}   # then restart the app, or:\n{fix} --data-root {folder}",
+        language="bash",
+    )
+
+
 # ---------------------------------------------------------------- URL and session state
 
 
@@ -100,11 +130,23 @@ def set_qp(**values: Any) -> None:
             st.query_params[k] = str(v)
 
 
-def qp_int(name: str, default: int) -> int:
-    try:
-        return int(qp(name, str(default)))
-    except (TypeError, ValueError):
+def url_int(name: str, default: int, low: int, high: int) -> int:
+    """``?name=`` as an integer clamped to [``low``, ``high``]; ``default`` (clamped too) when absent or not an
+    integer. A refused or clamped value is named in a warning."""
+    default = min(max(int(default), low), high)
+    text = qp(name)
+    if text is None:
         return default
+    try:
+        value = int(text)
+    except ValueError:
+        st.warning(f"Ignored {name}={text[:200]!r} from the URL: not an integer; showing {default}.")
+        return default
+    if not low <= value <= high:
+        clamped = min(max(value, low), high)
+        st.warning(f"{name}={str(value)[:40]} from the URL is outside {low}–{high}; showing {clamped}.")
+        return clamped
+    return value
 
 
 # ---------------------------------------------------------------- sidebar
@@ -126,23 +168,35 @@ def _dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
+def _shared() -> dict[str, Any]:
+    """The selection every page shares (session state; survives page switches, which clear the URL)."""
+    return st.session_state.setdefault(SHARED, {})
+
+
+def _init_choice(key: str, url_name: str, options: list[str], fallback: str, adopt_url: bool) -> None:
+    """Set widget ``key`` before it is created (never also given an index): the URL on a new session or an
+    example link, else the widget's own value, else the shared selection, else ``fallback``."""
+    current = st.session_state.get(key)
+    if adopt_url or current not in options:
+        shared = _shared().get(url_name)
+        base = current if current in options else shared if shared in options else fallback
+        st.session_state[key] = url_choice(url_name, options, base) if adopt_url or current is None else base
+
+
 def sidebar() -> Selection:
-    """Model / dataset pickers shared by all pages (the space picker is added by :func:`store_for`)."""
+    """Model / dataset pickers shared by all pages (the space picker is added by :func:`pick_space`)."""
     models = discover_models()
     labels = list(models)
-    if st.session_state.pop("apply_qp", False):  # a one-click example or shared link set the URL
-        if qp("model") in labels:
-            st.session_state["sb_model"] = qp("model")
-        st.session_state["sb_space"] = qp("space")
+    adopt = st.session_state.pop("apply_qp", False)  # a one-click example or shared link set the URL
+    if adopt and qp("space"):
+        _shared()["space"] = qp("space")
     with st.sidebar:
         st.header("EquiLab")
         if labels:
             # the shipped EquiMod checkpoint shows both actual and predicted arrows
             first = next((m for m in DEFAULT_MODELS if m in labels), labels[0])
-            idx = labels.index(url_choice("model", labels, first))
-            model = st.selectbox(
-                "Model", labels, index=idx, key="sb_model", help="checkpoints/, runs/, stores/"
-            )
+            _init_choice("sb_model", "model", labels, first, adopt)
+            model = st.selectbox("Model", labels, key="sb_model", help="checkpoints/, runs/, stores/")
         else:
             model = None
             st.warning(
@@ -150,11 +204,14 @@ def sidebar() -> Selection:
             )
             st.code("python -m engine train --method simclr --dataset shapes", language="bash")
         names = _dataset_names()
-        want_ds = url_choice("dataset", names, DEFAULT_DATASET if DEFAULT_DATASET in names else names[0])
-        dataset = st.selectbox("Dataset", names, index=names.index(want_ds), key="sb_ds")
+        _init_choice(
+            "sb_ds", "dataset", names, DEFAULT_DATASET if DEFAULT_DATASET in names else names[0], adopt
+        )
+        dataset = st.selectbox("Dataset", names, key="sb_ds")
         split = "test"
         if note := st.session_state.pop("example_note", None):
             st.info(note)
+    _shared().update(model=model, dataset=dataset)
     set_qp(model=model, dataset=dataset)
     sel = Selection(model=model, checkpoint=models.get(model), dataset=dataset, split=split, space=None)
     st.session_state["selection"] = sel
@@ -167,18 +224,24 @@ def selection() -> Selection:
     return sel if sel is not None else sidebar()
 
 
+def _remember_space(key: str) -> None:
+    """Callback: a space picked in the widget becomes the shared one before the page reruns."""
+    _shared()["space"] = st.session_state[key]
+
+
 def pick_space(
     spaces: list[str],
     key: str = "sb_space",
     label: str = "Embedding space",
-    prefer: tuple[str, ...] = ("projector",),
+    prefer: tuple[str, ...] = SCORED_SPACES,
 ) -> str:
-    """Space picker in the sidebar restricted to the spaces the store has; synced with ?space=."""
-    want = qp("space")
-    default = want if want in spaces else next((s for s in prefer if s in spaces), spaces[0])
-    if st.session_state.get(key) not in spaces:
-        st.session_state[key] = default
-    space = st.sidebar.selectbox(label, spaces, key=key)
+    """Space picker in the sidebar restricted to the spaces the store has, shared by every page: the shared
+    selection, else the widget's value, else ``?space=``, else the first of ``prefer``. Synced with ?space=."""
+    fallback = next((s for s in prefer if s in spaces), spaces[0])
+    candidates = (_shared().get("space"), st.session_state.get(key), qp("space"))
+    st.session_state[key] = next((s for s in candidates if s in spaces), fallback)
+    space = st.sidebar.selectbox(label, spaces, key=key, on_change=_remember_space, args=(key,))
+    _shared()["space"] = space
     set_qp(space=space)
     return space
 

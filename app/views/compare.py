@@ -8,16 +8,40 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
+from engine.core.errors import CheckpointError
 from engine.lab.compare import neighbour_overlap, rank_changed, selection_ids
+from engine.lab.display import displayable
+from engine.store.discovery import recorded_info
 from engine.store.projection import stratified_sample
+from engine.train.checkpoint import data_spec
 
 MAX_POINTS = 5000
 K_MAX = 50  # neighbours computed once per store; any k <= K_MAX is a slice, so moving the k slider is free
 
+
+def trained_on(path) -> str | None:
+    """The dataset a checkpoint was trained on, from its sidecar (None when it records none)."""
+    try:
+        spec = data_spec(recorded_info(path))
+    except CheckpointError:
+        return None
+    return None if spec is None else spec.name
+
+
+def by_dataset(labels: list[str], models: dict, dataset: str) -> list[str]:
+    """``labels`` with the models trained on ``dataset`` first, then those that record no dataset, then the rest."""
+    rank = {
+        label: (0 if d == dataset else 1 if d is None else 2)
+        for label in labels
+        for d in [trained_on(models[label])]
+    }
+    return sorted(labels, key=lambda label: rank[label])
+
+
 st.title("Compare models")
 sel = ui.selection()
 models = ui.discover_models()
-others = [m for m in models if m != sel.model]
+others = by_dataset([m for m in models if m != sel.model], models, sel.dataset)
 if not others:
     st.info(f"Comparison needs two checkpoints; found {len(models)}. Train another, e.g.:")
     st.code("python -m engine train --method simclr --dataset shapes", language="bash")
@@ -25,6 +49,10 @@ if not others:
 want_b = ui.url_choice("model_b", list(models), others[0])  # model A itself: silently the first other
 label_b = st.selectbox("Model B", others, index=others.index(want_b) if want_b in others else 0, key="cmp_b")
 ui.set_qp(model_b=label_b)
+if (trained_b := trained_on(models[label_b])) not in (None, sel.dataset):
+    st.caption(
+        f"Model B was trained on {trained_b}, not {sel.dataset}: its neighbourhoods here are out of domain."
+    )
 ref_a = cached.store_for(sel)
 ref_b = cached.store_for(sel, models[label_b])
 info_a = cached.summary(str(ref_a.path), ref_a.stamp)
@@ -35,7 +63,7 @@ if info_a["n"] != info_b["n"] or not np.array_equal(info_a["labels"], info_b["la
     )
     st.stop()
 common = [s for s in info_a["spaces"] if s in info_b["spaces"]]
-space = ui.pick_space(common, key="cmp_space", label="Shared space")
+space = ui.pick_space(common, label="Embedding space (both models)")
 k = int(st.slider("k for overlap@k", 5, K_MAX, 10, key="cmp_k"))
 classes, labels, n = info_a["classes"], info_a["labels"], info_a["n"]
 
@@ -124,7 +152,7 @@ for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
     emb = cached.embeddings(str(ref.path), ref.stamp, space)
     ids = [int(i) for i in np.asarray(cached.search(ref, space, emb[q], 8, exclude=np.array([q])).ids)[0]]
     st.image(
-        [th[q]] + [th[i] for i in ids],
+        [displayable(th[q])] + [displayable(th[i]) for i in ids],
         caption=[f"query ({name})"] + [classes[labels[i]] for i in ids],
         width=64,
     )

@@ -165,7 +165,7 @@ if len(picked) > 1:
 
 st.subheader("Inspect one item")
 if "map_item" not in st.session_state:
-    st.session_state["map_item"] = min(max(ui.qp_int("item", 0), 0), n - 1)
+    st.session_state["map_item"] = ui.url_int("item", 0, 0, n - 1)
 if len(picked) == 1 and st.session_state.get("map_last_pick") != int(picked[0]):
     st.session_state["map_item"] = st.session_state["map_last_pick"] = int(picked[0])  # a clicked point
 item = int(st.number_input("Item id", 0, n - 1, key="map_item"))

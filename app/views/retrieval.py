@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import cached, ui
+from engine.lab.display import displayable
 from engine.lab.query import embed_image
 
 st.title("Retrieval")
@@ -21,7 +22,9 @@ k = int(c2.slider("k", 1, 32, 8, key="ret_k"))
 
 query, query_label, show = None, None, None
 if source == "Dataset image":
-    idx = int(st.number_input("Image id", 0, info["n"] - 1, ui.qp_int("q", 0), key="ret_idx"))
+    if "ret_idx" not in st.session_state:  # the URL's id once; then the widget's
+        st.session_state["ret_idx"] = ui.url_int("q", 0, 0, info["n"] - 1)
+    idx = int(st.number_input("Image id", 0, info["n"] - 1, key="ret_idx"))
     ui.set_qp(q=idx)
     query = cached.embeddings(str(ref.path), ref.stamp, space)[idx]
     query_label, show = int(labels[idx]), cached.thumbs(str(ref.path), ref.stamp)[idx]
@@ -43,7 +46,7 @@ else:
 if query is None:
     st.stop()
 
-st.image(show, caption="query", width=112)
+st.image(displayable(show), caption="query", width=112)
 res = cached.search(ref, space, query, k)
 ids, scores = np.asarray(res.ids)[0], np.asarray(res.scores)[0]
 st.metric("Query latency", f"{float(res.latency_ms):.2f} ms")
@@ -53,7 +56,7 @@ for i, s in zip(ids, scores):
     mark = "" if query_label is None else (" ✓" if labels[i] == query_label else " ✗")
     caps.append(f"{classes[labels[i]]} · {s:.3f}{mark}")
 st.subheader(f"Top {k}")
-st.image([th[i] for i in ids], caption=caps, width=80)
+st.image([displayable(th[i]) for i in ids], caption=caps, width=80)
 if query_label is not None:
     st.caption(
         f"{int((labels[ids] == query_label).sum())} of {k} share the query's label (the query itself may be #1)."

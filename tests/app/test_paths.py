@@ -278,3 +278,27 @@ def test_upload_name_is_only_a_caption_never_a_path(tree, accessed, open_app):  
     assert not at.exception and not at.error
     assert at.get("image")[0].proto.imgs[0].caption == name
     assert touched(accessed, tree) == []
+
+
+# ---------------------------------------------------------------- integers in the URL
+
+
+@pytest.mark.parametrize(
+    ("page", "name", "key", "text", "want"),
+    [
+        ("retrieval", "q", "ret_idx", "-1", 0),
+        ("retrieval", "q", "ret_idx", "99999999999999999999", 159),
+        ("retrieval", "q", "ret_idx", "abc", 0),
+        ("retrieval", "q", "ret_idx", "1e3", 0),
+        ("map", "item", "map_item", "-5", 0),
+        ("map", "item", "map_item", "99999999999999999999", 159),
+        ("lab", "idx", "lab_idx", "160", 159),
+        ("lab", "idx", "lab_idx", "%00", 0),
+    ],
+)
+def test_url_integers_are_clamped_or_refused_with_a_warning(open_app, page, name, key, text, want):
+    at = open_app(page, **{name: text})
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.number_input(key=key).value == want
+    assert any(name in w.value and "from the URL" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.query_params[name] == str(want)  # the URL now holds what is shown

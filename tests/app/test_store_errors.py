@@ -150,3 +150,27 @@ def test_the_command_fixes_a_damaged_store_outside_the_canonical_layout(roots):
     assert len(at.get("image")) == 2  # query + neighbours: the element type the refusal check looks for
     emb = np.load(good / "backbone.npy")
     assert np.isfinite(emb).all()
+
+
+def test_cifar10_absent_says_it_is_not_shipped_and_how_to_point_at_it(store_roots, tmp_path, monkeypatch):
+    """No CIFAR-10 under the data root: no stale building box, the reason, the env var, the layout, --data-root."""
+    from engine.cli import build_parser
+
+    for k, v in store_roots.items():
+        monkeypatch.setenv(k, v)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("EQUILAB_DATA_ROOT", str(empty))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params["dataset"] = "cifar10"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.get("expandable") and not at.get("status"), "the 'Building the store' box stayed"
+    msg = at.error[0].value
+    assert msg.startswith("DataError: ") and "not shipped" in msg and "EQUILAB_DATA_ROOT" in msg
+    assert "cifar-10-batches-py" in msg
+    lines = at.code[0].value.splitlines()
+    assert lines[0].startswith("export EQUILAB_DATA_ROOT=")
+    cmd = shlex.split(lines[1])
+    args = build_parser().parse_args(cmd[3:])  # the engine's CLI accepts the command as shown
+    assert args.command == "embed" and args.dataset == "cifar10" and args.data_root == "/path/to/cifar10"

@@ -230,3 +230,82 @@ def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app
     norm, _ = family_displacements(model, images, "hue", 0.25, "backbone")
     ids = array(trace["customdata"])
     assert np.allclose(array(trace["marker"]["color"]), norm[ids], atol=1e-5)
+
+
+def record_dataset(checkpoints: Path, label: str, dataset: str) -> None:
+    """Make the sidecar of ``label`` say it was trained on ``dataset`` (config.data, as older sidecars do)."""
+    side = checkpoints / f"{label}.json"
+    info = json.loads(side.read_text())
+    info["config"] = {"data": {"dataset": dataset}}
+    side.write_text(json.dumps(info))
+
+
+def test_compare_default_b_is_trained_on_the_same_dataset(store_roots, tmp_path, monkeypatch):
+    """shapes-none-b would be the first other model; it says cifar10, so B is the other shapes model."""
+    from streamlit.testing.v1 import AppTest
+
+    roots = copy_roots(store_roots, tmp_path, monkeypatch)
+    ckpts = roots["EQUILAB_CHECKPOINTS"]
+    for ext in ("safetensors", "json"):  # a third checkpoint, sorted last: the same weights as shapes-none
+        shutil.copy(ckpts / f"shapes-none.{ext}", ckpts / f"zz-shapes.{ext}")
+    record_dataset(ckpts, "shapes-none", "shapes")
+    record_dataset(ckpts, "shapes-none-b", "cifar10")
+    record_dataset(ckpts, "zz-shapes", "shapes")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.query_params["model"] = "shapes-none"
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="cmp_b").value == "zz-shapes"
+    assert at.selectbox(key="cmp_b").options[-1] == "shapes-none-b"  # another dataset's model comes last
+    at.selectbox(key="cmp_b").set_value("shapes-none-b").run()
+    assert any("trained on cifar10, not shapes" in c.value for c in at.caption)
+
+
+def test_one_space_model_and_dataset_shared_by_every_page(open_app):
+    at = open_app("map")
+    model = at.sidebar.selectbox(key="sb_model").value
+    spaces = at.sidebar.selectbox(key="sb_space").options
+    other = next(m for m in at.sidebar.selectbox(key="sb_model").options if m != model)
+    at.sidebar.selectbox(key="sb_model").set_value(other).run()
+    at.sidebar.selectbox(key="sb_space").set_value(spaces[-1]).run()
+    for page in ("lab", "retrieval", "compare", "map"):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [e.message for e in at.exception])
+        assert at.sidebar.selectbox(key="sb_model").value == other, page
+        assert at.sidebar.selectbox(key="sb_space").value == spaces[-1], page
+        assert at.sidebar.selectbox(key="sb_ds").value == "shapes", page
+        assert at.query_params["space"] == spaces[-1] and at.query_params["model"] == other, page
+
+
+@pytest.mark.parametrize("example", ["SimCLR", "E-SSL", "EquiMod", "CLeVER"])
+def test_about_examples_set_the_sidebar_without_a_session_state_warning(store_roots, tmp_path, monkeypatch, example):
+    """Streamlit logs "created with a default value but also had its value set via the Session State API" once
+    per process; the flag is reset and the log recorded around one example click. The examples' checkpoints
+    are copies of the fixture's, so the sidebar really switches model."""
+    import logging
+
+    from streamlit.elements.lib import policies
+    from streamlit.testing.v1 import AppTest
+
+    roots = copy_roots(store_roots, tmp_path, monkeypatch)
+    ckpts = roots["EQUILAB_CHECKPOINTS"]
+    for label in ("shapes-simclr", "shapes-essl", "shapes-equimod", "shapes-clever"):
+        for ext in ("safetensors", "json"):
+            shutil.copy(ckpts / f"shapes-none.{ext}", ckpts / f"{label}.{ext}")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/about.py").run()
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger(policies.__name__)
+    logger.addHandler(handler)
+    policies._shown_default_value_warning = False
+    try:
+        at.button(key=f"example_{example}").click().run()
+    finally:
+        logger.removeHandler(handler)
+    assert not at.exception, [e.message for e in at.exception]
+    assert not [m for m in seen if "Session State API" in m], seen
+    assert at.sidebar.selectbox(key="sb_model").value == f"shapes-{example.lower().replace('-', '')}"

@@ -54,7 +54,7 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
         "-m",
         "streamlit",
         "run",
-        "app/main.py",
+        "app/serve.py",  # app/main.py behind the nested-path redirect
         "--server.headless",
         "true",
         "--server.port",
@@ -98,7 +98,7 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(app_env: dict[str, str]) -> Iterator[str]:
-    """Base URL of a `streamlit run app/main.py` subprocess on a free port."""
+    """Base URL of a `streamlit run app/serve.py` subprocess on a free port."""
     proc, url = start_server(app_env)
     yield url
     proc.terminate()

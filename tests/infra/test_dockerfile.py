@@ -146,7 +146,7 @@ def test_the_requirements_install_is_satisfied_by_the_tested_environment():
 def test_app_cmd_is_the_make_run_entry_point_with_the_container_address():
     cmd = exec_form(last("app", "CMD").args)
     make = make_run_argv()
-    assert cmd[:3] == make[:3] == ["streamlit", "run", "app/main.py"]
+    assert cmd[:3] == make[:3] == ["streamlit", "run", "app/serve.py"]
     docker_flags, make_flags = flags(cmd[3:]), flags(make[3:])
     assert make_flags.pop("server.address") == "127.0.0.1"  # local only outside Docker
     assert docker_flags.pop("server.address") == "0.0.0.0"  # the documented opt-in, needed for -p
