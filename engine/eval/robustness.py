@@ -1,4 +1,4 @@
-"""CLeVER's robustness evaluation (docs/methods.md §3.5, §4.6): linear-probe accuracy on clean test images and
+"""CLeVER's robustness evaluation (docs/methods.md §3.5, §4.4): linear-probe accuracy on clean test images and
 under test-time perturbations, per embedding space (for CLeVER: ``backbone`` = all of h, ``invariant_part`` = IR,
 ``equivariant_part`` = EF).
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, get_recipe
+from engine.augment.pretext import PRETEXT_TASKS, sample_labels, transform
 from engine.methods.losses import Gather, local, nt_xent
 from engine.models import projector
 
@@ -16,12 +18,17 @@ from engine.models import projector
 class SimCLRConfig:
     """Hyper-parameters (paper defaults, CIFAR-10 ResNet-18)."""
 
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"invariance": ("", *PRETEXT_TASKS)}
+
     temperature: float = 0.5  # tau_z (E-SSL and EquiMod CIFAR code)
     proj_hidden: tuple[int, ...] = (2048,)  # §8.1: 512-2048-128, hidden scaled with width (models.heads)
     proj_dim: int = 128
     lr_scale: float = 1.0  # multiplier on the trainer's base lr
     recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True  # under DDP, contrast against negatives from every rank
+    # a pretext task added as an invariance (E-SSL's I-SSL arm, docs/methods.md §1.5): each view also gets a
+    # uniformly drawn label of it after the recipe; "" = none
+    invariance: str = ""
 
 
 class SimCLR(nn.Module):
@@ -45,6 +52,10 @@ class SimCLR(nn.Module):
         r = get_recipe(self.config.recipe, self.image_size)
         x1, _ = augment(images_uint8, r, generator)
         x2, _ = augment(images_uint8, r, generator)
+        if self.config.invariance:
+            t = self.config.invariance
+            x1 = transform(x1, t, sample_labels(len(x1), t, generator).to(x1.device))
+            x2 = transform(x2, t, sample_labels(len(x2), t, generator).to(x2.device))
         return {"x1": x1, "x2": x2}
 
     def forward(self, views: dict[str, Tensor]) -> dict[str, Tensor]:

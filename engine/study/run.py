@@ -69,6 +69,129 @@ SHAPES_ARMS = (
     Arm("none", "none", note="random initialisation (untrained reference)"),
 )
 
+# ------------------------------------------------------------------------- issue 14: the seed papers' experiments
+_TASKS = (
+    "hflip",
+    "vflip",
+    "invert",
+    "grayscale",
+    "rotation",
+    "blur",
+    "jigsaw",
+)  # engine.augment.pretext order
+_MONITORED = {
+    **_SHAPES_SETTINGS,
+    "train.online_linear": True,
+}  # Understanding-ESSL's online linear classifier
+
+
+def _copies(task: str) -> dict[str, Any]:
+    """The 24 jigsaws are drawn one per image (24 copies of every image would dominate the study's time)."""
+    return {"model.options.copies": "sampled"} if task == "jigsaw" else {}
+
+
+TRANSFORM_ARMS = (
+    *(
+        Arm(f"pretext-{t}", "pretext", {"model.options.task": t, **_copies(t)}, note=f"{t} prediction alone")
+        for t in _TASKS
+    ),
+    *(
+        Arm(f"essl-{t}", "essl", {"model.options.transform": t}, note=f"SimCLR + E-SSL head predicting {t}")
+        for t in _TASKS
+    ),
+    Arm("simclr", "simclr"),
+    Arm("none", "none", note="random initialisation (floor)"),
+)
+EXPLAINING_AWAY_ARMS = tuple(
+    Arm(f"rotation-{term}", "pretext", {"model.options.task": "rotation", "model.options.class_term": term},
+        note=what)
+    for term, what in (
+        ("none", "rotation prediction alone"),
+        ("add", "rotation + class cross-entropy (λ = 1)"),
+        ("eliminate", "rotation − class cross-entropy of a separately trained classifier (λ = 1)"),
+    )
+)  # fmt: skip
+BACKBONE_ARMS = (
+    Arm("rotation-resnet18", "rotation", {"model.backbone": "resnet18_cifar"}, note="plain ResNet-18"),
+    Arm(
+        "rotation-c4", "rotation", {"model.backbone": "resnet18_c4_cifar_regular"},
+        note="C4-equivariant ResNet-18 (regular pooling: rotation stays readable)",
+    ),
+    Arm("none", "none"),
+)  # fmt: skip
+
+
+def _robustness_arms(base: str) -> tuple[Arm, ...]:
+    """SimCLR and CLeVER with the dataset's base recipe (BAug) and with CAug (+ rotation in [-90°, 90°])."""
+    return tuple(
+        Arm(f"{m}-{aug}", m, {"model.options.recipe": recipe}, note=f"{m} with {aug.upper()}")
+        for m in ("simclr", "clever")
+        for aug, recipe in (("baug", base), ("caug", f"{base}_caug"))
+    )
+
+
+INV_VS_EQ_ARMS = (
+    Arm("simclr", "simclr", note="baseline: the recipe alone"),
+    *(
+        Arm(f"inv-{t}", "simclr", {"model.options.invariance": t}, note=f"{t} added as an invariance")
+        for t in _TASKS
+    ),
+    *(
+        Arm(f"eq-{t}", "essl", {"model.options.transform": t}, note=f"{t} predicted (E-SSL head)")
+        for t in _TASKS
+    ),
+)
+
+_CIFAR_CPU = {
+    "model.width": 0.125,
+    "data.train_subset": 10_000,
+    "data.knn_bank": 5000,
+    "data.knn_queries": 1000,
+    "optim.batch_size": 256,
+    "optim.epochs": 10,
+    "optim.warmup_epochs": 1.0,
+    "optim.lr": 0.5,
+    "train.knn_every": 0,
+    "train.checkpoint_every": 0,
+}
+_CIFAR_MONITORED = {**_CIFAR_CPU, "train.online_linear": True}
+
+ISSUE14_STUDIES: dict[str, Study] = {
+    "transforms": Study(
+        "shapes_upright", _MONITORED, TRANSFORM_ARMS,
+        "Understanding-ESSL's seven pretext tasks, each alone and as E-SSL's head, + SimCLR and none "
+        "(shapes_upright; online linear classifier on)",
+    ),
+    "transforms_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, TRANSFORM_ARMS, "the transforms study on CIFAR-10 at CPU scale"
+    ),
+    "explaining_away": Study(
+        "shapes_upright", _MONITORED, EXPLAINING_AWAY_ARMS,
+        "rotation prediction alone vs + / − λ·class cross-entropy (Understanding-ESSL verification, λ = 1)",
+    ),
+    "explaining_away_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, EXPLAINING_AWAY_ARMS, "the explaining-away study on CIFAR-10 at CPU scale"
+    ),
+    "rotation_backbones": Study(
+        "shapes_upright", _MONITORED, BACKBONE_ARMS,
+        "rotation prediction with a plain vs a C4-equivariant ResNet-18 (Understanding-ESSL part 3)",
+    ),
+    "clever_robustness": Study(
+        "shapes", _SHAPES_SETTINGS, _robustness_arms("shapes"),
+        "SimCLR vs CLeVER, BAug vs CAug; the robustness evaluator scores test-time jitter and rotation",
+    ),
+    "clever_robustness_cifar10": Study(
+        "cifar10", _CIFAR_CPU, _robustness_arms("simclr"), "the CLeVER robustness study on CIFAR-10"
+    ),
+    "invariance_vs_equivariance": Study(
+        "shapes_upright", _MONITORED, INV_VS_EQ_ARMS,
+        "E-SSL's question per transformation: added to SimCLR's augmentations vs predicted by E-SSL's head",
+    ),
+    "invariance_vs_equivariance_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, INV_VS_EQ_ARMS, "invariance vs equivariance on CIFAR-10 at CPU scale"
+    ),
+}  # fmt: skip
+
 STUDIES: dict[str, Study] = {
     "shapes": Study(
         "shapes",
@@ -99,6 +222,7 @@ STUDIES: dict[str, Study] = {
         tuple(a for a in SHAPES_ARMS if a.name not in ("essl-lr1", "simclr-lr2")),
         "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs",
     ),
+    **ISSUE14_STUDIES,
 }
 
 

@@ -1,5 +1,5 @@
 """The online linear classifier: a linear head trained during pretraining on DETACHED backbone features, as
-Understanding-ESSL tracks every pretext run (docs/methods.md §4.5).
+Understanding-ESSL tracks every pretext run (docs/methods.md §4.4).
 
 Each step the head sees the batch's un-augmented images (``engine.augment.preprocess``) through the backbone in
 eval mode under ``no_grad``, so it never changes the method's training (no gradient, no BatchNorm statistics, no

@@ -1,0 +1,41 @@
+"""One tiny arm of each issue-14 study end to end (train 1 step on tiny data, stores, every evaluator)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.study.run import STUDIES, EvalSizes, get_study, run_arm, select_arms
+
+TINY = {"data.train_subset": 64, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625,
+        "data.knn_queries": 50, "train.log_every": 1}  # fmt: skip
+SIZES = EvalSizes(probe_cap=100, n_fit=32, n_eval=32, n_sweep=4, store_limit=100)
+ARMS = {
+    "transforms": "pretext-jigsaw",
+    "explaining_away": "rotation-eliminate",
+    "clever_robustness": "clever-caug",
+    "invariance_vs_equivariance": "inv-vflip",
+    "rotation_backbones": "rotation-c4",
+}
+
+
+def test_every_issue14_study_has_its_cifar_variant():
+    for name in ("transforms", "explaining_away", "clever_robustness", "invariance_vs_equivariance"):
+        cifar, shapes = STUDIES[f"{name}_cifar10"], STUDIES[name]
+        assert cifar.dataset == "cifar10" and [a.name for a in cifar.arms] == [a.name for a in shapes.arms]
+    assert len(STUDIES["transforms"].arms) == 16 and len(STUDIES["invariance_vs_equivariance"].arms) == 15
+
+
+@pytest.mark.parametrize("study", sorted(ARMS))
+def test_one_tiny_arm_runs(study, tmp_path):
+    st = get_study(study)
+    (arm,) = select_arms(st, [ARMS[study]])
+    doc = json.loads(run_arm(st, arm, 0, tmp_path, TINY, sizes=SIZES, device="cpu").read_text())
+    metrics = {(r["space"], r["metric"]) for r in doc["results"]}
+    assert ("backbone", "robust_acc/jitter+rot90") in metrics
+    epochs = [json.loads(x) for x in (tmp_path / f"{arm.name}-s0" / "metrics.jsonl").read_text().splitlines()]
+    if st.settings.get("train.online_linear"):
+        assert "online_linear_acc" in epochs[-1]
+    if study == "explaining_away":
+        assert ("rotation_logits", "rotation_acc") in metrics and "acc/class" in epochs[0]
