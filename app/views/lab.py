@@ -30,7 +30,12 @@ STYLE: dict[str, tuple[str, str, str]] = {  # name -> (legend label, colour, das
     "mean_delta": ("guess: mean Δ of the family/strength", "#ff9900", "dash"),
     "params_only": ("guess: from the parameters only", "#2ca02c", "dot"),
 }
-GUESS_LABELS = {"mean_delta": "cos, mean-Δ guess", "params_only": "cos, parameters-only guess"}
+GUESS_LABELS = {"mean_delta": "cos, mean-Δ guess", "params_only": "cos, params-only"}
+GUESS_HELP = {
+    "mean_delta": "cos(Δ, mean Δ of this family and strength on the train views): no image, no predictor",
+    "params_only": "cos(Δ, a ridge from the augmentation parameters alone): ignores the image",
+}
+RANK = {"actual": 1, M.METHOD: 2, "mean_delta": 3, "params_only": 4}  # legend order
 SHORT = {"mean_delta": "mean-Δ", "params_only": "parameters-only"}
 
 
@@ -56,6 +61,7 @@ def _arrows(fig: go.Figure, name: str, start: np.ndarray, tips: list[np.ndarray]
             marker=dict(symbol=sym, size=size, angleref="previous", color=colour),
             text=txt,
             textposition="top right",
+            legendrank=RANK[name],
             textfont=dict(color=colour),
             hoverinfo="name",
         )
@@ -241,7 +247,7 @@ with left:
             "(the between-image baseline)."
         )
     for i, v in enumerate(values):
-        cols = st.columns([1.1, 1, 1, 1])
+        cols = st.columns([0.9, 1.3, 1, 1.1])
         cols[0].image(displayable(disp.views[i]), caption=f"view {i + 1}", width=96)
         cols[1].metric("|Δ|", f"{disp.norm[i]:.4f}")
         inv = np.nan if disp.rel_invariance is None else float(disp.rel_invariance[i])
@@ -261,7 +267,7 @@ with left:
             "cos(Δ, Δ̂)", _fmt(res.cos.get(M.METHOD, blank)[i]), help="the model's or post-hoc prediction"
         )
         for name, label in GUESS_LABELS.items():
-            cols[3].metric(label, _fmt(res.cos.get(name, blank)[i]))
+            cols[3].metric(label, _fmt(res.cos.get(name, blank)[i]), help=GUESS_HELP[name])
         if verdict := _verdict(res, i):
             st.caption(f"View {i + 1}: {verdict}")
         if mode != "Sliders":
@@ -314,7 +320,12 @@ with right:
         )
         fig.add_trace(
             go.Scatter(
-                x=[o[0]], y=[o[1]], mode="markers", marker=dict(size=9, color="black"), name="original e(x)"
+                x=[o[0]],
+                y=[o[1]],
+                mode="markers",
+                marker=dict(size=9, color="black"),
+                name="original e(x)",
+                legendrank=5,
             )
         )
         pts = np.vstack([o[None], *[np.asarray(t) for t in tips.values() if t]])
@@ -325,11 +336,11 @@ with right:
             fig.update_yaxes(range=[centre[1] - half, centre[1] + half])
         fig.update_yaxes(scaleanchor="x", scaleratio=1)
         fig.update_layout(
-            height=460,
+            height=500,
             margin=dict(l=10, r=10, t=40, b=10),
             title=dict(text=f"Displacements in the {basis.name} plane ({space})", font=dict(size=14)),
-            legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0),
-            xaxis_title=f"{basis.name}: axis 1",
+            legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0),
+            xaxis_title="axis 1",
             yaxis_title="axis 2",
         )
         st.plotly_chart(fig, key="lab_arrows", config={"displaylogo": False})

@@ -139,7 +139,7 @@ def test_a_simclr_model_shows_its_prediction_beside_both_baselines(store_roots, 
     assert not at.exception
     assert any("predictor: **post-hoc ridge predictor**" in c.value for c in at.caption)
     m = metrics(at)
-    for label in ("cos(Δ, Δ̂)", "cos, mean-Δ guess", "cos, parameters-only guess"):
+    for label in ("cos(Δ, Δ̂)", "cos, mean-Δ guess", "cos, params-only"):
         assert m[label][0] != "—" and -1.0 <= float(m[label][0]) <= 1.0, label
     arrows = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [t["name"] for t in arrows["data"]]
@@ -157,7 +157,7 @@ def test_a_simclr_model_shows_its_prediction_beside_both_baselines(store_roots, 
     at.slider(key="lab_hue").set_value(0.0).run()
     at.slider(key="lab_rotation").set_value(90.0).run()  # rotation is not in the parameter vector
     assert not at.exception
-    assert metrics(at)["cos(Δ, Δ̂)"] == ["—"] and metrics(at)["cos, parameters-only guess"] == ["—"]
+    assert metrics(at)["cos(Δ, Δ̂)"] == ["—"] and metrics(at)["cos, params-only"] == ["—"]
     assert any("not encoded" in c.value for c in at.caption)
     names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert "prediction Δ̂" not in names and "actual Δ" in names
