@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.train.loop",  # train
     "engine.store.build",  # embed
     "engine.eval.evaluate",  # eval
+    "engine.imports.convert",  # import
     "engine.study.run",  # study run|report
     "engine.benches.cli",  # bench augment|train|embed|knn
     "engine.store.precompile",  # precompile

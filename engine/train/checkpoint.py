@@ -23,6 +23,7 @@ from engine import __version__
 from engine.core import io
 from engine.core.errors import CheckpointError, ConfigError, EquiLabError
 from engine.data import DataSpec
+from engine.imports.model import IMPORTED, build_imported
 from engine.methods import METHODS, build_method
 
 FORMAT = "equilab-checkpoint/1"
@@ -137,6 +138,14 @@ def _stage_weights_and_sidecar(stage: io.Stage, stem: Path, tensors: dict, info:
     stage(stem.with_suffix(".json"), lambda p: p.write_text(text))
 
 
+def save_tensors(stem: str | Path, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> Path:
+    """Write ``tensors`` + ``info`` (completed with the weights entry) as a checkpoint (imported models)."""
+    stem = Path(stem)
+    with io.atomic_files() as stage:
+        _stage_weights_and_sidecar(stage, stem, tensors, dict(info))
+    return stem.with_suffix(".json")
+
+
 def read_info(path: str | Path) -> dict[str, Any]:
     """The validated sidecar of a checkpoint (path: run dir, ``.json``, ``.safetensors`` or stem)."""
     stem = stem_of(path)
@@ -152,7 +161,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{side} is not an EquiLab checkpoint sidecar (format {FORMAT!r} expected)")
 
-    if info.get("method") not in METHODS:
+    if info.get("method") not in METHODS and info.get("method") != IMPORTED:
         raise CheckpointError(f"{side}: unknown method {info.get('method')!r}; known: {sorted(METHODS)}")
     return info
 
@@ -204,7 +213,9 @@ def _file_entry(info: dict[str, Any], key: str, stem: Path) -> tuple[str, str]:
     entry = info.get(key)
     file = entry.get("file") if isinstance(entry, dict) else None
     sha = entry.get("sha256") if isinstance(entry, dict) else None
-    if not (isinstance(file, str) and file and "/" not in file and isinstance(sha, str)):
+    if not (
+        isinstance(file, str) and file not in ("", ".", "..") and "/" not in file and isinstance(sha, str)
+    ):
         raise CheckpointError(
             f"{stem}.json: its {key!r} entry {entry!r} is malformed (need a file name and its sha256); "
             "the sidecar was edited or damaged: use the .json written by `python -m engine train`"
@@ -233,7 +244,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
 
     state, info = load_state(path)
     try:
-        model = build_method(**info["build"])
+        build = info["build"]
+        model = build_imported(build) if info["method"] == IMPORTED else build_method(**build)
     except (EquiLabError, KeyError, TypeError) as e:
         raise CheckpointError(f"{stem_of(path)}.json: cannot rebuild the model ({e})") from e
     check_shapes(model, state, stem_of(path).with_suffix(".safetensors"))

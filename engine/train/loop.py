@@ -230,6 +230,12 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
     last = run / "checkpoints" / "last"
     if last.with_suffix(".json").exists() and not resume:
         raise ConfigError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not last.with_suffix(".json").exists() and any(last.parent.glob("*")):
+        raise ConfigError(
+            f"{run}: nothing to resume from: {last.parent} holds no EquiLab checkpoint (no last.json sidecar; "
+            "a .pt/.pth file is never unpickled); start a new run with another --out, or import the weights "
+            "with `python -m engine import`"
+        )
     data = load_run_data(cfg)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
         torch.manual_seed(cfg.train.seed)

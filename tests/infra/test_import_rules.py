@@ -38,7 +38,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 
 # Heavy libraries that are optional at run time: the only ones that may be imported inside a function.
-OPTIONAL = frozenset({"umap", "faiss", "playwright", "matplotlib"})
+OPTIONAL = frozenset({"umap", "faiss", "playwright", "matplotlib", "torchvision", "timm"})
 
 
 def _modules() -> dict[str, Path]:

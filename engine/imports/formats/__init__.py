@@ -1,0 +1,1 @@
+"""One module per source layout; each defines ``plan(content, request) -> Plan`` and ``DESCRIPTION``."""
