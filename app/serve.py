@@ -2,8 +2,8 @@
 
 Streamlit answers any unknown path with its index page, whose asset links are relative: at ``/a/b/c`` they resolve
 under ``/a/b/`` and the browser shows a blank page. A page request whose path has more than one segment is
-redirected to its first segment, where Streamlit's router shows that page or says "page not found" and opens the
-default one.
+redirected to its first segment (and ``/lab``, the default page's name, to ``/``), where Streamlit's router shows
+that page or says "page not found" and opens the default one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.responses import RedirectResponse
 
 MAIN = Path(__file__).resolve().parent / "main.py"
+DEFAULT_PAGE = "lab"  # url_path of main.py's default page
 # first path segments Streamlit serves itself (assets, websocket, media, components)
 RESERVED = (
     "_stcore",
@@ -30,8 +31,11 @@ RESERVED = (
 
 
 def nested_redirect(path: str, query: str = "") -> str | None:
-    """Where a page request for ``path`` should go: its first segment when it is nested, else None."""
+    """Where a page request for ``path`` should go: its first segment when it is nested, the root for the default
+    page's own name (Streamlit serves the default page only at /), else None."""
     parts = [p for p in path.split("/") if p]
+    if parts == [DEFAULT_PAGE]:
+        return "/" + (f"?{query}" if query else "")
     if (
         len(parts) < 2 or parts[0] in RESERVED or "_stcore" in parts
     ):  # the client probes <page>/_stcore/health

@@ -46,7 +46,7 @@ else:
 if query is None:
     st.stop()
 
-st.image(displayable(show), caption="query", width=112)
+st.image(displayable(show), caption=f"query: {up.name}" if source == "Upload" else "query", width=112)
 res = cached.search(ref, space, query, k)
 ids, scores = np.asarray(res.ids)[0], np.asarray(res.scores)[0]
 st.metric("Query latency", f"{float(res.latency_ms):.2f} ms")

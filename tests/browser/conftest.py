@@ -96,6 +96,56 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return _load_fixture_module().build(tmp_path_factory.mktemp("app-roots"))
 
 
+SHIPPED = REPO / "checkpoints"
+WALK_ITEMS = 200  # shapes test items per walk store: every page works, each store builds in seconds
+
+
+def shipped_shapes_models() -> list[str]:
+    """Labels of the shipped checkpoints trained on shapes (checkpoints/shapes-*.json)."""
+    return sorted(p.stem for p in SHIPPED.glob("shapes-*.json") if p.with_suffix(".safetensors").is_file())
+
+
+@pytest.fixture(scope="session")
+def shipped_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Roots holding copies of the shipped shapes checkpoints and a small store of each (built once per session,
+    through the engine's own store builder; no UMAP), and an empty data root, so CIFAR-10 is absent."""
+    import shutil
+
+    from engine.store.build import ensure_store
+    from engine.store.format import StoreOptions
+
+    root = tmp_path_factory.mktemp("walk-roots")
+    dirs = {k: root / k for k in ("checkpoints", "runs", "stores", "no-data")}
+    for d in dirs.values():
+        d.mkdir()
+    for label in shipped_shapes_models():
+        for ext in ("safetensors", "json"):  # copies: links out of the root are refused by the app
+            shutil.copy(SHIPPED / f"{label}.{ext}", dirs["checkpoints"] / f"{label}.{ext}")
+        ensure_store(
+            dirs["checkpoints"] / f"{label}.safetensors",
+            "shapes",
+            "test",
+            store_root=dirs["stores"],
+            options=StoreOptions(umap=False),
+            data_options={"size": WALK_ITEMS},
+        )
+    return {
+        "EQUILAB_CHECKPOINTS": str(dirs["checkpoints"]),
+        "EQUILAB_RUNS": str(dirs["runs"]),
+        "EQUILAB_STORES": str(dirs["stores"]),
+        "EQUILAB_DATA_ROOT": str(dirs["no-data"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def shipped_server(shipped_env: dict[str, str]) -> Iterator[str]:
+    """Base URL of the app serving the shipped shapes models (:func:`shipped_env`)."""
+    proc, url = start_server(shipped_env)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def server(app_env: dict[str, str]) -> Iterator[str]:
     """Base URL of a `streamlit run app/serve.py` subprocess on a free port."""
