@@ -8,24 +8,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.core.errors import CheckpointError
 from engine.lab.compare import neighbour_overlap, rank_changed, selection_ids
 from engine.lab.display import displayable
-from engine.store.discovery import recorded_info
+from engine.lab.models import trained_on
 from engine.store.projection import stratified_sample
-from engine.train.checkpoint import data_spec
 
 MAX_POINTS = 5000
 K_MAX = 50  # neighbours computed once per store; any k <= K_MAX is a slice, so moving the k slider is free
-
-
-def trained_on(path) -> str | None:
-    """The dataset a checkpoint was trained on, from its sidecar (None when it records none)."""
-    try:
-        spec = data_spec(recorded_info(path))
-    except CheckpointError:
-        return None
-    return None if spec is None else spec.name
 
 
 def by_dataset(labels: list[str], models: dict, dataset: str) -> list[str]:

@@ -8,8 +8,9 @@ from typing import Any
 
 from torch import nn
 
-from engine.core.errors import EquiLabError
+from engine.core.errors import CheckpointError, EquiLabError
 from engine.store.discovery import recorded_info
+from engine.train.checkpoint import data_spec
 from engine.train.checkpoint import load_model as _load_model
 
 
@@ -39,3 +40,12 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, 
         if e.fix is None:
             e.fix = train_command(Path(checkpoint))
         raise
+
+
+def trained_on(path: str | Path) -> str | None:
+    """The dataset a checkpoint was trained on, from its sidecar (None when it records none)."""
+    try:
+        spec = data_spec(recorded_info(path))
+    except CheckpointError:
+        return None
+    return None if spec is None else spec.name
