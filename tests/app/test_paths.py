@@ -300,5 +300,7 @@ def test_url_integers_are_clamped_or_refused_with_a_warning(open_app, page, name
     at = open_app(page, **{name: text})
     assert not at.exception, [e.message for e in at.exception]
     assert at.number_input(key=key).value == want
-    assert any(name in w.value and "from the URL" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any(name in w.value and "from the URL" in w.value for w in at.warning), [
+        w.value for w in at.warning
+    ]
     assert at.query_params[name] == str(want)  # the URL now holds what is shown

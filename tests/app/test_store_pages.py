@@ -279,7 +279,9 @@ def test_one_space_model_and_dataset_shared_by_every_page(open_app):
 
 
 @pytest.mark.parametrize("example", ["SimCLR", "E-SSL", "EquiMod", "CLeVER"])
-def test_about_examples_set_the_sidebar_without_a_session_state_warning(store_roots, tmp_path, monkeypatch, example):
+def test_about_examples_set_the_sidebar_without_a_session_state_warning(
+    store_roots, tmp_path, monkeypatch, example
+):
     """Streamlit logs "created with a default value but also had its value set via the Session State API" once
     per process; the flag is reset and the log recorded around one example click. The examples' checkpoints
     are copies of the fixture's, so the sidebar really switches model."""
