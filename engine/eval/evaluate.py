@@ -305,6 +305,7 @@ TABLE_COLUMNS = (
     ("R²(Δ)", "disp", "disp/method/r2"),
     ("mean-Δ cos", "disp", "disp/mean_delta/cos"),
     ("params-only cos", "disp", "disp/params_only/cos"),
+    ("image-only cos", "disp", "disp/image_only/cos"),
     ("shuffled cos", "disp", "disp/shuffled_params/cos"),
     ("gain cos", "disp", "disp/gain/cos"),
     ("gain R²", "disp", "disp/gain/r2"),

@@ -1,0 +1,196 @@
+"""Every decimal number in the README's Results section and in docs/results.md is a figure of the result files
+its section cites (rounded to the printed digits), or on a short allow-list of numbers that are not results.
+
+Each section names its sources (:data:`SECTIONS`). A table row whose first cell names an arm or model is checked
+against that arm's figures only, a "mean ± std" pair against one metric's mean and std. Multi-seed study
+summaries (made before the v2 measures) are read for the measures whose definition did not change only
+(:data:`STUDY_METRICS`), so a stale displacement, invariance or CLeVER-part figure cannot pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+# Study summaries made with the pre-v2 measures: only these metrics are still produced the same way.
+STUDY_METRICS = re.compile(r"^(backbone/(knn_acc|linear_acc|r2_\w+)|rotation_logits/rotation_acc)$")
+STUDY = {s: DOCS / f"study-{s}" / "summary.json" for s in ("shapes", "shapes_upright", "cifar10_cpu")}
+SHIPPED = DOCS / "shipped-shapes"
+# The v2 measures the docs cite (docs/measures.md); per-strength sweep rows, retrieval and robustness are not cited.
+SHIPPED_METRICS = re.compile(
+    r"^(knn_acc|linear_acc|r2_\w+|rotation_acc|invariance/\w+|cross_view_cos|between_image_cos"
+    r"|disp/(method|mean_delta|params_only|image_only|shuffled_params|gain)/(cos|r2)"
+    r"|sweep/disp/(gain/(cos|r2)|image/\w+))$"
+)
+
+# Numbers that are not results: settings, chance levels, ceilings computed elsewhere, the papers' figures.
+ALLOWED = {
+    "0.125": "ResNet width",
+    "0.1": "kNN temperature",
+    "0.10": "chance on 10 shape classes",
+    "0.25": "chance / Bayes ceiling of 4-way rotation on shapes",
+    "0.63": "Bayes ceiling of rotation on shapes_upright (engine.data.shapes.rotation_ceiling)",
+    "0.5": "base learning rate",
+    "0.9": "SGD momentum",
+    "0.8": "colour-jitter strength of the shapes recipe",
+    "90.96": "SimCLR's published linear accuracy (docs/methods.md)",
+    "92.79": "EquiMod's published linear accuracy (docs/methods.md)",
+}
+
+NUMBER = re.compile(r"(?<![\w.])[-−]?\d+\.\d+(?![\w.])")
+PAIR = re.compile(r"([-−]?\d+\.\d+) ± (\d+\.\d+)")
+
+
+@dataclass
+class Figures:
+    """Cited figures: arm -> "[study:]space/metric" -> (mean, std or None)."""
+
+    arms: dict[str, dict[str, tuple[float, float | None]]] = field(default_factory=dict)
+
+    def add(self, arm: str, metric: str, mean: float, std: float | None = None) -> None:
+        if math.isfinite(mean):
+            self.arms.setdefault(arm, {})[metric] = (mean, std)
+
+    def values(self, arm: str | None = None):
+        pools = [self.arms[arm]] if arm in self.arms else self.arms.values()
+        return [v for pool in pools for v in pool.values()]
+
+
+def study_figures(*names: str) -> Figures:
+    figs = Figures()
+    for name in names:
+        doc = json.loads(STUDY[name].read_text())
+        for arm, metrics in doc["metrics"].items():
+            for key, s in metrics.items():
+                if STUDY_METRICS.match(key) and s["n"]:
+                    figs.add(arm, f"{name}:{key}", s["mean"], s["std"] if s["n"] > 1 else None)
+    return figs
+
+
+def shipped_figures() -> Figures:
+    figs = Figures()
+    for path in sorted(SHIPPED.glob("*/eval.json")):
+        doc = json.loads(path.read_text())
+        arm = Path(doc["source"]["checkpoint"]).stem
+        for r in doc["results"]:
+            if r["value"] is not None and SHIPPED_METRICS.match(r["metric"]):
+                figs.add(arm, f"{r['space']}/{r['metric']}", float(r["value"]))
+    return figs
+
+
+def _num(s: str) -> float:
+    return float(s.replace("−", "-"))
+
+
+def matches(printed: str, value: float) -> bool:
+    """``value`` rounds to ``printed`` at its number of decimals."""
+    digits = len(printed.split(".")[1])
+    return abs(_num(printed) - value) <= 0.5 * 10**-digits + 1e-12
+
+
+def unexplained(text: str, figs: Figures) -> list[str]:
+    """Decimal numbers in ``text`` that are neither cited figures nor allowed."""
+    bad = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        arm = cells[0] if cells and cells[0] in figs.arms else None
+        paired: set[int] = set()
+        for m in PAIR.finditer(line):
+            paired.update((m.start(1), m.start(2)))
+            if not any(s is not None and matches(m[1], v) and matches(m[2], s) for v, s in figs.values(arm)):
+                bad.append(f"{m[0]!r} in: {line.strip()[:120]}")
+        for m in NUMBER.finditer(line):
+            if m.start() in paired or m[0].lstrip("-−") in ALLOWED:
+                continue
+            if not any(matches(m[0], v) for v, _ in figs.values(arm)):
+                bad.append(f"{m[0]!r} in: {line.strip()[:120]}")
+    return bad
+
+
+def section(path: Path, start: str, end: str | None) -> str:
+    """The text of ``path`` from the line starting with ``start`` up to the next starting with ``end``."""
+    text = "\n" + path.read_text()
+    i = text.index("\n" + start) + 1
+    j = text.index("\n" + end, i) if end else len(text)
+    return text[i:j]
+
+
+README = ROOT / "README.md"
+RESULTS = DOCS / "results.md"
+# (document, section start, section end, sources)
+SECTIONS = [
+    (
+        README,
+        "### The shapes study",
+        "### CIFAR-10 on CPU",
+        lambda: study_figures("shapes", "shapes_upright"),
+    ),
+    (README, "### CIFAR-10 on CPU", "### The shipped models", lambda: study_figures("cifar10_cpu")),
+    (README, "### The shipped models", "### Benchmarks", shipped_figures),
+    (RESULTS, "# Results", "## 1.", lambda: Figures()),
+    (RESULTS, "## 1.", "## 2.", lambda: study_figures("shapes")),
+    (RESULTS, "## 2.", "## 3.", lambda: study_figures("shapes_upright", "shapes")),
+    (RESULTS, "## 3.", "## 4.", lambda: study_figures("cifar10_cpu")),
+    (RESULTS, "## 4.", None, shipped_figures),
+]
+
+
+@pytest.mark.parametrize(
+    "doc,start,end,sources", SECTIONS, ids=[f"{d.name}:{s.strip('# ')[:20]}" for d, s, _, _ in SECTIONS]
+)
+def test_every_number_is_a_cited_figure(doc, start, end, sources):
+    bad = unexplained(section(doc, start, end), sources())
+    assert not bad, "numbers not in the cited result files:\n" + "\n".join(bad)
+
+
+def test_results_section_covers_the_readme_results():
+    """The checked README sections are the whole Results section up to the benchmarks (bench output)."""
+    text = README.read_text()
+    results = section(README, "## Results", "### Benchmarks")
+    checked = "".join(section(README, s, e) for d, s, e, _ in SECTIONS if d == README)
+    intro = results[: results.index("### The shapes study")]
+    assert not NUMBER.findall(intro)
+    assert "".join((intro + checked).split()) == "".join(results.split())
+    assert text.index("### Benchmarks") > text.index("### The shipped models")
+
+
+def _absent(figs: Figures, digits: int = 3) -> str:
+    """A number in [0, 1) that no cited figure rounds to."""
+    for k in range(137, 1000):
+        s = f"{k / 10**digits:.{digits}f}"
+        if s not in ALLOWED and not any(matches(s, v) for v, _ in figs.values()):
+            return s
+    raise AssertionError("every number is a figure")
+
+
+def test_a_made_up_number_fails():
+    figs = shipped_figures()
+    made_up = _absent(figs)
+    assert unexplained(f"SimCLR reaches kNN {made_up} on shapes.", figs)
+    row = f"| shapes-simclr | {made_up} |"
+    assert unexplained(row, figs)
+    real = f"{figs.arms['shapes-simclr']['backbone/knn_acc'][0]:.3f}"
+    assert not unexplained(f"| shapes-simclr | {real} |", figs)
+
+
+def test_a_pair_must_be_one_metrics_mean_and_std():
+    figs = study_figures("shapes")
+    mean, std = figs.arms["simclr"]["shapes:backbone/knn_acc"]
+    assert not unexplained(f"kNN {mean:.3f} ± {std:.3f}", figs)
+    assert unexplained(f"kNN {mean:.3f} ± {std + 0.1:.3f}", figs)
+
+
+def test_stale_study_measures_are_not_sources():
+    """The study's old displacement cosine (EquiMod 0.850) is not a citable figure any more."""
+    doc = json.loads(STUDY["shapes"].read_text())
+    old = doc["metrics"]["equimod"]["equivariant/disp_cos"]["mean"]
+    figs = study_figures("shapes")
+    assert not any(matches(f"{old:.3f}", v) for v, _ in figs.values("equimod"))
