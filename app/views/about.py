@@ -10,15 +10,16 @@ from app import ui
 
 # name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
-# name -> strength) and the sweep is run. The numbers quoted were measured on 300 shapes test images with the shipped
-# checkpoints (relative invariance, docs/measures.md); the lab shows them for one image, which varies around them.
+# name -> strength) and the sweep is run. The numbers quoted come from `python -m engine eval` on the shapes test
+# split with the shipped checkpoints (docs/shipped-shapes/<model>/eval.json, relative invariance as in
+# docs/measures.md); the lab shows one image, which varies around them.
 METHODS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "SimCLR": (
         "Contrastive instance discrimination: two random views of an image are pulled together and pushed away "
         "from the other images of the batch (NT-Xent). It learns **invariance** to every augmentation it uses — "
         "including colour jitter, so the hue of a shape is deliberately erased from the projector embedding.",
-        "SimCLR erases hue: a hue shift leaves its embedding where it was (relative invariance ≈ 1.00 in backbone "
-        "and projector; 0.92 for the untrained network), all along the hue sweep.",
+        "SimCLR erases hue: a hue shift leaves its embedding where it was (relative invariance 0.989 in the "
+        "projector at a +0.25 hue shift; 0.895 for the untrained network's backbone), all along the hue sweep.",
         "lab",
         {
             "model": "shapes-simclr",
@@ -34,7 +35,7 @@ METHODS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "recoverable) while the projector stays invariant. On `shapes`, drawn at random angles, no rotation can be "
         "told apart, and the head stays at chance (0.25).",
         "E-SSL on shapes: its rotation head at chance leaves no trace — a 90° rotation moves its backbone no more "
-        "than SimCLR's (relative invariance ≈ 0.91 vs 0.86). Rotation is not encoded by the parameter vector, so "
+        "than SimCLR's (relative invariance 0.901 vs 0.854). Rotation is not encoded by the parameter vector, so "
         "there is no prediction arrow.",
         "lab",
         {
@@ -49,30 +50,32 @@ METHODS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         "SimCLR plus a separate equivariant head y and a predictor u(y(x), p) that, given the augmentation "
         "parameter vector p, predicts the embedding of the augmented view: Δ̂ = u(y0, p) − y0 should match "
         "the actual displacement Δ = y(t(x)) − y0. The lab shows both arrows beside two model-free guesses.",
-        "EquiMod's equivariant head moves under a crop (relative invariance ≈ 0.66 vs 0.90 in its projector): "
-        "compare its predicted arrow with the mean-Δ and parameters-only guesses — the lab says which is closer.",
+        "EquiMod's equivariant head moves under a crop (relative invariance 0.202 at crop scale 0.4, vs 0.832 in "
+        "its projector). Its predicted arrow is no better than a parameters-only guess on recipe views (cos 0.861 "
+        "vs 0.862): the lab shows both, and which is closer for this image.",
         "lab",
         {
             "model": "shapes-equimod",
             "dataset": "shapes",
             "space": "equivariant",
             "sweep": "crop scale",
-            "crop_scale": "0.5",
+            "crop_scale": "0.4",
         },
     ),
     "CLeVER": (
         "Splits the backbone output channel-wise into an invariant part (IR, first 80 %) trained with the usual "
         "view-agreement loss and an equivariant factor (EF, the rest) whose views are pushed apart "
         "(orthogonal), with a weight-norm balance to keep EF from collapsing. No augmentation parameters are used.",
-        "CLeVER's two parts: a crop moves the equivariant part about as far as another image is (relative "
-        "invariance ≈ 0) and the invariant part little (≈ 0.84); switch the space in the sidebar to compare.",
+        "CLeVER's two parts: a crop to scale 0.4 moves the equivariant part further than another image "
+        "is (relative invariance −0.431) and the invariant part little (0.761); switch the space in the sidebar "
+        "to compare.",
         "lab",
         {
             "model": "shapes-clever",
             "dataset": "shapes",
             "space": "equivariant_part",
             "sweep": "crop scale",
-            "crop_scale": "0.5",
+            "crop_scale": "0.4",
         },
     ),
 }
@@ -147,8 +150,6 @@ STUDY_FIGURES: tuple[tuple[str, str], ...] = (
         "study-shapes/factor_probes.png",
         "Shape-class accuracy and factor-probe R² on the backbone, per method.",
     ),
-    ("study-shapes/sweep_invariance.png", "How far each augmentation family moves the backbone embedding."),
-    ("study-shapes/sweep_prediction.png", "How well the displacement is predicted, per family and strength."),
 )
 STUDY_FINDINGS = """
 Measured, not assumed: eight arms with identical settings on `shapes`, 3 seeds each (tables and commands in
