@@ -21,7 +21,7 @@ from engine.core.paths import is_inside, resolve_inside
 from engine.data import DATASETS
 from engine.eval.displacement import SCORED_SPACES
 from engine.lab import models as lab_models
-from engine.store.discovery import find_checkpoints
+from engine.store.discovery import find_checkpoints, model_label
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT_ENV: dict[str, str] = {
@@ -196,7 +196,10 @@ def sidebar() -> Selection:
             # the shipped EquiMod checkpoint shows both actual and predicted arrows
             first = next((m for m in DEFAULT_MODELS if m in labels), labels[0])
             _init_choice("sb_model", "model", labels, first, adopt)
-            model = st.selectbox("Model", labels, key="sb_model", help="checkpoints/, runs/, stores/")
+            shown = {label: model_label(label, path) for label, path in models.items()}  # imported: marked
+            model = st.selectbox(
+                "Model", labels, key="sb_model", help="checkpoints/, runs/, stores/", format_func=shown.get
+            )
         else:
             model = None
             st.warning(
@@ -301,3 +304,58 @@ def decode_upload(up: Any) -> np.ndarray | None:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _decode(_mod: Any, data: bytes) -> np.ndarray:
     return np.asarray(_mod.decode_image(data), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- pictures: colours, legends, numbers
+
+# Tableau 10 (Plotly's "T10"): ten clearly distinct class colours, keyed by class index on every page
+CLASS_COLOURS = (
+    "#4C78A8",
+    "#F58518",
+    "#E45756",
+    "#72B7B2",
+    "#54A24B",
+    "#EECA3B",
+    "#B279A2",
+    "#FF9DA6",
+    "#9D755D",
+    "#BAB0AC",
+)
+CYCLIC_SCALE = "Twilight"  # hue and angle colourings wrap around: 0 and 1 (0° and 360°) get one colour
+CYCLIC_FACTORS = ("hue", "angle", "rotation")
+
+
+def class_colour(index: int) -> str:
+    """The colour of class ``index`` (the same on every page; the palette repeats past ten classes)."""
+    return CLASS_COLOURS[int(index) % len(CLASS_COLOURS)]
+
+
+def is_cyclic(name: str) -> bool:
+    """True for a factor measured on a circle (hue, angle, rotation), coloured with :data:`CYCLIC_SCALE`."""
+    return any(f in name.lower() for f in CYCLIC_FACTORS)
+
+
+def legend_below(fig: Any, height: int | None = None) -> Any:
+    """``fig`` with its legend in a row under the plot, where the toolbar (top right) cannot cover it."""
+    fig.update_layout(
+        showlegend=True,
+        legend=dict(orientation="h", yanchor="top", y=-0.08, xanchor="left", x=0.0),
+        **({"height": height} if height else {}),
+    )
+    return fig
+
+
+def sig3(value: Any) -> Any:
+    """A number to 3 significant digits (integers and non-numbers unchanged)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, float | np.floating):
+        return value
+    return float(f"{value:.3g}") if np.isfinite(value) else value
+
+
+def table3(df: Any) -> Any:
+    """A copy of a DataFrame with every float cell to 3 significant digits (what every page's table shows)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype.kind == "f":
+            out[c] = out[c].map(sig3)
+    return out

@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, ui
-from engine.lab.compare import neighbour_overlap, rank_changed, selection_ids
+from engine.core.errors import EquiLabError
+from engine.lab.compare import neighbour_overlap, probe_factors, rank_changed, selection_ids
 from engine.lab.display import displayable
 from engine.lab.models import trained_on
 from engine.store.projection import stratified_sample
@@ -63,45 +64,76 @@ st.metric(
     f"Mean overlap@{k}", f"{ov.mean():.3f}", help="share of each item's k neighbours common to both models"
 )
 colour = st.radio("Colour", ["label", f"overlap@{k}"], horizontal=True, key="cmp_colour")
+colour = "label" if colour == "label" else "overlap"
 shown = stratified_sample(labels, n, MAX_POINTS, seed=0)
 st.caption(f"Showing {len(shown):,} of {n:,} items per map (per-class sample); overlap uses the full stores.")
 
 
-def figure(xy: np.ndarray, highlight: np.ndarray) -> go.Figure:
-    c = labels[shown] if colour == "label" else ov[shown]
-    fig = go.Figure(
-        go.Scattergl(
-            x=xy[shown, 0],
-            y=xy[shown, 1],
-            customdata=shown,
-            mode="markers",
-            name="items",
-            marker=dict(
-                size=4,
-                color=c,
-                colorscale="Turbo" if colour == "label" else "Viridis",
-                showscale=colour != "label",
-            ),
-            hovertemplate="id %{customdata}<extra></extra>",
-        )
+def points(xy: np.ndarray, ids: np.ndarray, name: str, colour: str, **marker) -> go.Scattergl:
+    return go.Scattergl(
+        x=xy[ids, 0],
+        y=xy[ids, 1],
+        customdata=ids,
+        mode="markers",
+        name=name,
+        marker=dict(size=4, color=colour, **marker),
+        hovertemplate="id %{customdata}<extra>" + name + "</extra>",
     )
-    if len(
-        highlight
-    ):  # linked selection: the other map's picks drawn on top (no customdata: not selectable ids)
+
+
+def figure(xy: np.ndarray, highlight: np.ndarray) -> go.Figure:
+    """One map: classes in their page-wide colours (or overlap on a titled colour bar); when the other map has a
+    selection, those items are drawn on top in full colour and the rest dimmed (still visible)."""
+    dim = 0.2 if len(highlight) else 1.0
+    fig = go.Figure()
+    if colour == "label":
+        for c, name in enumerate(classes):
+            ids = shown[labels[shown] == c]
+            if len(ids):
+                fig.add_trace(points(xy, ids, name, ui.class_colour(c), opacity=dim))
+    else:
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[shown, 0],
+                y=xy[shown, 1],
+                customdata=shown,
+                mode="markers",
+                name=f"overlap@{k}",
+                marker=dict(
+                    size=4,
+                    color=ov[shown],
+                    colorscale="Viridis",
+                    cmin=0.0,
+                    cmax=1.0,
+                    opacity=dim,
+                    showscale=True,
+                    colorbar=dict(title=dict(text=f"overlap@{k}", side="right")),
+                ),
+                hovertemplate="id %{customdata}<extra></extra>",
+            )
+        )
+    if len(highlight):  # linked selection: no customdata, so these points are not selectable ids themselves
+        hl = (
+            [ui.class_colour(c) for c in labels[highlight]]
+            if colour == "label"
+            else [f"rgba(0,0,0,{0.4 + 0.6 * v:.2f})" for v in ov[highlight]]
+        )
         fig.add_trace(
             go.Scattergl(
                 x=xy[highlight, 0],
                 y=xy[highlight, 1],
                 mode="markers",
-                name="selected",
-                marker=dict(size=9, color="rgba(0,0,0,0)", line=dict(width=2, color="black")),
+                name="selected in the other map",
+                marker=dict(size=7, color=hl, line=dict(width=1, color="#333")),
+                hoverinfo="skip",
             )
         )
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, dragmode="select")
-    return fig
+    fig.update_layout(height=470, margin=dict(l=10, r=10, t=30, b=10), dragmode="select")
+    return ui.legend_below(fig)
 
 
-prev = st.session_state.get("cmp_sel", {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64)})
+NONE = {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64)}
+prev = st.session_state.get("cmp_sel", NONE)  # the selections each map highlights in the other
 ca, cb = st.columns(2)
 with ca:
     st.caption(f"A: {sel.model}")
@@ -116,19 +148,32 @@ with cb:
         figure(xy_b, prev["a"]), key="cmp_map_b", on_select="rerun", selection_mode=("box", "lasso", "points")
     )
 now = {"a": selection_ids(ev_a.selection), "b": selection_ids(ev_b.selection)}
-if any(not np.array_equal(now[s], prev[s]) for s in "ab"):
-    st.session_state["cmp_sel"] = now
+seen = st.session_state.get("cmp_seen", NONE)  # the selection events of the last run
+if any(not np.array_equal(now[s], seen[s]) for s in "ab"):
+    st.session_state["cmp_seen"] = st.session_state["cmp_sel"] = now
     st.rerun()  # re-render both maps with the other side's highlight
-picked = np.union1d(now["a"], now["b"])
+picked = np.union1d(prev["a"], prev["b"])
 if len(picked):
     st.write(f"{len(picked)} selected; their mean overlap@{k}: {ov[picked].mean():.3f}")
 
 st.subheader("Neighbourhoods that changed most")
-rank = rank_changed(ov, top=20)
+ov_wide = neighbour_overlap(cached.neighbours(ref_a, space, K_MAX), cached.neighbours(ref_b, space, K_MAX))
+rank = rank_changed(ov, top=20, tiebreak=ov_wide)
 th = cached.thumbs(str(ref_a.path), ref_a.stamp)
+st.caption(
+    f"Lowest overlap@{k} first; ties ordered by overlap@{K_MAX} (how far the whole neighbourhood moved), then id."
+)
 st.dataframe(
-    pd.DataFrame(
-        {"id": rank.ids, "label": [classes[labels[i]] for i in rank.ids], f"overlap@{k}": rank.overlap}
+    ui.table3(
+        pd.DataFrame(
+            {
+                "rank": np.arange(1, len(rank.ids) + 1),
+                "id": rank.ids,
+                "label": [classes[labels[i]] for i in rank.ids],
+                f"overlap@{k}": rank.overlap,
+                f"overlap@{K_MAX}": ov_wide[rank.ids],
+            }
+        )
     ),
     hide_index=True,
     width="stretch",
@@ -148,19 +193,49 @@ for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
 
 st.subheader("Per-factor probes")
 st.caption(
-    f"Ridge R² of each shapes factor from the {space} space (test split; from eval.json beside each store)."
+    f"Ridge R² of each shapes factor from the {space} space: from eval.json beside each store (train → test "
+    "split), else computed here on the store's test items (fitted on one half, scored on the other)."
 )
-
-rows = []
+computed = st.session_state.setdefault(
+    "cmp_probes", {}
+)  # (store, stamp, space) -> rows computed on this page
+missing, rows = [], []
 for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
-    got = cached.probes(ref, space)
+    got = cached.probes(ref, space) or computed.get((str(ref.path), ref.stamp, space))
     if got is None:
-        st.info(f"No probe results beside the {name} store yet. Compute them with:")
-        st.code(f"python -m engine eval --store {ref.path} --only factors", language="bash")
-        continue
-    rows += [{"model": name, **r} for r in got]
+        missing.append((ref, name))
+    else:
+        rows += [{"model": name, **r} for r in got]
+if missing and st.button(
+    f"Compute the factor probes of {', '.join(n for _, n in missing)} ({space} space)", key="cmp_probe_go"
+):
+    bar = st.progress(0.0, text="Fitting factor probes…")
+    for i, (ref, name) in enumerate(missing):
+        meta = cached.summary(str(ref.path), ref.stamp)["meta"]
+        emb = cached.embeddings(str(ref.path), ref.stamp, space)
+
+        def step(done: int, total: int, factor: str, i: int = i, name: str = name) -> None:
+            bar.progress((i + done / total) / len(missing), text=f"{name}: {factor} ({done}/{total})")
+
+        try:
+            got = probe_factors(emb, meta, progress=step)
+        except EquiLabError as e:
+            st.error(f"Cannot probe {name}: {e}")
+            continue
+        computed[(str(ref.path), ref.stamp, space)] = got
+        rows += [{"model": name, **r} for r in got]
+    bar.empty()
+elif missing:
+    st.info(
+        "No probe results for "
+        + ", ".join(n for _, n in missing)
+        + " yet: compute them with the button above "
+        "(seconds), or for the train → test protocol with `python -m engine eval --store <store> --only factors`."
+    )
 if rows:
     df = pd.DataFrame(rows)
     fig = go.Figure([go.Bar(x=g["factor"], y=g["r2"], name=m) for m, g in df.groupby("model", sort=False)])
-    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="R²")
-    st.plotly_chart(fig, key="cmp_probes")
+    fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="R²")
+    st.plotly_chart(ui.legend_below(fig), key="cmp_probes")
+elif not missing:
+    st.info(f"The {sel.dataset} items carry no factors to probe (shapes datasets do).")

@@ -113,6 +113,9 @@ else:
         codes, uniq = pd.factorize(col, sort=True)
         values, names = codes, [str(u) for u in uniq]
 
+# gain is signed (diverging, centred on 0); hue and angle factors wrap around (cyclic); the rest sequential
+cyclic = colour in factors and ui.is_cyclic(colour)
+scale = "RdBu" if colour == "gain over the strongest baseline" else ui.CYCLIC_SCALE if cyclic else "Viridis"
 fig = go.Figure()
 if names is not None:  # one trace per category: legend + stable colours
     for c, name in enumerate(names):
@@ -124,7 +127,7 @@ if names is not None:  # one trace per category: legend + stable colours
                 customdata=ids,
                 mode="markers",
                 name=name,
-                marker=dict(size=4),
+                marker=dict(size=4, color=ui.class_colour(c)),
                 hovertemplate="id %{customdata}<extra>" + name + "</extra>",
             )
         )
@@ -139,7 +142,7 @@ else:
             marker=dict(
                 size=4,
                 color=values[shown],
-                colorscale="RdBu" if colour == "gain over the strongest baseline" else "Viridis",
+                colorscale=scale,
                 cmid=0.0 if colour == "gain over the strongest baseline" else None,
                 showscale=True,
                 colorbar=dict(title=dict(text=colour_title, side="right")),
@@ -150,6 +153,8 @@ else:
 fig.update_layout(
     height=520, margin=dict(l=10, r=10, t=10, b=10), dragmode="select", uirevision=f"{space}{kind}"
 )
+if names is not None:
+    ui.legend_below(fig, height=560)
 event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
 picked = selection_ids(event.selection if event else None)
 
@@ -161,7 +166,7 @@ if len(picked) > 1:
     st.image([th[i] for i in first], caption=[str(i) for i in first], width=56)
     if len(picked) > GRID:
         st.caption(f"First {GRID} thumbnails of {len(picked)}.")
-    st.dataframe(table.iloc[picked], width="stretch", hide_index=True)
+    st.dataframe(ui.table3(table.iloc[picked]), width="stretch", hide_index=True)
 
 st.subheader("Inspect one item")
 if "map_item" not in st.session_state:

@@ -1,4 +1,5 @@
-"""Training: loss, lr and kNN curves from run directories' metrics.jsonl, refreshed while a run writes."""
+"""Training: loss, lr and kNN curves (one unit per chart) from run directories' metrics.jsonl, refreshed while a
+run writes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import streamlit as st
 
 from app import ui
 from engine.core.paths import UnsafePathError
-from engine.lab.runs import METRICS_FILE, curve_groups, find_runs, is_writing, read_metrics, x_axis
+from engine.lab.runs import (
+    METRICS_FILE,
+    chart_groups,
+    filled_columns,
+    find_runs,
+    is_writing,
+    read_metrics,
+    x_axis,
+)
 
 st.title("Training curves")
 runs = find_runs(ui.roots()["runs"])
@@ -48,8 +57,8 @@ def curves(chosen: list[str]) -> None:
     if not frames:
         st.info("The selected runs have no metrics yet.")
         return
-    cols = sorted({c for df in frames.values() for c in df.columns})
-    for group, names in curve_groups(cols).items():
+    cols = filled_columns(list(frames.values()))  # a column never logged with a value is not drawn or listed
+    for group, names in chart_groups(cols).items():
         fig = go.Figure()
         for run, df in frames.items():
             x = x_axis(df)
@@ -60,12 +69,16 @@ def curves(chosen: list[str]) -> None:
                         go.Scatter(x=d[x] if x else d.index, y=d[c], mode="lines", name=f"{run} · {c}")
                     )
         fig.update_layout(
-            title=group, height=300, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x or "row"
+            title=group,
+            height=340,
+            margin=dict(l=10, r=10, t=40, b=10),
+            xaxis_title=x or "row",
+            yaxis_title=group,
         )
-        st.plotly_chart(fig, key=f"curve_{group}")
-    last = {run: df.iloc[-1].to_dict() for run, df in frames.items()}
-    st.caption("Last logged values")
-    st.dataframe(pd.DataFrame(last).T, width="stretch")
+        st.plotly_chart(ui.legend_below(fig), key=f"curve_{group}")
+    last = {run: df.ffill().iloc[-1].to_dict() for run, df in frames.items()}  # each column's last value
+    st.caption("Last logged value of each column")
+    st.dataframe(ui.table3(pd.DataFrame(last).T[cols].dropna(axis=1, how="all")), width="stretch")
 
 
 if chosen:

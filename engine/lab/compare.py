@@ -1,4 +1,4 @@
-"""Model comparison, kNN label agreement and map-selection helpers for the dashboard: pure numpy, no Streamlit.
+"""Model comparison, kNN label agreement, factor probes and map-selection helpers for the dashboard (no Streamlit).
 
 Two stores of the same dataset share one id space (row i is the same image in both), so neighbourhoods can be
 compared item by item. Plotly selection events carry per-trace point indices; the map puts the global row id
@@ -7,13 +7,15 @@ in ``customdata`` and :func:`selection_ids` maps an event back to those ids.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engine.core.errors import ConfigError
+from engine.eval.evaluate import _factor_targets as factor_targets  # the factors eval probes, one definition
+from engine.eval.metrics import factor_probe
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,48 @@ def label_agreement(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> 
     return (lab[nb] == lab[:, None]).mean(axis=1)
 
 
-def rank_changed(overlap: np.ndarray, top: int = 20) -> OverlapRanking:
-    """The ``top`` items whose neighbourhoods changed most (lowest overlap; lower id first on ties)."""
+def rank_changed(overlap: np.ndarray, top: int = 20, tiebreak: np.ndarray | None = None) -> OverlapRanking:
+    """The ``top`` items whose neighbourhoods changed most: lowest overlap first; among equal overlaps the lower
+    ``tiebreak`` (e.g. the overlap at a larger k, so items tied at 0 are still ordered), then the lower id."""
     ov = np.asarray(overlap, dtype=np.float64)
-    order = np.lexsort((np.arange(len(ov)), ov))[:top]
+    second = np.zeros(len(ov)) if tiebreak is None else np.asarray(tiebreak, dtype=np.float64)
+    if second.shape != ov.shape:
+        raise ConfigError(f"tiebreak has shape {second.shape}, overlap {ov.shape}")
+    order = np.lexsort((np.arange(len(ov)), second, ov))[:top]
     return OverlapRanking(ids=order.astype(np.int64), overlap=ov[order])
+
+
+def probe_factors(
+    embeddings: np.ndarray,
+    meta: Any,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Per-factor ridge R² of the shapes factors in ``meta`` from ``embeddings`` (one store's items), with
+    engine.eval.metrics.factor_probe fitted on a random half of the items and scored on the other half (hue and
+    rotation circular, as ``python -m engine eval --only factors`` does with the train split).
+
+    Returns [{"factor": name, "r2": value}]; [] when ``meta`` holds no factor. ``progress(done, total, factor)``
+    is called after each factor.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    targets = factor_targets(meta)
+    if len(x) != len(meta):
+        raise ConfigError(f"{len(meta)} metadata rows for {len(x)} embeddings")
+    if len(x) < 4:
+        raise ConfigError(f"probing needs at least 4 items, the store has {len(x)}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    fit, score = order[: len(x) // 2], order[len(x) // 2 :]
+    out = []
+    for done, (name, (y, mask, period)) in enumerate(targets.items(), start=1):
+        tr, te = fit[mask[fit]], score[mask[score]]
+        r2 = (
+            factor_probe(x[tr], y[tr], x[te], y[te], period=period) if len(tr) > 1 and len(te) > 1 else np.nan
+        )
+        out.append({"factor": name, "r2": float(r2)})
+        if progress is not None:
+            progress(done, len(targets), name)
+    return out
 
 
 def selection_ids(selection: Mapping[str, Any] | None) -> np.ndarray:

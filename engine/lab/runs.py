@@ -83,6 +83,27 @@ def curve_groups(columns: list[str]) -> dict[str, list[str]]:
     return {k: v for k, v in groups.items() if v}
 
 
+def chart_groups(columns: list[str]) -> dict[str, list[str]]:
+    """:func:`curve_groups` with each 'other' column in a chart of its own: one chart holds one unit (losses,
+    learning rates, accuracies in [0, 1]), so no curve is flattened by another's scale."""
+    groups = curve_groups(columns)
+    other = groups.pop("other", [])
+    return {**groups, **{c: [c] for c in other}}
+
+
+def filled_columns(frames: list[pd.DataFrame]) -> list[str]:
+    """Sorted columns holding at least one finite value in any of ``frames`` (empty ones are hidden)."""
+    keep = set()
+    for df in frames:
+        num = df.apply(pd.to_numeric, errors="coerce")
+        keep |= {
+            c
+            for c in num.columns
+            if num[c].replace([float("inf"), float("-inf")], float("nan")).notna().any()
+        }
+    return sorted(keep)
+
+
 def read_eval(store_dir: Path) -> list[dict[str, Any]] | None:
     """The result rows of ``<store_dir>/eval.json`` (evaluator, space, metric, value); None when there is none
     or it is unreadable."""

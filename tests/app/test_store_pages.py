@@ -311,3 +311,69 @@ def test_about_examples_set_the_sidebar_without_a_session_state_warning(
     assert not at.exception, [e.message for e in at.exception]
     assert not [m for m in seen if "Session State API" in m], seen
     assert at.sidebar.selectbox(key="sb_model").value == f"shapes-{example.lower().replace('-', '')}"
+
+
+def test_map_colours_classes_from_the_shared_palette_and_hue_cyclically(open_app):
+    from app.ui import CLASS_COLOURS, CYCLIC_SCALE
+
+    at = open_app("map")
+    fig = spec(at)
+    assert [t["marker"]["color"] for t in fig["data"]] == list(CLASS_COLOURS[: len(fig["data"])])
+    assert (
+        fig["layout"]["legend"]["orientation"] == "h" and fig["layout"]["legend"]["y"] < 0
+    )  # under the plot
+    at.selectbox(key="map_colour").set_value("hue").run()
+    assert not at.exception
+    marker = spec(at)["data"][0]["marker"]
+    assert marker["colorbar"]["title"]["text"] == "hue"
+    twilight = marker["colorscale"]
+    assert twilight[0][1] == twilight[-1][1]  # a cyclic scale: both ends one colour
+    assert CYCLIC_SCALE == "Twilight"
+
+
+def test_compare_selection_in_one_map_dims_the_other_without_hiding_it(open_app):
+    from app.ui import class_colour
+
+    at = open_app("compare")
+    a = spec(at, 0)
+    assert [t["marker"]["color"] for t in a["data"]] == [class_colour(i) for i in range(len(a["data"]))]
+    assert a["layout"]["showlegend"] and a["layout"]["legend"]["orientation"] == "h"
+    picked = np.array([3, 5, 8], np.int64)
+    at.session_state["cmp_sel"] = {"a": np.zeros(0, np.int64), "b": picked}
+    at.run()
+    assert not at.exception
+    a = spec(at, 0)
+    *classes, top = a["data"]
+    assert top["name"] == "selected in the other map" and len(array(top["x"])) == 3
+    assert "customdata" not in top  # the highlight is not a selectable set of ids
+    assert all(t["marker"]["opacity"] == 0.2 for t in classes)  # dimmed, still drawn
+    assert sum(len(array(t["customdata"])) for t in classes) == N
+    assert all("opacity" not in t["marker"] or t["marker"]["opacity"] == 1 for t in spec(at, 1)["data"])
+
+
+def test_compare_changed_most_table_is_ranked_with_ties_ordered(open_app, app_env):
+    at = open_app("compare")
+    a, b = at.sidebar.selectbox(key="sb_model").value, at.selectbox(key="cmp_b").value
+    t = at.dataframe[0].value
+    assert t["rank"].tolist() == list(range(1, len(t) + 1))
+    keys = list(zip(t["overlap@10"], t["overlap@50"], t["id"]))
+    assert keys == sorted(keys)  # lowest overlap first; ties by the wider overlap, then id
+    wide = overlap_at_k(store_emb(app_env, a), store_emb(app_env, b), k=50)
+    assert np.allclose(t["overlap@50"], [float(f"{v:.3g}") for v in wide[t["id"]]])
+
+
+def test_compare_computes_factor_probes_from_the_page(open_app, app_env):
+    from engine.lab.compare import probe_factors
+
+    at = open_app("compare")
+    assert len(at.get("plotly_chart")) == 2  # no eval.json beside the fixture stores: no probe chart yet
+    at.button(key="cmp_probe_go").click().run()
+    assert not at.exception
+    bars = {t["name"]: dict(zip(t["x"], array(t["y"]).tolist())) for t in spec(at, 2)["data"]}
+    a = at.sidebar.selectbox(key="sb_model").value
+    store = open_store(Path(app_env["EQUILAB_STORES"]) / f"{a}-shapes-test")
+    want = probe_factors(np.asarray(store.embeddings("backbone")), store.meta)
+    assert {"hue", "rotation"} <= set(bars[a]) and len(bars) == 2
+    assert np.allclose([bars[a][r["factor"]] for r in want], [r["r2"] for r in want])
+    at.run()  # kept for the session: no second click needed
+    assert len(at.get("plotly_chart")) == 3

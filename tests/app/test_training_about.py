@@ -133,3 +133,25 @@ def test_about_shows_the_study_figures_shipped_in_docs(roots):
     assert at.header[0].value == "What the methods learn: the shapes study"
     assert len(at.get("image")) == len(figures)
     assert not at.info  # the "make the figures" hint only shows when they are missing
+
+
+def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
+    d = roots["runs"] / "u"
+    d.mkdir()
+    rows = [
+        {"step": i, "loss": 1.23456 / (i + 1), "grad_norm": 100.0 + i, "acc": 0.5, "empty": None}
+        for i in range(3)
+    ]
+    rows.append({"step": 3, "knn/top1": 0.123456})  # logged once: kept, the last value of each column shown
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 4, "bad": NaN}\n')
+    at = app_on("training")
+    assert not at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert [s["layout"]["title"]["text"] for s in specs] == ["loss", "knn / accuracy", "grad_norm"]
+    # legends below the plots, clear of the toolbar
+    assert all(s["layout"]["legend"]["orientation"] == "h" for s in specs)
+    last = at.dataframe[0].value
+    assert "empty" not in last.columns and "bad" not in last.columns
+    assert (
+        last.loc["u", "loss"] == 0.412 and last.loc["u", "knn/top1"] == 0.123 and last.loc["u", "step"] == 4
+    )
