@@ -42,7 +42,13 @@ PAGES = {
     "Runs": [
         st.Page(
             PAGES_DIR / "training.py", title="Training", url_path="training", icon=":material/monitoring:"
-        )
+        ),
+        st.Page(
+            PAGES_DIR / "add_model.py",
+            title="Add a model",
+            url_path="add-model",
+            icon=":material/upload_file:",
+        ),
     ],
     "Learn": [
         st.Page(PAGES_DIR / "about.py", title="About / teach", url_path="about", icon=":material/school:")

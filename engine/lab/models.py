@@ -1,17 +1,23 @@
-"""Checkpoints as the dashboard uses them: load a trained model; a failure carries the command that replaces it."""
+"""Checkpoints as the dashboard uses them: load a trained model (a failure carries the command that replaces it),
+import another library's weights file as a checkpoint (engine.imports)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from engine.core.errors import CheckpointError, EquiLabError
+from engine.core.errors import CheckpointError, ConfigError, EquiLabError
+from engine.imports.convert import import_checkpoint
+from engine.imports.registry import FORMATS
 from engine.store.discovery import recorded_info
 from engine.train.checkpoint import data_spec
 from engine.train.checkpoint import load_model as _load_model
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a checkpoint stem "add a model" may write
 
 
 def _text(value: Any, default: str) -> str:
@@ -49,3 +55,27 @@ def trained_on(path: str | Path) -> str | None:
     except CheckpointError:
         return None
     return None if spec is None else spec.name
+
+
+def import_formats() -> dict[str, str]:
+    """Format name -> one-line description, for the "add a model" panel (engine.imports.registry)."""
+    return {name: mod.DESCRIPTION for name, mod in FORMATS.items()}
+
+
+def import_into(
+    source: str | Path,
+    fmt: str,
+    checkpoints_root: str | Path,
+    name: str,
+    arch: str | None = None,
+    strict: bool = True,
+    input_size: int | None = None,
+) -> Path:
+    """Import ``source`` as the checkpoint ``<checkpoints_root>/<name>`` (engine.imports.convert); returns the
+    ``.safetensors`` path. ConfigError when ``name`` is not a plain file name or is taken."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise ConfigError(
+            f"model name {str(name)[:80]!r}: use letters, digits, '.', '_' or '-' (at most 100, no leading '.')"
+        )
+    side = import_checkpoint(source, fmt, Path(checkpoints_root) / name, arch or None, strict, input_size)
+    return side.with_suffix(".safetensors")

@@ -8,6 +8,7 @@ offered or read: a root may hold a link, but only what really lives inside it co
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -102,3 +103,52 @@ def embed_command(checkpoint: Path, dataset: str, split: str, stores_root: Path)
     args = ["python", "-m", "engine", "embed", "--checkpoint", str(checkpoint), "--dataset", dataset]
     args += ["--split", split, "--out", str(stores_root), "--overwrite"]
     return shlex.join(args)
+
+
+# ---------------------------------------------------------------- imported models (engine.imports)
+
+# the folder "add a model" reads foreign weights files from (default imports/)
+IMPORTS_ENV = "EQUILAB_IMPORTS"
+IMPORTABLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
+MAX_IMPORTABLE = 500  # files offered at most (a huge runs/ folder must not stall the page)
+
+
+def imported_format(checkpoint: Path) -> str | None:
+    """The source format of an imported checkpoint (its sidecar's ``imported.format``), None for EquiLab's own."""
+    info = recorded_info(checkpoint)
+    if info.get("method") != "imported":
+        return None
+    imported = info.get("imported")
+    fmt = imported.get("format") if isinstance(imported, dict) else None
+    return fmt if isinstance(fmt, str) and fmt else "unknown format"
+
+
+def model_label(label: str, checkpoint: Path) -> str:
+    """How the model picker shows ``label``: imported models as ``"<label> (imported: <format>)"``."""
+    fmt = imported_format(checkpoint)
+    return label if fmt is None else f"{label} (imported: {fmt})"
+
+
+def imports_root(repo: Path) -> Path:
+    """The imports folder: ``$EQUILAB_IMPORTS``, else ``<repo>/imports``."""
+    return Path(os.environ.get(IMPORTS_ENV) or Path(repo) / "imports").resolve()
+
+
+def find_importable(roots: Mapping[str, Path]) -> dict[str, Path]:
+    """``"<kind>/<relative path>"`` -> path of every weights file under ``roots`` (kind -> directory) that could be
+    imported: suffix in IMPORTABLE_SUFFIXES, really inside its root, not already an EquiLab checkpoint (a
+    ``.safetensors`` beside a ``.json`` sidecar). At most MAX_IMPORTABLE files, in root then path order."""
+    found: dict[str, Path] = {}
+    for kind, base in roots.items():
+        base = Path(base)
+        if not base.is_dir():
+            continue
+        for p in sorted(base.rglob("*")):
+            if len(found) >= MAX_IMPORTABLE:
+                return found
+            if p.suffix.lower() not in IMPORTABLE_SUFFIXES or not p.is_file() or not is_inside(p, base):
+                continue
+            if p.suffix == ".safetensors" and p.with_suffix(".json").exists():
+                continue
+            found.setdefault(f"{kind}/{p.relative_to(base)}", p)
+    return found
