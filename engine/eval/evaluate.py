@@ -127,7 +127,7 @@ def eval_linear_sgd(ctx: EvalContext) -> list[Row]:
     return rows
 
 
-def _factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | None]]:
+def factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | None]]:
     """name -> (target, mask, period) for the shapes factors present in ``meta``."""
     out = {}
     n = len(meta)
@@ -144,7 +144,7 @@ def _factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | Non
 def eval_factors(ctx: EvalContext) -> list[Row]:
     """Per-factor ridge R^2 on shapes (hue and rotation circular); skipped for datasets without factors."""
     tr_meta, te_meta = ctx.train.meta, ctx.test.meta
-    targets_tr, targets_te = _factor_targets(tr_meta), _factor_targets(te_meta)
+    targets_tr, targets_te = factor_targets(tr_meta), factor_targets(te_meta)
     ids = sample_ids(ctx.train.n, ctx.probe_cap, ctx.seed)
     rows = []
     for s in ctx.test.spaces:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine.core.errors import ConfigError
-from engine.eval.evaluate import _factor_targets as factor_targets  # the factors eval probes, one definition
+from engine.eval.evaluate import factor_targets  # the factors eval probes, one definition
 from engine.eval.metrics import factor_probe
 
 
