@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from engine import data as mod
@@ -359,3 +360,37 @@ def table3(df: Any) -> Any:
         if out[c].dtype.kind == "f":
             out[c] = out[c].map(sig3)
     return out
+
+
+def class_points(xy: np.ndarray, ids: np.ndarray, name: str, colour: str, **marker) -> go.Scattergl:
+    """Map points ``ids`` of one category: one legend entry, ids as customdata (what a selection returns)."""
+    return go.Scattergl(
+        x=xy[ids, 0],
+        y=xy[ids, 1],
+        customdata=ids,
+        mode="markers",
+        name=name,
+        marker=dict(size=4, color=colour, **marker),
+        hovertemplate="id %{customdata}<extra>" + name + "</extra>",
+    )
+
+
+def value_points(
+    xy: np.ndarray, ids: np.ndarray, values: np.ndarray, name: str, title: str, **marker
+) -> go.Scattergl:
+    """Map points ``ids`` coloured by ``values`` [len(ids)] on a colour scale with a titled colour bar."""
+    return go.Scattergl(
+        x=xy[ids, 0],
+        y=xy[ids, 1],
+        customdata=ids,
+        mode="markers",
+        name=name,
+        marker=dict(
+            size=4,
+            color=values,
+            showscale=True,
+            colorbar=dict(title=dict(text=title, side="right")),
+            **marker,
+        ),
+        hovertemplate="id %{customdata}<extra></extra>",
+    )

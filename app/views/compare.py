@@ -69,18 +69,6 @@ shown = stratified_sample(labels, n, MAX_POINTS, seed=0)
 st.caption(f"Showing {len(shown):,} of {n:,} items per map (per-class sample); overlap uses the full stores.")
 
 
-def points(xy: np.ndarray, ids: np.ndarray, name: str, colour: str, **marker) -> go.Scattergl:
-    return go.Scattergl(
-        x=xy[ids, 0],
-        y=xy[ids, 1],
-        customdata=ids,
-        mode="markers",
-        name=name,
-        marker=dict(size=4, color=colour, **marker),
-        hovertemplate="id %{customdata}<extra>" + name + "</extra>",
-    )
-
-
 def figure(xy: np.ndarray, highlight: np.ndarray) -> go.Figure:
     """One map: classes in their page-wide colours (or overlap on a titled colour bar); when the other map has a
     selection, those items are drawn on top in full colour and the rest dimmed (still visible)."""
@@ -90,26 +78,19 @@ def figure(xy: np.ndarray, highlight: np.ndarray) -> go.Figure:
         for c, name in enumerate(classes):
             ids = shown[labels[shown] == c]
             if len(ids):
-                fig.add_trace(points(xy, ids, name, ui.class_colour(c), opacity=dim))
+                fig.add_trace(ui.class_points(xy, ids, name, ui.class_colour(c), opacity=dim))
     else:
         fig.add_trace(
-            go.Scattergl(
-                x=xy[shown, 0],
-                y=xy[shown, 1],
-                customdata=shown,
-                mode="markers",
-                name=f"overlap@{k}",
-                marker=dict(
-                    size=4,
-                    color=ov[shown],
-                    colorscale="Viridis",
-                    cmin=0.0,
-                    cmax=1.0,
-                    opacity=dim,
-                    showscale=True,
-                    colorbar=dict(title=dict(text=f"overlap@{k}", side="right")),
-                ),
-                hovertemplate="id %{customdata}<extra></extra>",
+            ui.value_points(
+                xy,
+                shown,
+                ov[shown],
+                f"overlap@{k}",
+                f"overlap@{k}",
+                colorscale="Viridis",
+                cmin=0.0,
+                cmax=1.0,
+                opacity=dim,
             )
         )
     if len(highlight):  # linked selection: no customdata, so these points are not selectable ids themselves

@@ -119,35 +119,17 @@ scale = "RdBu" if colour == "gain over the strongest baseline" else ui.CYCLIC_SC
 fig = go.Figure()
 if names is not None:  # one trace per category: legend + stable colours
     for c, name in enumerate(names):
-        ids = shown[values[shown] == c]
-        fig.add_trace(
-            go.Scattergl(
-                x=xy[ids, 0],
-                y=xy[ids, 1],
-                customdata=ids,
-                mode="markers",
-                name=name,
-                marker=dict(size=4, color=ui.class_colour(c)),
-                hovertemplate="id %{customdata}<extra>" + name + "</extra>",
-            )
-        )
+        fig.add_trace(ui.class_points(xy, shown[values[shown] == c], name, ui.class_colour(c)))
 else:
     fig.add_trace(
-        go.Scattergl(
-            x=xy[shown, 0],
-            y=xy[shown, 1],
-            customdata=shown,
-            mode="markers",
-            name=colour,
-            marker=dict(
-                size=4,
-                color=values[shown],
-                colorscale=scale,
-                cmid=0.0 if colour == "gain over the strongest baseline" else None,
-                showscale=True,
-                colorbar=dict(title=dict(text=colour_title, side="right")),
-            ),
-            hovertemplate="id %{customdata}<extra></extra>",
+        ui.value_points(
+            xy,
+            shown,
+            values[shown],
+            colour,
+            colour_title,
+            colorscale=scale,
+            cmid=0.0 if colour == "gain over the strongest baseline" else None,
         )
     )
 fig.update_layout(
