@@ -32,7 +32,7 @@ from engine.core.io import atomic_write
 from engine.eval import measures as M
 from engine.eval.context import protocol_row, sample_images
 from engine.eval.metrics import rel_error, ridge_fit, row_cos
-from engine.methods.protocol import LOGIT_KEYS
+from engine.methods.protocol import LOGIT_KEYS, Predicts
 from engine.store.projection import pca
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z0 [B, D], raw p [B, 15]) -> z_hat [B, D]
@@ -183,12 +183,14 @@ def _np(d: dict) -> dict[str, np.ndarray]:
 
 def resolve_predictor(model, space: str, predictor: Predictor | None) -> tuple[Predictor | None, str]:
     """EquiMod's own predictor in its "equivariant" space, else the given one (post-hoc), else none."""
-    if space == "equivariant" and hasattr(model, "predict"):
+    if space == "equivariant" and isinstance(model, Predicts):
         dev = _device(model)
 
         @torch.no_grad()
         def own(z0: np.ndarray, p: np.ndarray) -> np.ndarray:
-            y = model.predict(torch.as_tensor(z0, device=dev).float(), torch.as_tensor(p, device=dev).float())
+            z0_t = torch.tensor(np.asarray(z0, dtype=np.float32), device=dev)  # a copy: store arrays are read-only
+            p_t = torch.tensor(np.asarray(p, dtype=np.float32), device=dev)
+            y = model.predict(z0_t, p_t)
             return y.float().cpu().numpy()
 
         return own, "equimod"
