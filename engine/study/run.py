@@ -4,8 +4,9 @@ A study is a registry entry (:data:`STUDIES`): one dataset, the settings every a
 epochs, schedule) and its arms (a method plus the few options that make it that arm, e.g. E-SSL at the
 shared lr vs its reference doubled lr). ``study run`` is resumable: each ``<out>/<arm>-s<seed>/`` is a normal
 training run (continued with ``--resume`` semantics when it was interrupted) whose ``eval.json`` marks it done,
-so rerunning the same command only does what is missing. ``study report`` (engine.study.report) aggregates the
-``eval.json`` files into tables and plots.
+so rerunning the same command only does what is missing. An arm with a ``checkpoint`` (``study run --checkpoint``,
+e.g. an imported model) is evaluation-only: no training, the same evaluators and seeds, a row beside the trained
+arms. ``study report`` (engine.study.report) aggregates the ``eval.json`` files into tables and plots.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from engine.eval.evaluate import evaluate, write_results
 from engine.store.build import EmbedJob, build_store, resolve_device
 from engine.store.format import StoreOptions, open_store
 from engine.study.report import add_report_args
+from engine.train.checkpoint import read_info, stem_of
 from engine.train.config import build_config, parse_overrides
 from engine.train.loop import fit
 
@@ -33,12 +35,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Arm:
-    """One row of a study: a method and the overrides that distinguish it from the shared settings."""
+    """One row of a study: a method and the overrides that distinguish it from the shared settings, or (with
+    ``checkpoint``, a sidecar path) an existing model that is only evaluated."""
 
     name: str
     method: str
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    checkpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,26 @@ def select_arms(study: Study, names: list[str] | None) -> tuple[Arm, ...]:
     return tuple(known[n] for n in names)
 
 
+def checkpoint_arm(path: str | Path) -> Arm:
+    """An evaluation-only arm for checkpoint ``path`` (named by its stem; CheckpointError if it is not one)."""
+    info = read_info(path)
+    stem = stem_of(path)
+    name = Path(path).name if Path(path).is_dir() else stem.name  # a run dir is named by its folder
+    fmt = (info.get("imported") or {}).get("format")
+    note = f"imported ({fmt}), evaluation only" if fmt else "existing checkpoint, evaluation only"
+    return Arm(name, str(info["method"]), note=note, checkpoint=str(stem.with_suffix(".json")))
+
+
+def with_checkpoints(arms: tuple[Arm, ...], checkpoints: list[str | Path] | None) -> tuple[Arm, ...]:
+    """``arms`` followed by one evaluation-only arm per checkpoint; ConfigError when two arms share a name."""
+    added = tuple(checkpoint_arm(c) for c in checkpoints or ())
+    names = [a.name for a in (*arms, *added)]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ConfigError(f"arm name(s) {clash} used twice; rename the checkpoint(s) or leave out those arms")
+    return (*arms, *added)
+
+
 def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str, Any], root: str | None):
     """The validated training config of one (arm, seed): shared settings < arm overrides < ``extra``."""
 
@@ -270,12 +294,15 @@ def run_arm(
     sizes: EvalSizes = EvalSizes(),
     device: str = "auto",
 ) -> Path:
-    """Train (or resume) and evaluate one (arm, seed); returns its ``eval.json`` (skips the work if present)."""
+    """Train (or resume) and evaluate one (arm, seed); returns its ``eval.json`` (skips the work if present).
+    An arm with a checkpoint is only evaluated (:func:`eval_arm`)."""
 
     run_dir = out / f"{arm.name}-s{seed}"
     result = run_dir / "eval.json"
     if result.is_file():
         return result
+    if arm.checkpoint:
+        return eval_arm(study, arm, seed, run_dir, root, sizes, device)
     cfg = arm_config(study, arm, seed, run_dir, {"train.device": device, **(extra or {})}, root)
     t0 = time.perf_counter()
     fit(cfg, resume=(run_dir / "checkpoints" / "last.json").is_file())
@@ -289,6 +316,25 @@ def run_arm(
         "overrides": {**study.settings, **arm.overrides, **(extra or {})},
         "train_seconds": round(train_s, 1),
         "source": {"checkpoint": str(run_dir / "checkpoints" / "last.json"), "dataset": study.dataset},
+    }
+    return write_results(rows, run_dir, info)[0]
+
+
+def eval_arm(
+    study: Study, arm: Arm, seed: int, run_dir: Path, root: str | None, sizes: EvalSizes, device: str
+) -> Path:
+    """Evaluate ``arm.checkpoint`` as it is (no training) with the study's evaluators and ``seed``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = _evaluate(Path(arm.checkpoint), study.dataset, root, run_dir, seed, sizes, device)
+    info = {
+        "study": study.dataset,
+        "arm": arm.name,
+        "method": arm.method,
+        "seed": seed,
+        "overrides": {},
+        "train_seconds": 0.0,
+        "evaluation_only": True,
+        "source": {"checkpoint": arm.checkpoint, "dataset": study.dataset},
     }
     return write_results(rows, run_dir, info)[0]
 
@@ -325,10 +371,12 @@ def run_study(
     root: str | None = None,
     sizes: EvalSizes = EvalSizes(),
     device: str = "auto",
+    checkpoints: list[str | Path] | None = None,
 ) -> list[Path]:
-    """Every (seed, arm) of study ``name``, seed-major so a partial study already has whole seeds."""
+    """Every (seed, arm) of study ``name``, seed-major so a partial study already has whole seeds; each of
+    ``checkpoints`` adds an evaluation-only arm after the study's."""
     study = get_study(name)
-    chosen = select_arms(study, arms)
+    chosen = with_checkpoints(select_arms(study, arms), checkpoints)
     if not seeds or any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds must list non-negative integers, got {seeds}")
     out.mkdir(parents=True, exist_ok=True)
@@ -336,7 +384,8 @@ def run_study(
     atomic_write_json(
         out / "study.json",
         {"study": name, "description": study.description, "dataset": study.dataset, "seeds": seeds,
-         "arms": [a.name for a in chosen], "settings": study.settings, "extra": extra or {}},
+         "arms": [a.name for a in chosen], "settings": study.settings, "extra": extra or {},
+         "checkpoints": {a.name: a.checkpoint for a in chosen if a.checkpoint}},
     )  # fmt: skip
     results = []
     for seed in seeds:
@@ -364,6 +413,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data-root", default=None, help="dataset root for file-backed datasets (cifar10)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     r.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="also evaluate these checkpoints (e.g. imported: checkpoints/NAME.json) with the study's evaluators "
+        "and seeds, without training; each is an arm named by its file stem",
+    )
+    r.add_argument(
         "--set",
         nargs="+",
         default=[],
@@ -379,7 +436,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     out = args.out or Path(f"runs/study-{args.study}")
     extra = parse_overrides(args.set)
-    paths = run_study(args.study, args.seeds, out, args.arms, extra, args.data_root, device=args.device)
+    paths = run_study(
+        args.study, args.seeds, out, args.arms, extra, args.data_root, device=args.device,
+        checkpoints=args.checkpoint,
+    )  # fmt: skip
     print(json.dumps({"study": args.study, "out": str(out), "results": len(paths)}))
     print(f"next: python -m engine study report {out}")
     return 0
