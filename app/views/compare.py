@@ -12,6 +12,9 @@ from engine.core.errors import EquiLabError
 from engine.lab.compare import neighbour_overlap, probe_factors, rank_changed, selection_ids
 from engine.lab.display import displayable
 from engine.lab.models import trained_on
+from engine.lab.robustness import compute_robustness, robustness_rows, robustness_table
+from engine.lab.runs import read_eval
+from engine.store.format import open_store
 from engine.store.projection import stratified_sample
 
 MAX_POINTS = 5000
@@ -220,3 +223,56 @@ if rows:
     st.plotly_chart(ui.legend_below(fig), key="cmp_probes")
 elif not missing:
     st.info(f"The {sel.dataset} items carry no factors to probe (shapes datasets do).")
+
+st.subheader("Robustness under test-time perturbations")
+st.caption(
+    f"Linear-probe accuracy of the {space} space on clean images and under CLeVER's test-time perturbations "
+    "(colour jitter 0.4/0.4/0.4/0.1, rotation within ±90° or ±180° with zero fill, and both): from eval.json beside "
+    "each store (train → test), else computed here on the store's own items (probe on 300 clean embeddings, "
+    "scored on 200 other images, seed 0)."
+)
+robust = st.session_state.setdefault("cmp_robust", {})  # (store, stamp, space) -> rows computed on this page
+r_missing, r_rows = [], {}
+for ref, name, ckpt in ((ref_a, sel.model, sel.checkpoint), (ref_b, label_b, models[label_b])):
+    got = robustness_rows(read_eval(ref.path), space) or robust.get((str(ref.path), ref.stamp, space))
+    if got:
+        r_rows[name] = got
+    else:
+        r_missing.append((ref, name, ckpt))
+if r_missing and st.button(
+    f"Compute the robustness of {', '.join(n for _, n, _ in r_missing)} ({space} space)", key="cmp_robust_go"
+):
+    bar = st.progress(0.0, text="Robustness…")
+    for i, (ref, name, ckpt) in enumerate(r_missing):
+        loaded = ui.load_model(ckpt, stop=False)
+        if loaded is None:
+            continue
+
+        def r_step(done: int, total: int, cond: str, i: int = i, name: str = name) -> None:
+            bar.progress((i + done / total) / len(r_missing), text=f"{name}: {cond} ({done}/{total})")
+
+        try:
+            got = compute_robustness(loaded[0], open_store(ref.path, verify=False), space, progress=r_step)
+        except EquiLabError as e:
+            st.error(f"Cannot measure the robustness of {name}: {e}")
+            continue
+        robust[(str(ref.path), ref.stamp, space)] = r_rows[name] = got
+    bar.empty()
+elif r_missing:
+    st.info(
+        "No robustness results for "
+        + ", ".join(n for _, n, _ in r_missing)
+        + " yet: compute them with the button above, or for the train → test protocol with "
+        "`python -m engine eval --store <store> --only robustness`."
+    )
+if r_rows:
+    table = robustness_table(r_rows)
+    st.dataframe(ui.table3(table), hide_index=True, width="stretch")
+    fig = go.Figure([go.Bar(x=table["condition"], y=table[m], name=m) for m in r_rows])
+    fig.update_layout(
+        barmode="group",
+        height=340,
+        margin=dict(l=10, r=10, t=10, b=10),
+        yaxis=dict(title="accuracy", range=[0, 1]),
+    )
+    st.plotly_chart(ui.legend_below(fig), key="cmp_robust_chart")

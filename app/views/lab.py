@@ -19,6 +19,7 @@ from engine.eval import measures as M
 from engine.eval.displacement import SCORED_SPACES
 from engine.lab.display import displayable
 from engine.lab.image import SliderValues, displacement_basis, lab_predictions, random_values, sweep_models
+from engine.lab.pretext import head_prediction, rotation_label
 
 CENTRE_KEYS = {"crop_cx": ("Crop centre x", "lab_cx"), "crop_cy": ("Crop centre y", "lab_cy")}
 
@@ -348,6 +349,41 @@ with right:
             "Arrows start at the original image's embedding; equal scales on both axes, so angles between arrows "
             "are the angles in this plane (the cosines on the left are in the full space)."
         )
+
+# ---------------------------------------------------------------- the pretext head's prediction
+if disp.views is not None and (heads := [head_prediction(model, v) for v in disp.views])[0] is not None:
+    h0 = heads[0]
+    st.subheader(f"Pretext head: which {h0.task} label does the model see?")
+    st.caption(
+        f"Softmax of the model's {h0.task} head on each view (resized to {h0.input_size} px, the size it was "
+        "trained on)."
+        + (
+            " The view's label is its rotation angle's nearest multiple of 90° (counter-clockwise, like the head's "
+            "labels); an angle between them is marked as rounded."
+            if h0.task == "rotation"
+            else ""
+        )
+    )
+    for col, i, h in zip(st.columns(len(heads)), range(len(heads)), heads, strict=True):
+        top = h.argmax
+        f = go.Figure(
+            go.Bar(
+                x=list(h.labels),
+                y=h.probs,
+                marker_color=["#d62728" if j == top else "#9ecae1" for j in range(len(h.labels))],
+            )
+        )
+        f.update_layout(
+            height=220, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1]), title=f"view {i + 1}"
+        )
+        col.plotly_chart(f, key=f"lab_pretext_{i}", config={"displaylogo": False})
+        line = f"predicts **{h.labels[top]}** (p = {h.probs[top]:.2f})"
+        if h.task == "rotation":
+            k, exact = rotation_label(values[i].rotation)
+            verdict = "right" if top == k else "wrong"
+            note = "" if exact else f", rounded from {values[i].rotation:g}°"
+            line += f"; the view is **{h.labels[k]}**{note}: {verdict}"
+        col.caption(line)
 
 # ---------------------------------------------------------------- neighbours of each view
 k = 6

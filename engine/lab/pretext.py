@@ -51,13 +51,14 @@ def rotation_label(degrees: float) -> tuple[int, bool]:
 
 
 @torch.no_grad()
-def head_prediction(model, view: Tensor) -> HeadPrediction | None:
-    """Softmax of the pretext head on one view (float [3, S, S] or [1, 3, S, S] in [0, 1]); None without a head."""
+def head_prediction(model, view: Tensor | np.ndarray) -> HeadPrediction | None:
+    """Softmax of the pretext head on one view (float [3, S, S] or [1, 3, S, S] in [0, 1], tensor or array);
+    None without a head."""
     task = head_task(model)
     if task is None:
         return None
-    x = view[None] if view.ndim == 3 else view
-    x = x.float()
+    x = torch.as_tensor(np.asarray(view) if not isinstance(view, Tensor) else view).float()
+    x = x[None] if x.ndim == 3 else x
     size = int(getattr(model, "rot_size", x.shape[-1]))
     if size != x.shape[-1] or size != x.shape[-2]:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -1,0 +1,139 @@
+"""AppTest: the lab's pretext-head prediction and the compare page's robustness, on the shipped shapes-essl and
+shapes-none checkpoints with small stores (160 shapes test images)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from app.ui import sig3
+from engine.core.io import sha256_file
+from engine.data import load_dataset
+from engine.eval.robustness import PERTURBATIONS
+from engine.methods.protocol import LOGIT_KEYS
+from engine.store.format import StoreArrays, StoreOptions, write_store
+from engine.train.checkpoint import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = str(ROOT / "app" / "main.py")
+N = 160
+MODELS = ("shapes-essl", "shapes-none")
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory) -> dict[str, str]:
+    """checkpoints/ with copies of the shipped checkpoints, stores/ with their stores on N shapes test images."""
+    root = tmp_path_factory.mktemp("robust-roots")
+    dirs = {k: root / k for k in ("checkpoints", "runs", "stores")}
+    for d in dirs.values():
+        d.mkdir()
+    ds = load_dataset("shapes", "test", size=N)
+    images = np.array(ds.images)
+    for label in MODELS:
+        for ext in (".safetensors", ".json"):
+            shutil.copy(ROOT / "checkpoints" / f"{label}{ext}", dirs["checkpoints"] / f"{label}{ext}")
+        weights = dirs["checkpoints"] / f"{label}.safetensors"
+        model, info = load_model(weights)
+        with torch.no_grad():
+            out = model.embed(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0)
+        source = {
+            "checkpoint": str(weights),
+            "checkpoint_sha256": sha256_file(weights),
+            "method": info["build"]["name"],
+            "dataset": "shapes",
+            "split": "test",
+            "dataset_options": {"size": N},
+        }
+        arrays = StoreArrays(
+            embeddings={k: v.float().numpy() for k, v in out.items() if k not in LOGIT_KEYS},
+            labels=np.asarray(ds.labels, dtype=np.int64),
+            classes=tuple(ds.classes),
+            images=images,
+            meta={k: np.asarray(v) for k, v in ds.meta.items() if k != "path"},
+        )
+        write_store(dirs["stores"] / f"{label}-shapes-test", arrays, source, StoreOptions(umap=False))
+    return {
+        "EQUILAB_CHECKPOINTS": str(dirs["checkpoints"]),
+        "EQUILAB_RUNS": str(dirs["runs"]),
+        "EQUILAB_STORES": str(dirs["stores"]),
+    }
+
+
+@pytest.fixture
+def env(roots, monkeypatch):
+    for k, v in roots.items():
+        monkeypatch.setenv(k, v)
+    return roots
+
+
+def _app(page: str, **query: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page != "lab":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _bars(at, key: str) -> list[dict]:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    return [t for t in json.loads(chart.proto.spec)["data"] if t.get("type") == "bar"]
+
+
+def _array(v) -> np.ndarray:
+    if isinstance(v, dict):  # Plotly's typed array
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
+    return np.asarray(v, dtype=float)
+
+
+def test_lab_shows_the_rotation_heads_probabilities_and_the_views_label(env):
+    at = _app("lab", model="shapes-essl", idx="3")
+    assert any("Pretext head" in s.value for s in at.subheader)
+    at.slider(key="lab_rotation").set_value(100.0).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (bar,) = _bars(at, "lab_pretext_0")
+    assert list(bar["x"]) == ["0°", "90°", "180°", "270°"]
+    assert _array(bar["y"]).sum() == pytest.approx(1.0, abs=1e-6)
+    text = " ".join(c.value for c in at.caption)
+    assert "the view is **90°**, rounded from 100°" in text
+    assert ": right" in text or ": wrong" in text
+
+
+def test_lab_shows_no_pretext_section_for_a_model_without_a_head(env):
+    at = _app("lab", model="shapes-none", idx="3")
+    assert not any("Pretext head" in s.value for s in at.subheader)
+
+
+def test_compare_reads_eval_json_and_computes_the_missing_model(env):
+    store_a = Path(env["EQUILAB_STORES"]) / "shapes-essl-shapes-test"
+    stored = {name: 0.5 + 0.01 * i for i, name in enumerate(PERTURBATIONS)}
+    rows = [{"evaluator": "robustness", "space": "backbone", "metric": f"robust_acc/{k}", "value": v}
+            for k, v in stored.items()]  # fmt: skip
+    (store_a / "eval.json").write_text(json.dumps({"results": rows}))
+    try:
+        at = _app("compare", model="shapes-essl", model_b="shapes-none", space="backbone")
+        assert any("No robustness results for shapes-none" in i.value for i in at.info)
+        at.button(key="cmp_robust_go").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert not at.error, [e.value for e in at.error]
+        df = at.dataframe[-1].value
+        assert list(df["condition"]) == list(PERTURBATIONS)
+        assert list(df["shapes-essl"]) == [sig3(v) for v in stored.values()]
+        computed = [float(v) for v in df["shapes-none"]]
+        assert all(0.0 <= v <= 1.0 for v in computed)
+        bars = _bars(at, "cmp_robust_chart")
+        assert [b["name"] for b in bars] == list(MODELS)
+        chart = next(c for c in at.get("plotly_chart") if "cmp_robust_chart" in c.proto.id)
+        assert json.loads(chart.proto.spec)["layout"]["showlegend"] is not False
+    finally:
+        (store_a / "eval.json").unlink()
