@@ -3,6 +3,7 @@ map run on it, the lab with the post-hoc prediction and the two model-free basel
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import torch
 import torchvision
 from streamlit.testing.v1 import AppTest
 
+from engine.imports.convert import import_checkpoint
 from engine.store.build import ensure_store
-from engine.store.format import StoreOptions
+from engine.store.format import StoreOptions, open_store
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 N_ITEMS = 160  # a tiny shapes store, as tests/app/fixture_store.py
@@ -99,3 +101,47 @@ def test_import_panel_picker_lab_and_map(roots: dict[str, Path], tmp_path: Path)
     at.switch_page("views/map.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def test_compare_imported_resnet_with_a_narrower_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compare across widths: an imported resnet18 (512-d backbone) beside the fixture's width-0.125 model (64-d);
+    overlap@k compares neighbourhoods, so it is computed whatever the two embedding sizes."""
+    spec = importlib.util.spec_from_file_location(
+        "equilab_fixture_store", Path(__file__).parent / "fixture_store.py"
+    )
+    fixture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixture)
+    env = fixture.build(tmp_path / "roots")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "my-resnet.pth")
+    ckpts = Path(env["EQUILAB_CHECKPOINTS"])
+    side = import_checkpoint(
+        tmp_path / "my-resnet.pth", "torchvision", ckpts / "my-resnet", arch="resnet18", input_size=32
+    )
+    store = ensure_store(
+        side,
+        "shapes",
+        "test",
+        store_root=Path(env["EQUILAB_STORES"]),
+        options=StoreOptions(umap=False),
+        data_options={"size": fixture.N_ITEMS},
+    )
+    narrow = Path(env["EQUILAB_STORES"]) / "shapes-none-shapes-test"
+    widths = [open_store(p).embeddings("backbone").shape[1] for p in (store, narrow)]
+    assert widths[0] == 512 and widths[1] < 512, widths
+
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.query_params["model"] = "my-resnet"
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.sidebar.selectbox(key="sb_model").value == "my-resnet"
+    at.selectbox(key="cmp_b").set_value("shapes-none").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    overlap = next(m for m in at.metric if m.label.startswith("Mean overlap@"))
+    assert 0.0 <= float(overlap.value) <= 1.0
