@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 MODELS = sorted(p.stem for p in (REPO / "checkpoints").glob("shapes-*.json"))  # as conftest's shipped_env
 MODEL_PAGES = ("lab", "map", "retrieval", "compare")  # pages that open the model's store
-OTHER_PAGES = ("training", "about")
+OTHER_PAGES = ("training", "add-model", "about")
 SCREENSHOTS = REPO / "docs" / "screenshots"
 SCREENSHOT_MODEL = "shapes-equimod"
 # Streamlit's client looks for its server under the page's own path first (/<page>/_stcore/health, then
