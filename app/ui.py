@@ -362,35 +362,27 @@ def table3(df: Any) -> Any:
     return out
 
 
-def class_points(xy: np.ndarray, ids: np.ndarray, name: str, colour: str, **marker) -> go.Scattergl:
-    """Map points ``ids`` of one category: one legend entry, ids as customdata (what a selection returns)."""
+def _points(xy: np.ndarray, ids: np.ndarray, name: str, marker: dict, extra: str) -> go.Scattergl:
+    """Map points ``ids`` with their ids as customdata (what a selection returns)."""
     return go.Scattergl(
         x=xy[ids, 0],
         y=xy[ids, 1],
         customdata=ids,
         mode="markers",
         name=name,
-        marker=dict(size=4, color=colour, **marker),
-        hovertemplate="id %{customdata}<extra>" + name + "</extra>",
+        marker=dict(size=4, **marker),
+        hovertemplate="id %{customdata}<extra>" + extra + "</extra>",
     )
+
+
+def class_points(xy: np.ndarray, ids: np.ndarray, name: str, colour: str, **marker) -> go.Scattergl:
+    """Map points ``ids`` of one category: one legend entry in ``colour``."""
+    return _points(xy, ids, name, dict(color=colour, **marker), name)
 
 
 def value_points(
     xy: np.ndarray, ids: np.ndarray, values: np.ndarray, name: str, title: str, **marker
 ) -> go.Scattergl:
     """Map points ``ids`` coloured by ``values`` [len(ids)] on a colour scale with a titled colour bar."""
-    return go.Scattergl(
-        x=xy[ids, 0],
-        y=xy[ids, 1],
-        customdata=ids,
-        mode="markers",
-        name=name,
-        marker=dict(
-            size=4,
-            color=values,
-            showscale=True,
-            colorbar=dict(title=dict(text=title, side="right")),
-            **marker,
-        ),
-        hovertemplate="id %{customdata}<extra></extra>",
-    )
+    bar = dict(showscale=True, colorbar=dict(title=dict(text=title, side="right")))
+    return _points(xy, ids, name, dict(color=values, **bar, **marker), "")

@@ -31,19 +31,27 @@ def app_env(store_roots: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dic
     return store_roots
 
 
-@pytest.fixture
-def open_app(app_env):
-    """``open_app("map")``: an AppTest of the whole app (router + sidebar) switched to one page and run."""
+def run_page(page: str, **query: str):
+    """An AppTest of the whole app (router + sidebar) with ``query`` in the URL, switched to ``page`` and run."""
     from streamlit.testing.v1 import AppTest
 
-    def _open(page: str, **query: str):
-        at = AppTest.from_file(MAIN, default_timeout=120)
-        for k, v in query.items():
-            at.query_params[k] = v
-        at.run()
-        if page != "lab":
-            at.switch_page(f"views/{page}.py").run()
-        assert not at.exception, [e.message for e in at.exception]
-        return at
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page != "lab":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
 
-    return _open
+
+@pytest.fixture
+def page_runner():
+    """:func:`run_page`, for tests whose own fixtures set the roots."""
+    return run_page
+
+
+@pytest.fixture
+def open_app(app_env):
+    """``open_app("map")``: :func:`run_page` on the fixture roots."""
+    return run_page

@@ -31,7 +31,6 @@ def build(root: Path) -> dict[str, str]:
     from engine.core.io import sha256_file
     from engine.data import load_dataset
     from engine.methods import build_method
-    from engine.store.format import StoreArrays, StoreOptions, write_store
     from engine.train.checkpoint import save_checkpoint
 
     dirs = {k: root / k for k in ("checkpoints", "runs", "stores")}
@@ -53,16 +52,26 @@ def build(root: Path) -> dict[str, str]:
             "split": "test",
             "dataset_options": {"size": N_ITEMS},
         }
-        arrays = StoreArrays(
-            embeddings=_embed(model, images),
-            labels=np.asarray(ds.labels, dtype=np.int64),
-            classes=tuple(ds.classes),
-            images=images,
-            meta={k: np.asarray(v) for k, v in ds.meta.items() if k != "path"},
-        )
-        write_store(dirs["stores"] / f"{label}-shapes-test", arrays, source, StoreOptions(umap=False))
-    return {
-        "EQUILAB_CHECKPOINTS": str(dirs["checkpoints"]),
-        "EQUILAB_RUNS": str(dirs["runs"]),
-        "EQUILAB_STORES": str(dirs["stores"]),
-    }
+        write_item_store(dirs, label, _embed(model, images), ds, images, source)
+    return root_env(dirs)
+
+
+def write_item_store(
+    dirs: dict[str, Path], label: str, embeddings, ds, images: np.ndarray, source: dict
+) -> None:
+    """The store ``<label>-shapes-test`` of ``embeddings`` (space -> [N, D]) for the items of ``ds``, without UMAP."""
+    from engine.store.format import StoreArrays, StoreOptions, write_store
+
+    arrays = StoreArrays(
+        embeddings=embeddings,
+        labels=np.asarray(ds.labels, dtype=np.int64),
+        classes=tuple(ds.classes),
+        images=images,
+        meta={k: np.asarray(v) for k, v in ds.meta.items() if k != "path"},
+    )
+    write_store(dirs["stores"] / f"{label}-shapes-test", arrays, source, StoreOptions(umap=False))
+
+
+def root_env(dirs: dict[str, Path]) -> dict[str, str]:
+    """The env vars that point the app at ``dirs`` (checkpoints, runs, stores)."""
+    return {f"EQUILAB_{k.upper()}": str(dirs[k]) for k in ("checkpoints", "runs", "stores")}

@@ -3,6 +3,7 @@ shapes-none checkpoints with small stores (160 shapes test images)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,18 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from app.ui import sig3
 from engine.core.io import sha256_file
 from engine.data import load_dataset
 from engine.eval.robustness import PERTURBATIONS
 from engine.methods.protocol import LOGIT_KEYS
-from engine.store.format import StoreArrays, StoreOptions, write_store
 from engine.train.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN = str(ROOT / "app" / "main.py")
+_SPEC = importlib.util.spec_from_file_location(
+    "equilab_fixture_store", ROOT / "tests" / "app" / "fixture_store.py"
+)
+FIXTURE = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(FIXTURE)  # the shared store writer (tests/app/fixture_store.py)
 N = 160
 MODELS = ("shapes-essl", "shapes-none")
 
@@ -50,19 +53,9 @@ def roots(tmp_path_factory) -> dict[str, str]:
             "split": "test",
             "dataset_options": {"size": N},
         }
-        arrays = StoreArrays(
-            embeddings={k: v.float().numpy() for k, v in out.items() if k not in LOGIT_KEYS},
-            labels=np.asarray(ds.labels, dtype=np.int64),
-            classes=tuple(ds.classes),
-            images=images,
-            meta={k: np.asarray(v) for k, v in ds.meta.items() if k != "path"},
-        )
-        write_store(dirs["stores"] / f"{label}-shapes-test", arrays, source, StoreOptions(umap=False))
-    return {
-        "EQUILAB_CHECKPOINTS": str(dirs["checkpoints"]),
-        "EQUILAB_RUNS": str(dirs["runs"]),
-        "EQUILAB_STORES": str(dirs["stores"]),
-    }
+        embeddings = {k: v.float().numpy() for k, v in out.items() if k not in LOGIT_KEYS}
+        FIXTURE.write_item_store(dirs, label, embeddings, ds, images, source)
+    return FIXTURE.root_env(dirs)
 
 
 @pytest.fixture
@@ -70,17 +63,6 @@ def env(roots, monkeypatch):
     for k, v in roots.items():
         monkeypatch.setenv(k, v)
     return roots
-
-
-def _app(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    if page != "lab":
-        at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
 
 
 def _bars(at, key: str) -> list[dict]:
@@ -96,8 +78,8 @@ def _array(v) -> np.ndarray:
     return np.asarray(v, dtype=float)
 
 
-def test_lab_shows_the_rotation_heads_probabilities_and_the_views_label(env):
-    at = _app("lab", model="shapes-essl", idx="3")
+def test_lab_shows_the_rotation_heads_probabilities_and_the_views_label(env, page_runner):
+    at = page_runner("lab", model="shapes-essl", idx="3")
     assert any("Pretext head" in s.value for s in at.subheader)
     at.slider(key="lab_rotation").set_value(100.0).run()
     assert not at.exception, [e.message for e in at.exception]
@@ -109,19 +91,19 @@ def test_lab_shows_the_rotation_heads_probabilities_and_the_views_label(env):
     assert ": right" in text or ": wrong" in text
 
 
-def test_lab_shows_no_pretext_section_for_a_model_without_a_head(env):
-    at = _app("lab", model="shapes-none", idx="3")
+def test_lab_shows_no_pretext_section_for_a_model_without_a_head(env, page_runner):
+    at = page_runner("lab", model="shapes-none", idx="3")
     assert not any("Pretext head" in s.value for s in at.subheader)
 
 
-def test_compare_reads_eval_json_and_computes_the_missing_model(env):
+def test_compare_reads_eval_json_and_computes_the_missing_model(env, page_runner):
     store_a = Path(env["EQUILAB_STORES"]) / "shapes-essl-shapes-test"
     stored = {name: 0.5 + 0.01 * i for i, name in enumerate(PERTURBATIONS)}
     rows = [{"evaluator": "robustness", "space": "backbone", "metric": f"robust_acc/{k}", "value": v}
             for k, v in stored.items()]  # fmt: skip
     (store_a / "eval.json").write_text(json.dumps({"results": rows}))
     try:
-        at = _app("compare", model="shapes-essl", model_b="shapes-none", space="backbone")
+        at = page_runner("compare", model="shapes-essl", model_b="shapes-none", space="backbone")
         assert any("No robustness results for shapes-none" in i.value for i in at.info)
         at.button(key="cmp_robust_go").click().run()
         assert not at.exception, [e.message for e in at.exception]
