@@ -188,7 +188,9 @@ def resolve_predictor(model, space: str, predictor: Predictor | None) -> tuple[P
 
         @torch.no_grad()
         def own(z0: np.ndarray, p: np.ndarray) -> np.ndarray:
-            z0_t = torch.tensor(np.asarray(z0, dtype=np.float32), device=dev)  # a copy: store arrays are read-only
+            z0_t = torch.tensor(
+                np.asarray(z0, dtype=np.float32), device=dev
+            )  # a copy: store arrays are read-only
             p_t = torch.tensor(np.asarray(p, dtype=np.float32), device=dev)
             y = model.predict(z0_t, p_t)
             return y.float().cpu().numpy()
