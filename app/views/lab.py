@@ -100,27 +100,36 @@ def _key(name: str) -> str:
 
 
 def _sliders() -> SliderValues:
-    """One widget per family (checkbox for on/off ops), three columns, plus the crop centre under the crop."""
-    for (
-        name,
-        fam,
-    ) in FAMILIES.items():  # defaults once, so values set by "Edit in the sliders" are not overridden
-        st.session_state.setdefault(_key(name), bool(fam.neutral) if fam.flag else fam.neutral)
-    for name, (_, key) in CENTRE_KEYS.items():
-        st.session_state.setdefault(key, getattr(SliderValues(), name))
+    """One widget per family (checkbox for on/off ops), three columns, plus the crop centre under the crop.
+
+    The values live in ``lab_values`` (a plain session key) as well as in the widgets: Streamlit drops a widget's
+    state in a run that does not draw it (Upload with no file yet stops before the sliders), and a widget that
+    comes back without state is created from ``lab_values`` via ``value=`` so the browser shows what the server
+    computes with. A widget that still has state (or was set by "Edit in the sliders") is created from its key."""
+    kept = st.session_state.setdefault("lab_values", {})
     cols = st.columns(3)
     names = list(FAMILIES)
     per = -(-len(names) // 3)
     got = {}
+
+    def start(key: str, default):
+        return {} if key in st.session_state else {"value": kept.get(key, default)}
+
     for i, name in enumerate(names):
-        fam, col = FAMILIES[name], cols[i // per]
+        fam, col, key = FAMILIES[name], cols[i // per], _key(name)
         if fam.flag:
-            got[name] = col.checkbox(fam.label, key=_key(name))
+            got[name] = col.checkbox(fam.label, key=key, **start(key, bool(fam.neutral)))
         else:
-            got[name] = col.slider(fam.label, fam.low, fam.high, step=fam.step, key=_key(name))
+            got[name] = col.slider(
+                fam.label, fam.low, fam.high, step=fam.step, key=key, **start(key, fam.neutral)
+            )
+        kept[key] = got[name]
         if name == "crop_scale":
-            for field, (label, key) in CENTRE_KEYS.items():
-                got[field] = col.slider(label, 0.0, 1.0, step=0.01, key=key)
+            for field, (label, ckey) in CENTRE_KEYS.items():
+                got[field] = col.slider(
+                    label, 0.0, 1.0, step=0.01, key=ckey, **start(ckey, getattr(SliderValues(), field))
+                )
+                kept[ckey] = got[field]
     return SliderValues(**got)
 
 
@@ -197,12 +206,10 @@ with src_col:
         up = st.file_uploader("PNG / JPEG / WebP / BMP (≤ 10 MB)", key="lab_upload")
         image = ui.decode_upload(up)
         caption = up.name if up is not None else ""
-    if image is None:
-        st.info("Pick a dataset image or upload one.")
-        st.stop()
-    st.image(displayable(image), caption=caption, width=160)
 
 # ---------------------------------------------------------------- the augmentation
+# Drawn before the "no image yet" stop: a run that stops before a widget makes the browser forget its value while
+# the server keeps it, and the sliders would come back showing their minimum.
 model, _ = ui.load_model(sel.checkpoint)
 with aug_col:
     mode = st.radio("Augmentation", ["Sliders", "Sample random (seeded)"], horizontal=True, key="lab_mode")
@@ -213,8 +220,13 @@ with aug_col:
         seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="lab_seed")
         n_views = c2.slider("Views", 1, 4, 2, key="lab_nviews")
         recipe = training_recipe(model)
-        values = random_values(recipe, image.shape[:2], int(seed), n_views)
+        values = [] if image is None else random_values(recipe, image.shape[:2], int(seed), n_views)
         st.caption(_recipe_caption(recipe))
+with src_col:
+    if image is None:
+        st.info("Pick a dataset image or upload one.")
+        st.stop()
+    st.image(displayable(image), caption=caption, width=160)
 
 predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
 try:

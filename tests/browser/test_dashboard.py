@@ -127,3 +127,39 @@ def test_upload_good_then_corrupt_image(page, server):
     err.wait_for()
     assert "Cannot use broken.png" in err.inner_text()
     page.screenshot(path=str(page.artifacts / "upload-error.png"))
+
+
+def slider_values(page) -> dict[str, float]:
+    """What the browser shows on every lab slider (label → the range input's value)."""
+    out = {}
+    for s in page.get_by_test_id("stSlider").all():
+        label = s.get_by_test_id("stWidgetLabel").inner_text().strip()
+        out[label] = float(s.locator("input[type=range]").first.get_attribute("value"))
+    return out
+
+
+def test_lab_sliders_keep_their_values_through_an_upload(page, server):
+    """Switching to Upload hides the sliders until a file arrives; when they come back the browser must show the
+    values the server computes with (identity), and the next widget change must not send other values back."""
+    open_page(page, server, "")
+    page.get_by_test_id("stRadio").filter(has_text="Dataset").get_by_text("Upload").click()
+    upload = page.locator("[data-testid='stFileUploader'] input[type=file]")
+    upload.wait_for(state="attached")
+    wide = Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 160, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    wide.save(buf, format="PNG")
+    upload.set_input_files(files=[{"name": "wide.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.get_by_test_id("stMetric").filter(has_text="|Δ|").first.wait_for()
+    page.idle(page)
+    assert metric_value(page, "|Δ|") == "0.0000"
+    shown = slider_values(page)
+    assert shown["Crop scale"] == 1.0 and shown["Brightness"] == 1.0 and shown["Hue shift"] == 0.0, shown
+    page.get_by_test_id("stCheckbox").filter(has_text="Horizontal flip").locator("label").click()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stMetric"]')]
+            .some(e => e.innerText.includes('|Δ|') && !e.innerText.includes('0.0000'))"""
+    )
+    page.idle(page)
+    after = slider_values(page)
+    assert after == shown, after  # only the flip changed: no slider jumped to its minimum
+    page.screenshot(path=str(page.artifacts / "lab-upload-flip.png"), full_page=True)
