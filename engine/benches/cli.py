@@ -14,11 +14,13 @@ BENCHES: dict[str, str] = {
     "train": "training step time per method vs SimCLR, and SimCLR vs a plain reference loop",
     "embed": "embedding img/s (inference path vs plain eval loop) and store build time split",
     "knn": "FAISS kNN query latency vs NumPy brute force on the same vectors",
+    "browser": "dashboard interactions measured in Chromium: widget change to page settled, first page",
+    "gpu": "one-command GPU check: every method's step, epoch time, augmentation and embedding throughput",
 }
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="run a benchmark (augment, train, embed, knn)")
+    p = sub.add_parser("bench", help="run a benchmark (" + ", ".join(BENCHES) + ")")
     targets = p.add_subparsers(dest="target", metavar="<target>", required=True)
     for name, help_text in BENCHES.items():
         module = importlib.import_module(f"engine.benches.{name}")
