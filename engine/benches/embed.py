@@ -1,27 +1,34 @@
 """Embedding throughput and store build time.
 
 1. img/s of the engine's inference path (``engine.store.build.embed_batches``: inference_mode, large batches, bf16
-   autocast + channels_last on CUDA) vs a plain eval loop (``model.eval()``, autograd on, batch 64, float32).
-2. The time to build a full store (``engine.store.build.build_store``) split into embed / PCA / UMAP / index, on the
-   shapes test split (5,000 images) with a freshly initialised (or the given) checkpoint.
+   autocast + channels_last on CUDA) vs a plain eval loop (``model.eval()``, autograd on, batch 64, float32),
+   measured interleaved: every round runs both paths once on the same images, the order alternating between
+   rounds, so a busy spell of a shared host slows both alike. Reported: the median seconds of each path over the
+   rounds, img/s at that median, and the ratio of the medians (plain / engine: > 1 means the engine path is faster).
+2. The time to build a full store (``engine.store.build.build_store``) split into its stages, on the shapes test
+   split (5,000 images) with a freshly initialised (or the given) checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.benches.common import print_table, time_it, write_results
+from engine.benches.common import print_table, write_results
 from engine.data import load_dataset
 from engine.methods import build_method
 from engine.store.build import EmbedJob, build_store, embed_batches, resolve_device
 from engine.store.format import open_store
 from engine.train.checkpoint import load_model, save_checkpoint
+
+PLAIN = "plain eval loop (autograd, b=64, fp32)"
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -36,8 +43,60 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="split (default: test, 5,000 shapes images)")
     p.add_argument("--n", type=int, default=2048, help="images for the throughput comparison (default: 2048)")
     p.add_argument("--batch", type=int, default=256, help="inference-path batch size (default: 256)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds, both paths each (default: 5)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--no-store", action="store_true", help="skip the store build timing")
+
+
+def interleave(
+    cases: Mapping[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds of each call of every case, measured round by round.
+
+    ``warmup`` untimed rounds first; then each round runs every case once, in the given order on even rounds and
+    reversed on odd ones (neither side always runs first, e.g. right after the other heated the caches). ``sync``
+    (a device synchronisation) runs before each clock read.
+    """
+    names = list(cases)
+    for _ in range(warmup):
+        for name in names:
+            cases[name]()
+    if sync:
+        sync()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            cases[name]()
+            if sync:
+                sync()
+            out[name].append(time.perf_counter() - t0)
+    return out
+
+
+def median_rows(times: Mapping[str, list[float]], items: int, baseline: str) -> list[dict]:
+    """One row per case: median seconds over the rounds, ``items`` per second at that median, and ``vs_baseline``
+    = baseline median / this median (> 1: faster than the baseline), and the median of the per-round ratios."""
+    base = statistics.median(times[baseline])
+    rows = []
+    for name, secs in times.items():
+        med = statistics.median(secs)
+        per_round = [b / s for b, s in zip(times[baseline], secs)]
+        rows.append(
+            {
+                "path": name,
+                "items": items,
+                "rounds": len(secs),
+                "median_s": med,
+                "items_per_s": items / med,
+                "vs_baseline": base / med,
+                "round_ratio_median": statistics.median(per_round),
+            }
+        )
+    return rows
 
 
 def _plain_loop(model, images: np.ndarray, device: torch.device) -> None:
@@ -47,9 +106,22 @@ def _plain_loop(model, images: np.ndarray, device: torch.device) -> None:
         model.embed(x)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _sync(device: torch.device) -> Callable[[], None] | None:
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+
+
+def compare_paths(
+    model, images: np.ndarray, device: torch.device, batch: int, rounds: int
+) -> tuple[list[dict], str]:
+    """Engine inference path vs the plain eval loop on ``images``, interleaved over ``rounds``: the rows of
+    :func:`median_rows` (baseline: the plain loop) and the engine path's row name."""
+    engine = f"inference path (b={batch})"
+    cases = {
+        PLAIN: lambda: _plain_loop(model, images, device),
+        engine: lambda: embed_batches(model, images, lambda s, o: None, batch, device),
+    }
+    times = interleave(cases, rounds, warmup=1, sync=_sync(device))
+    return median_rows(times, len(images), PLAIN), engine
 
 
 def _new_checkpoint(method: str, width: float, where: Path) -> Path:
@@ -65,22 +137,18 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="equilab-bench-embed-"))
     ckpt = args.checkpoint or _new_checkpoint(args.method, args.width, tmp)
     model, info = load_model(ckpt, device)
-    images = load_dataset(args.dataset, split=args.split).images[: args.n]
-    rows = []
-    for name, fn in {
-        "plain eval loop (autograd, b=64, fp32)": lambda: _plain_loop(model, images, device),
-        f"inference path (b={args.batch})": lambda: embed_batches(
-            model, images, lambda s, o: None, args.batch, device
-        ),
-    }.items():
-        # Median of 3 after a warm-up: the machine may be shared, single runs are noisy.
-        dt = float(np.median(time_it(fn, repeats=3, warmup=1, sync=lambda: _sync(device))))
-        rows.append({"path": name, "images": len(images), "seconds": dt, "img_per_s": len(images) / dt})
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # as build_store does
+    images = np.asarray(load_dataset(args.dataset, split=args.split).images[: args.n])
+    rows, engine = compare_paths(model, images, device, args.batch, args.rounds)
     print_table(
         rows,
-        f"Embedding throughput: {info['method']} width {info.get('width')} on {device}, threads={torch.get_num_threads()}",
+        f"Embedding throughput, interleaved ({args.rounds} rounds, medians): {info['method']} width "
+        f"{info.get('width')} on {device}, threads={torch.get_num_threads()}",
     )
-    results = {"device": str(device), "throughput": rows}
+    ratio = next(r for r in rows if r["path"] == engine)["vs_baseline"]
+    print(f"inference path / plain loop: {ratio:.2f}x the plain loop's img/s (ratio of medians)")
+    results = {"device": str(device), "rounds": args.rounds, "throughput": rows, "ratio": ratio}
     if not args.no_store:
         t0 = time.perf_counter()
         path = build_store(
