@@ -50,6 +50,9 @@ BG_SATURATION = 0.35
 DEFAULT_SIZES = {"train": 20_000, "test": 5_000}
 SPLIT_SALT = {"train": 0, "test": 1}  # train and test draw from different streams of the same seed
 CHUNK = 256  # images rasterised at once: ~16k supersamples each, keeps temporaries near 100 MB
+STREAM_MIN = (
+    200_000  # from this size on, images are rendered on access instead of generated and cached (600 MB+)
+)
 
 FACTOR_RANGES: dict[str, tuple[float, float]] = {
     "hue": (0.0, 1.0),
@@ -210,18 +213,67 @@ def sample_factors(
     return labels, factors
 
 
-def generate(n: int, seed: int, split: str, orientation: str = "uniform") -> Arrays:
-    """Sample and render ``n`` items of ``split`` from ``seed`` (pure; no cache)."""
+class RenderedImages:
+    """uint8 ``[N, 32, 32, 3]`` images rendered on access from their factors: an indexable stand-in for the image
+    array of a large ``shapes`` split, so a million items never sit in memory (or on disk) at once.
+
+    Indexing (an int, a slice or an integer array) renders just those items and returns a plain ``np.ndarray``,
+    pixel-identical to the same rows of :func:`render_batch` over the whole split (each item depends only on its
+    own factors). ``np.asarray`` of the whole object renders everything: stream with slices instead.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, labels: np.ndarray, factors: dict[str, np.ndarray]) -> None:
+        self.labels = np.asarray(labels, np.int64)
+        self.factors = {k: np.asarray(factors[k], np.float32) for k in FACTOR_RANGES}
+        self.shape = (len(self.labels), IMAGE_SIZE, IMAGE_SIZE, 3)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):  # images[rows, ...]: render the rows, then index the rest
+            return self[key[0]][(slice(None), *key[1:])]
+        if isinstance(key, int | np.integer):
+            return self[np.array([key])][0]
+        ids = np.arange(len(self))[
+            key
+        ]  # slices, boolean masks and integer arrays, with numpy's bounds checks
+        return render_batch(self.labels[ids], {k: v[ids] for k, v in self.factors.items()})
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _factors(n: int, seed: int, split: str, orientation: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_SALT[split]]))
-    labels, factors = sample_factors(n, rng, orientation)
+    return sample_factors(n, rng, orientation)
+
+
+def _meta(labels: np.ndarray, factors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     symmetry = np.array([SYMMETRY[c] for c in CLASSES], np.int64)[labels]
-    meta = {
+    return {
         "shape": labels.copy(),
         **factors,
         "symmetry": symmetry,
         "angle_mod": angle_mod_symmetry(factors["angle"], symmetry),
     }
-    return Arrays(images=render_batch(labels, factors), labels=labels, meta=meta)
+
+
+def generate(n: int, seed: int, split: str, orientation: str = "uniform") -> Arrays:
+    """Sample and render ``n`` items of ``split`` from ``seed`` (pure; no cache)."""
+    labels, factors = _factors(n, seed, split, orientation)
+    return Arrays(images=render_batch(labels, factors), labels=labels, meta=_meta(labels, factors))
+
+
+def generate_lazy(n: int, seed: int, split: str, orientation: str = "uniform") -> Arrays:
+    """:func:`generate` with the images as :class:`RenderedImages` (rendered on access): the same items, pixel for
+    pixel, in O(n) small factor columns instead of ``n * 3 KB`` of pixels."""
+    labels, factors = _factors(n, seed, split, orientation)
+    return Arrays(images=RenderedImages(labels, factors), labels=labels, meta=_meta(labels, factors))
 
 
 def load_shapes(
@@ -232,7 +284,8 @@ def load_shapes(
     seed: int = 0,
     orientation: str = "uniform",
 ) -> ImageDataset:
-    """The ``shapes`` dataset: generated once per (version, seed, size, split), then memory-mapped from cache.
+    """The ``shapes`` dataset: generated once per (version, seed, size, split), then memory-mapped from cache;
+    from :data:`STREAM_MIN` items on, the images are :class:`RenderedImages` (rendered on access, never cached).
 
     Args:
         split: ``train`` (default 20,000 items) or ``test`` (default 5,000 items).
@@ -257,6 +310,9 @@ def load_shapes(
     if orientation != "uniform":  # the default keeps its cache key
         parts["orientation"] = orientation
     name = "shapes" if orientation == "uniform" else f"shapes_{orientation}"
+    if n >= STREAM_MIN:
+        arrays = generate_lazy(int(n), int(seed), split, orientation)
+        return ImageDataset(name, split, arrays.images, arrays.labels, CLASSES, arrays.meta)
     arrays, _ = cached(name, split, parts, lambda: generate(int(n), int(seed), split, orientation))
     return ImageDataset(name, split, arrays.images, arrays.labels, CLASSES, arrays.meta)
 

@@ -1,8 +1,11 @@
 """``python -m engine embed``: stream a dataset through a checkpoint into an embedding store.
 
-Batches go straight into preallocated ``np.lib.format.open_memmap`` files, so nothing beyond one batch and the
-memmaps is held in memory. Under ``torchrun`` each rank embeds a contiguous shard into its own files and rank 0
-merges them (:func:`merge_shards`) before deriving projections and indexes.
+Images are read in chunks of :data:`STREAM_CHUNK` (a memory-mapped cache, or ``shapes`` rendered on access at
+large N), embedded, and written with their thumbnails straight into preallocated ``np.lib.format.open_memmap``
+files, so nothing beyond one chunk and the memmaps is held in memory: a 1M-item store never holds its ~3 GB of
+images. Under ``torchrun`` each rank embeds a contiguous shard into its own files and rank 0 merges them
+(:func:`merge_shards`) before deriving projections and indexes. Every build writes ``build_report.json`` beside
+its manifest: seconds per stage, wall time, peak RAM and disk (:func:`build_report`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -27,15 +31,17 @@ from engine.augment import preprocess
 from engine.core import distributed as dist
 from engine.core.device import resolve_device
 from engine.core.errors import ConfigError, StoreError
-from engine.core.io import atomic_dir, open_memmap
-from engine.data import DataSpec
+from engine.core.io import atomic_dir, atomic_write_json, open_memmap
+from engine.data import DataSpec, ImageDataset
 from engine.methods.protocol import LOGIT_KEYS
-from engine.store.format import Progress, StoreOptions, finish_store, open_store, write_meta, write_thumbs
+from engine.store.format import Progress, StoreOptions, _thumbs, finish_store, open_store, write_meta
 from engine.store.items import store_spec
 from engine.train.checkpoint import data_spec, load_model, read_info, stem_of
 from engine.train.config import parse_value
 
 CPU_CHUNK = 64
+STREAM_CHUNK = 4096  # images read (or rendered) at once: 12 MB of 32 px images, 50 MB of 64 px ones
+REPORT = "build_report.json"
 SKIP_SPACES = LOGIT_KEYS  # pretext classifier outputs (rotation_logits, pretext_logits), not embedding spaces
 
 
@@ -144,21 +150,65 @@ def embed_batches(
             on_batch(len(x))
 
 
+def thumb_shape(image_hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """Side of a store thumbnail: images at most ``size`` px are kept as they are, larger ones become size x size
+    (as engine.store.format writes them)."""
+    h, w = image_hw
+    return (h, w) if h <= size and w <= size else (size, size)
+
+
 def embed_to_memmaps(
-    model, images: np.ndarray, dirpath: Path, dtype: str, batch: int, device, on_batch=None
+    model,
+    images,
+    dirpath: Path,
+    dtype: str,
+    batch: int,
+    device,
+    on_batch=None,
+    rows: tuple[int, int] | None = None,
+    thumb_size: int | None = None,
+    timings: dict[str, float] | None = None,
+    chunk: int = STREAM_CHUNK,
 ) -> list[str]:
-    """Embed ``images`` into ``<dirpath>/<space>.npy`` memmaps (allocated on the first batch); returns spaces."""
+    """Embed ``images[rows[0]:rows[1]]`` (default: all) into ``<dirpath>/<space>.npy`` memmaps, chunk by chunk.
+
+    ``images`` is any indexable uint8 ``[N, H, W, 3]`` (an array, a memmap, ``shapes.RenderedImages``); each chunk
+    of ``chunk`` rows is read once and, with ``thumb_size``, also written to ``thumbs.npy``. Memmaps are
+    allocated on the first batch; returns the spaces. ``chunk`` sets memory use only. ``timings`` receives seconds of ``read`` (loading or
+    rendering images), ``embed`` and ``thumbs``.
+    """
+    start, stop = rows or (0, len(images))
+    n = stop - start
+    times = {"read": 0.0, "embed": 0.0, "thumbs": 0.0}
     maps: dict[str, np.ndarray] = {}
+    thumbs = None
+    if thumb_size is not None:
+        t = thumb_shape(tuple(images.shape[1:3]), thumb_size)
+        thumbs = open_memmap(dirpath / "thumbs.npy", np.uint8, (n, *t, 3))
 
-    def write(start: int, outs: dict[str, np.ndarray]) -> None:
-        for space, v in outs.items():
-            if space not in maps:
-                maps[space] = open_memmap(dirpath / f"{space}.npy", dtype, (len(images), v.shape[1]))
-            maps[space][start : start + len(v)] = v
+    for a in range(0, n, chunk):
+        t0 = time.perf_counter()
+        block = np.asarray(images[start + a : start + min(a + chunk, n)])
+        t1 = time.perf_counter()
 
-    embed_batches(model, images, write, batch, device, on_batch)
-    for m in maps.values():
+        def write(at: int, outs: dict[str, np.ndarray], base: int = a) -> None:
+            for space, v in outs.items():
+                if space not in maps:
+                    maps[space] = open_memmap(dirpath / f"{space}.npy", dtype, (n, v.shape[1]))
+                maps[space][base + at : base + at + len(v)] = v
+
+        embed_batches(model, block, write, batch, device, on_batch)
+        t2 = time.perf_counter()
+        if thumbs is not None:
+            thumbs[a : a + len(block)] = _thumbs(block, thumb_size)
+        times["read"] += t1 - t0
+        times["embed"] += t2 - t1
+        times["thumbs"] += time.perf_counter() - t2
+    for m in [*maps.values(), *([thumbs] if thumbs is not None else [])]:
         m.flush()
+    if timings is not None:
+        for k, v in times.items():
+            timings[k] = timings.get(k, 0.0) + v
     return list(maps)
 
 
@@ -170,11 +220,14 @@ def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def merge_shards(shard_dirs: list[Path], dirpath: Path, spaces: list[str], dtype: str) -> None:
-    """Concatenate per-rank ``<space>.npy`` shards (in rank order) into ``dirpath/<space>.npy`` via memmaps."""
-    for space in spaces:
+    """Concatenate per-rank ``<space>.npy`` shards (in rank order) into ``dirpath/<space>.npy`` via memmaps, and
+    their ``thumbs.npy`` where the shards have them."""
+    names = [*spaces, *(["thumbs"] if (shard_dirs[0] / "thumbs.npy").is_file() else [])]
+    for space in names:
         parts = [np.load(d / f"{space}.npy", mmap_mode="r", allow_pickle=False) for d in shard_dirs]
         n = sum(len(p) for p in parts)
-        out = open_memmap(dirpath / f"{space}.npy", dtype, (n, parts[0].shape[1]))
+        kind = np.uint8 if space == "thumbs" else dtype
+        out = open_memmap(dirpath / f"{space}.npy", kind, (n, *parts[0].shape[1:]))
         at = 0
         for p in parts:
             out[at : at + len(p)] = p
@@ -188,11 +241,17 @@ def build_store(
     options: StoreOptions | None = None,
     progress: Progress | None = None,
     overwrite: bool = False,
+    data: ImageDataset | None = None,
 ) -> Path:
-    """Embed ``job.dataset``/``job.split`` with ``job.checkpoint`` and write the complete store atomically."""
+    """Embed ``job.dataset``/``job.split`` with ``job.checkpoint`` and write the complete store atomically.
+
+    ``data`` is the dataset to embed when the caller already holds it (default: ``job.spec.load()``); it must be
+    the items ``job.spec`` names, which the manifest records. Images are streamed chunk by chunk
+    (:func:`embed_to_memmaps`); the store gets a ``build_report.json`` (:func:`build_report`).
+    """
 
     options = options or StoreOptions()
-
+    wall0 = time.perf_counter()
     spec = job.spec
     out = store_path(job.checkpoint, job.dataset, job.split, job.store_root, spec.options)
     if out.exists() and not overwrite:
@@ -202,12 +261,11 @@ def build_store(
     model, _ = load_model(job.checkpoint, device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    data = spec.load()
+    data = data if data is not None else spec.load()
     images, labels, meta = data.images, data.labels, data.meta
-    if job.limit is not None:
-        images, labels = images[: job.limit], labels[: job.limit]
-        meta = {k: np.asarray(v)[: job.limit] for k, v in meta.items()}
-    n = len(labels)
+    n = len(labels) if job.limit is None else min(job.limit, len(labels))
+    labels = np.asarray(labels[:n])
+    meta = {k: np.asarray(v)[:n] for k, v in meta.items()}
     done = [0]
 
     def on_batch(b: int) -> None:
@@ -215,22 +273,33 @@ def build_store(
         if progress:
             progress(0.6 * done[0] / n, f"embedding {done[0]:,}/{n:,} images")
 
-    t0 = time.perf_counter()
-    shard_dirs, spaces = _embed_shard(model, images, out, options, job, device, on_batch)
+    timings: dict[str, float] = {}
+    shard_dirs, spaces = _embed_shard(model, images, n, out, options, job, device, on_batch, timings)
     if shard_dirs is None:
         return out  # a non-zero rank: rank 0 merges and finishes the store
     with atomic_dir(out, overwrite=True) as tmp:
         if shard_dirs:
+            t0 = time.perf_counter()
             merge_shards(shard_dirs, tmp, spaces, options.dtype)
             for d in shard_dirs:
                 shutil.rmtree(d, ignore_errors=True)
+            timings["merge"] = time.perf_counter() - t0
         else:
-            spaces = embed_to_memmaps(model, images, tmp, options.dtype, job.batch, device, on_batch)
-        t_embed = time.perf_counter() - t0
+            spaces = embed_to_memmaps(
+                model,
+                images,
+                tmp,
+                options.dtype,
+                job.batch,
+                device,
+                on_batch,
+                rows=(0, n),
+                thumb_size=options.thumb_size,
+                timings=timings,
+            )
         if progress:
-            progress(0.6, "writing metadata and thumbnails")
+            progress(0.6, "writing metadata")
         write_meta(tmp, labels, meta)
-        write_thumbs(tmp, images, options.thumb_size)
         source = {
             "checkpoint": str(Path(job.checkpoint).resolve()),
             "checkpoint_sha256": info["weights"]["sha256"],
@@ -242,21 +311,44 @@ def build_store(
             "limit": job.limit,
             "data": spec.to_dict(),
         }
-        meta = {
-            "spaces": spaces,
-            "n": n,
-            "classes": data.classes,
-            "labels": labels,
-            "timings": {"embed": t_embed},
-        }
-        finish_store(tmp, source, meta, options, progress)
+        meta = {"spaces": spaces, "n": n, "classes": data.classes, "labels": labels, "timings": timings}
+        manifest = finish_store(tmp, source, meta, options, progress)
+    atomic_write_json(out / REPORT, build_report(out, manifest, time.perf_counter() - wall0))
     if progress:
         progress(1.0, "store ready")
     return out
 
 
-def _embed_shard(model, images, out: Path, options: StoreOptions, job: EmbedJob, device, on_batch):
-    """Under torchrun: embed this rank's shard into ``.<name>.shard<r>/``, wait for all ranks.
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (``getrusage``: KiB on Linux), in bytes.
+
+    Counts memory-mapped file pages the process touched (store files, images), so it bounds what the build held.
+    """
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def build_report(path: Path, manifest: dict, wall_s: float) -> dict:
+    """What a build cost: ``n``, ``seconds`` per stage (the manifest's ``timings_s``: read = loading or rendering
+    images, embed, thumbs, pca, umap, index, ...), ``wall_s``, ``peak_rss_bytes`` (:func:`peak_rss_bytes`) and
+    ``disk_bytes`` (sum of the store's files in the manifest)."""
+    return {
+        "n": manifest["n"],
+        "spaces": list(manifest["spaces"]),
+        "seconds": manifest.get("timings_s", {}),
+        "wall_s": wall_s,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "disk_bytes": sum(int(f["size"]) for f in manifest["files"].values()),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "store": str(path),
+    }
+
+
+def _embed_shard(
+    model, images, n: int, out: Path, options: StoreOptions, job: EmbedJob, device, on_batch, timings
+):
+    """Under torchrun: embed this rank's shard of the first ``n`` items into ``.<name>.shard<r>/`` (with its
+    thumbnails), wait for all ranks.
 
     Returns ([], []) on a single process (the caller embeds directly), (shard dirs, spaces) on rank 0 and
     (None, spaces) on the other ranks.
@@ -268,8 +360,18 @@ def _embed_shard(model, images, out: Path, options: StoreOptions, job: EmbedJob,
     r, world = dist.rank(), dist.world_size()
     dirs = [out.parent / f".{out.name}.shard{i}" for i in range(world)]
     dirs[r].mkdir(parents=True, exist_ok=True)
-    a, b = shard_range(len(images), r, world)
-    spaces = embed_to_memmaps(model, images[a:b], dirs[r], options.dtype, job.batch, device, on_batch)
+    spaces = embed_to_memmaps(
+        model,
+        images,
+        dirs[r],
+        options.dtype,
+        job.batch,
+        device,
+        on_batch,
+        rows=shard_range(n, r, world),
+        thumb_size=options.thumb_size,
+        timings=timings,
+    )
     tdist.barrier()
     return (dirs if r == 0 else None), spaces
 
@@ -412,4 +514,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     m = open_store(path).manifest
     times = " ".join(f"{k} {v:.1f}s" for k, v in m["timings_s"].items())
     print(f"{path}  N={m['n']:,}  spaces={list(m['spaces'])}  {time.perf_counter() - t0:.1f}s ({times})")
+    rep = json.loads((path / REPORT).read_text())
+    print(
+        f"peak RAM {rep['peak_rss_bytes'] / 2**30:.2f} GiB, disk {rep['disk_bytes'] / 2**30:.2f} GiB "
+        f"(report: {path / REPORT})"
+    )
     return 0

@@ -55,4 +55,5 @@ def _items(store: Store) -> np.ndarray:
             f"store {store.path} holds {store.n} items but {spec.name}/{spec.split} now has {len(data)}; "
             "rebuild the store"
         )
-    return data.images[: store.n]
+    # A whole split is returned as it is: large ``shapes`` splits render on access, and slicing would render all.
+    return data.images if len(data) == store.n else data.images[: store.n]

@@ -6,12 +6,17 @@ in the same plane linearly; UMAP is only for the overview map and is determinist
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
 UMAP_SAMPLE_CAP = 20_000
+TRANSFORM_CHUNK = 50_000  # rows read from the (memory-mapped) space and transformed at once
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,18 +91,23 @@ def umap_2d(
     min_dist: float = 0.1,
     sample_cap: int = UMAP_SAMPLE_CAP,
     labels: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """[N, 2] float32 UMAP coordinates with cosine metric, deterministic under ``seed``.
 
-    Above ``sample_cap`` rows UMAP is fitted on a (label-)stratified sample and the rest is ``transform``ed,
-    so a 1M store costs one 20k fit plus a linear-time transform.
+    Above ``sample_cap`` rows UMAP is fitted on a (label-)stratified sample and the rest is ``transform``ed in
+    chunks of :data:`TRANSFORM_CHUNK` rows read from ``x`` (a memmap stays on disk), so a 1M store costs one 20k
+    fit plus a linear-time transform. ``timings``, when given, receives the seconds of ``umap_fit`` and
+    ``umap_transform``.
     """
     try:
         import umap
     except ImportError as e:  # pragma: no cover - umap-learn is a pinned requirement
         raise ImportError("UMAP maps need umap-learn: pip install umap-learn") from e
-    x = np.asarray(x, dtype=np.float32)
     n = len(x)
+    times = {"umap_fit": 0.0, "umap_transform": 0.0}
+    if timings is not None:
+        timings.update(times)
     if n <= 2:
         return np.zeros((n, 2), np.float32)
     reducer = umap.UMAP(
@@ -109,13 +119,28 @@ def umap_2d(
         random_state=seed,  # fixes the seed and makes UMAP single-threaded: reproducible coordinates
         init="spectral" if n > n_neighbors + 2 else "random",
     )
+    t0 = time.perf_counter()
     if n <= sample_cap:
-        return reducer.fit_transform(x).astype(np.float32)
-    fit_ids = stratified_sample(labels, n, sample_cap, seed)
-    out = np.empty((n, 2), np.float32)
-    out[fit_ids] = reducer.fit_transform(x[fit_ids])
-    rest = np.setdiff1d(np.arange(n), fit_ids)
-    for start in range(0, len(rest), 50_000):
-        chunk = rest[start : start + 50_000]
-        out[chunk] = reducer.transform(x[chunk])
+        out = reducer.fit_transform(np.asarray(x, dtype=np.float32)).astype(np.float32)
+        times["umap_fit"] = time.perf_counter() - t0
+    else:
+        fit_ids = stratified_sample(labels, n, sample_cap, seed)
+        out = np.empty((n, 2), np.float32)
+        out[fit_ids] = reducer.fit_transform(np.asarray(x[fit_ids], dtype=np.float32))
+        times["umap_fit"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rest = np.setdiff1d(np.arange(n), fit_ids)
+        for start in range(0, len(rest), TRANSFORM_CHUNK):
+            chunk = rest[start : start + TRANSFORM_CHUNK]
+            out[chunk] = reducer.transform(np.asarray(x[chunk], dtype=np.float32))
+        times["umap_transform"] = time.perf_counter() - t0
+    log.info(
+        "UMAP: fit on %s items %.1f s, transform of %s items %.1f s",
+        f"{min(n, sample_cap):,}",
+        times["umap_fit"],
+        f"{max(n - sample_cap, 0):,}",
+        times["umap_transform"],
+    )
+    if timings is not None:
+        timings.update(times)
     return out
