@@ -8,7 +8,8 @@ Layout (every file listed in ``manifest.json`` with its size and sha256)::
     thumbs.npy                 uint8 [N, t, t, 3] thumbnails (32 px images as they are, larger ones at 64 px)
     pca_<space>.npz            PCA basis (mean, components [3, D], explained) for projecting NEW vectors
     coords_<space>_<kind>.npy  float32 map coordinates, kind in pca2 / pca3 / umap
-    <space>.faiss              FAISS cosine index
+    <space>.faiss              FAISS cosine index (kind, tuned parameters and measured recall in the manifest's
+                               "index" entry, see engine.store.index.choose_index)
 """
 
 from __future__ import annotations
@@ -28,7 +29,18 @@ from PIL import Image
 from engine import __version__ as engine_version
 from engine.core.errors import StoreError
 from engine.core.io import atomic_dir, atomic_write_json, open_memmap, sha256_file
-from engine.store.index import build_index, read_index, write_index
+from engine.store.index import (
+    TARGET_RECALL,
+    SearchResult,
+    apply_info,
+    choose_index,
+    exact_search,
+    flat_of,
+    info_of,
+    read_index,
+    search,
+    write_index,
+)
 from engine.store.projection import PCABasis, pca, project, umap_2d
 
 MANIFEST_VERSION = 1
@@ -41,7 +53,11 @@ class StoreOptions:
     """How a store is built (recorded in its manifest)."""
 
     dtype: str = "float32"  # "float16" halves disk and page cache for very large N
-    exact_max: int = 1_000_000  # exact flat index up to this N, HNSW above
+    exact_max: int | None = (
+        None  # exact flat index up to this N; None: by N x D (engine.store.index.EXACT_WORK)
+    )
+    target_recall: float = TARGET_RECALL  # recall@10 an approximate index is tuned to on held-out items
+    index_kind: str = "auto"  # "auto" (flat, else HNSW), "flat", "hnsw" or "ivfpq"
     umap: bool = True
     umap_seed: int = 0
     umap_neighbors: int = 15
@@ -112,9 +128,42 @@ class Store:
             return PCABasis(mean=z["mean"], components=z["components"], explained=z["explained"])
 
     def index(self, space: str):
-        """The FAISS cosine index of ``space`` (loaded from disk on each call; callers cache it)."""
+        """The FAISS cosine index of ``space`` with its tuned search parameters (loaded from disk on each call;
+        callers cache it)."""
 
-        return read_index(self.path / f"{self._space(space)}.faiss")
+        return apply_info(
+            read_index(self.path / f"{self._space(space)}.faiss"), self.manifest.get("index", {}).get(space)
+        )
+
+    def index_info(self, space: str, index: Any = None) -> dict[str, Any]:
+        """How ``space`` is indexed: kind, exact, params, recall measured at build (engine.store.index.choose_index).
+
+        Stores written before this was recorded describe their index from its type (flat = exact, recall 1.0)."""
+        recorded = self.manifest.get("index", {}).get(self._space(space))
+        if recorded is not None:
+            return recorded
+        return info_of(index if index is not None else self.index(space))
+
+    def search(
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        exact: bool = False,
+        exclude: np.ndarray | None = None,
+        index: Any = None,
+    ) -> SearchResult:
+        """Top-``k`` of each query row in ``space``; ``exact=True`` scans every stored vector (the index's flat
+        vectors, or the memmapped embeddings when the index keeps none). Pass a cached ``index`` to skip reading
+        it from disk."""
+        index = index if index is not None else self.index(space)
+        info = self.index_info(space, index)
+        if exact and flat_of(index) is None:
+            t0 = time.perf_counter()
+            scores, ids = exact_search(self.embeddings(space), queries, k, exclude=exclude)
+            ms = (time.perf_counter() - t0) * 1e3
+            return SearchResult(ids=ids, scores=scores, latency_ms=ms, space=space, k=k, exact=True)
+        return search(index, queries, k, space=space, exclude=exclude, exact=exact, info=info)
 
 
 def rebuild_command(manifest: dict[str, Any] | None, path: Path | None = None) -> str:
@@ -218,10 +267,10 @@ def write_meta(dirpath: Path, labels: np.ndarray, meta: dict[str, np.ndarray]) -
 
 def derive_space(
     dirpath: Path, space: str, options: StoreOptions, labels: np.ndarray | None
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, Any]]:
     """PCA basis + coordinates, UMAP coordinates and the FAISS index of one written ``<space>.npy``.
 
-    Returns the seconds spent per stage (for the build-time benchmark).
+    Returns the seconds spent per stage (for the build-time benchmark) and the index info for the manifest.
     """
 
     x = np.load(dirpath / f"{space}.npy", mmap_mode="r", allow_pickle=False)
@@ -248,9 +297,16 @@ def derive_space(
         np.save(dirpath / f"coords_{space}_umap.npy", xy)
         times["umap"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_index(build_index(x, exact_max=options.exact_max), dirpath / f"{space}.faiss")
+    index, index_info = choose_index(
+        x, target_recall=options.target_recall, exact_max=options.exact_max, kind=options.index_kind
+    )
+    write_index(index, dirpath / f"{space}.faiss")
     times["index"] = time.perf_counter() - t0
-    return times
+    if index_info["kind"] == "flat":
+        index_info.pop(
+            "build_s", None
+        )  # timings_s has it; the rest of a flat store's manifest is reproducible
+    return times, index_info
 
 
 def _versions() -> dict[str, str]:
@@ -296,6 +352,7 @@ def write_manifest(
             "metric": "cosine",
         },
         "timings_s": info.get("timings", {}),
+        "index": info.get("index", {}),
         "versions": _versions(),
         "files": files,
     }
@@ -313,12 +370,14 @@ def finish_store(
     """Derive projections and indexes for every written space, then write the manifest (returns it)."""
     labels = info.get("labels")
     timings: dict[str, float] = dict(info.get("timings", {}))
+    indexes: dict[str, dict[str, Any]] = {}
     for i, space in enumerate(info["spaces"]):
         if progress:
             progress(0.6 + 0.35 * i / max(len(info["spaces"]), 1), f"projecting and indexing {space}")
-        for stage, sec in derive_space(dirpath, space, options, labels).items():
+        times, indexes[space] = derive_space(dirpath, space, options, labels)
+        for stage, sec in times.items():
             timings[stage] = timings.get(stage, 0.0) + sec
-    return write_manifest(dirpath, source, {**info, "timings": timings}, options)
+    return write_manifest(dirpath, source, {**info, "timings": timings, "index": indexes}, options)
 
 
 @dataclass(frozen=True)
