@@ -421,9 +421,11 @@ def choose_index(
     n_queries: int = TUNE_QUERIES,
     seed: int = 0,
     measure_batch: bool = True,
+    ladder: tuple[int, ...] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The cosine index of ``vectors`` [N, D] and its JSON-able info (module docstring): exact when small, else an
-    approximate index tuned on held-out stored vectors until recall@k >= ``target_recall``."""
+    approximate index tuned on held-out stored vectors until recall@k >= ``target_recall``. ``ladder`` replaces
+    the values tried for efSearch (HNSW) or nprobe (IVF-PQ)."""
     if not 0.0 < target_recall <= 1.0:
         raise StoreError(f"target recall must lie in (0, 1], got {target_recall}")
     n, d = vectors.shape
@@ -438,13 +440,13 @@ def choose_index(
     if chosen == "hnsw":
         index = _new_hnsw(d)
         params: dict[str, Any] = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
-        groups = [({}, "efSearch", EF_LADDER)]
+        groups = [({}, "efSearch", ladder or EF_LADDER)]
     else:
         index = _new_ivfpq(vectors, seed)
         base_ivf = _faiss().extract_index_ivf(index)
         params = {"nlist": int(base_ivf.nlist), "pq_m": pq_bytes(d)}
-        ladder = tuple(p for p in NPROBE_LADDER if p <= base_ivf.nlist)
-        groups = [({"k_factor": f}, "nprobe", ladder) for f in REFINE_FACTORS]
+        probes = ladder or tuple(p for p in NPROBE_LADDER if p <= base_ivf.nlist)
+        groups = [({"k_factor": f}, "nprobe", probes) for f in REFINE_FACTORS]
     _add_normalized(index, vectors)
     build_s = time.perf_counter() - t0
     qids = held_out(n, n_queries, seed)
