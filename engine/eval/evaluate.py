@@ -1,8 +1,8 @@
 """``python -m engine eval``: score every embedding space of a store (kNN, linear probe, shapes factor probes,
-E-SSL rotation accuracy, CLeVER part alignment, displacement prediction) and write JSON + CSV.
+pretext-head accuracy beside chance and ceiling, CLeVER part alignment, displacement prediction) and write JSON + CSV.
 
 Each evaluator is a registry entry ``name -> fn(ctx) -> list[row]`` with rows ``{"space", "metric", "value"}``;
-evaluators that need the model (rotation, clever, displacement) load it from the store's checkpoint.
+evaluators that need the model (pretext, clever, displacement, robustness) load it from the store's checkpoint.
 
 Linear probe: sklearn ``LogisticRegression`` (lbfgs, C=1) on features standardised with the train statistics,
 fitted on at most ``probe_cap`` train items. Factor probes: closed-form ridge on the same standardised features,
@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.augment import Recipe, apply, augment, identity_params, rotate4, sample_params
+from engine.augment import Recipe, apply, augment, identity_params, sample_params
+from engine.augment.pretext import expand, get_task
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
+from engine.data.ceilings import pretext_ceiling
 from engine.eval.context import PROTOCOL, EvalContext, protocol_row, sample_ids, sample_images
 from engine.eval.displacement import eval_recipe, run_displacement_eval, scored_space, store_dataset
 from engine.eval.measures import derangement
@@ -42,6 +44,7 @@ from engine.eval.metrics import (
     train_sgd_probes,
 )
 from engine.eval.robustness import eval_robustness
+from engine.methods.protocol import head_task, logits_key
 from engine.store.build import ensure_store, resolve_device
 from engine.store.format import Store, StoreOptions, open_store
 from engine.store.items import store_spec
@@ -163,26 +166,50 @@ def _model(ctx: EvalContext):
     return model
 
 
-def eval_rotation(ctx: EvalContext) -> list[Row]:
-    """E-SSL 4-way rotation accuracy: argmax of "rotation_logits" on augment.rotate4 copies of test images."""
+def pretext_baselines(task: str, spec) -> dict[str, float]:
+    """What a pretext accuracy is read against: chance (1 / labels) and, on the generated shapes datasets, the
+    identifiability ceiling (engine.data.ceilings: the Bayes-optimal accuracy; a turned circle is the same image)."""
+    out = {"chance": 1.0 / get_task(task).n_labels}
+    if spec.name in ("shapes", "shapes_upright"):
+        default = "upright" if spec.name == "shapes_upright" else "uniform"
+        out["ceiling"] = pretext_ceiling(task, str(spec.options.get("orientation", default)))
+    return out
 
-    model = _model(ctx)
-    imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed)
-    hw = tuple(imgs.shape[-2:])
+
+@torch.no_grad()
+def pretext_accuracy(model, images: torch.Tensor, task: str, size: int, device: str = "cpu") -> float:
+    """Accuracy of ``model.embed(x)[logits_key(task)]`` over every image (uint8 [N, 3, H, W]) under every label of
+    ``task``: the identity view at ``size`` px, then ``augment.pretext.expand`` (labels balanced, so a constant
+    guess scores exactly chance)."""
+    key, hw = logits_key(task), tuple(images.shape[-2:])
     correct = total = 0
-    with torch.no_grad():
-        for s in range(0, len(imgs), 256):
-            b = imgs[s : s + 256].to(ctx.device)
-            x = apply(
-                b, identity_params(len(b), hw, int(getattr(model, "rot_size", model.image_size)), ctx.device)
-            )
-            xr, y = rotate4(x)
-            out = model.embed(xr)
-            if "rotation_logits" not in out:
-                return []
-            correct += int((out["rotation_logits"].argmax(1).cpu() == y.cpu()).sum())
-            total += len(y)
-    return [{"space": "rotation_logits", "metric": "rotation_acc", "value": correct / max(total, 1)}]
+    for s in range(0, len(images), 256):
+        b = images[s : s + 256].to(device)
+        xt, y = expand(apply(b, identity_params(len(b), hw, size, device)), task)
+        for c in range(0, len(xt), 1024):
+            pred = model.embed(xt[c : c + 1024])[key].argmax(1)
+            correct += int((pred.cpu() == y[c : c + 1024].cpu()).sum())
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def eval_pretext(ctx: EvalContext) -> list[Row]:
+    """The model's pretext head (E-SSL's, a ``pretext``/``rotation`` model's) scored by :func:`pretext_accuracy`
+    on ``n_eval`` test images, beside chance and, on shapes, the task's identifiability ceiling. Rows
+    ``<task>_acc``, ``<task>_chance``, ``<task>_ceiling`` in the head's logits space (``rotation_logits`` for
+    rotation, else ``pretext_logits``)."""
+    model = _model(ctx)
+    task = head_task(model)
+    if task is None:
+        return []
+    key = logits_key(task)
+    imgs, _ = sample_images(ctx.test, ctx.n_eval, ctx.seed)
+    size = int(getattr(model, "rot_size", model.image_size))
+    acc = pretext_accuracy(model, imgs, task, size, ctx.device)
+    rows = [{"space": key, "metric": f"{task}_acc", "value": acc}]
+    for name, value in pretext_baselines(task, store_spec(ctx.test.manifest)).items():
+        rows.append({"space": key, "metric": f"{task}_{name}", "value": value})
+    return rows
 
 
 # CLeVER's parts: the raw backbone slices and the head outputs the losses act on (NT-Xent on g_IR, separation
@@ -241,7 +268,7 @@ EVALUATORS: dict[str, Callable[[EvalContext], list[Row]]] = {
     "knn": eval_knn,
     "linear": eval_linear,
     "factors": eval_factors,
-    "rotation": eval_rotation,
+    "pretext": eval_pretext,  # the pretext head's accuracy (rotation_acc for E-SSL's rotation head)
     "clever": eval_clever,
     "displacement": eval_displacement,
     "robustness": eval_robustness,  # CLeVER's test-time perturbations (engine.eval.robustness)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.augment.pretext import PRETEXT_TASKS
-from engine.methods.protocol import logits_key
+from engine.methods.protocol import head_task, logits_key
 
 
 class HeadPrediction(NamedTuple):
@@ -30,15 +30,6 @@ class HeadPrediction(NamedTuple):
     @property
     def argmax(self) -> int:
         return int(np.argmax(self.probs))
-
-
-def head_task(model) -> str | None:
-    """The pretext task ``model``'s head predicts, or None when it has no pretext head."""
-    spaces = tuple(getattr(model, "spaces", ()))
-    task = getattr(model, "pretext_task", None)
-    if task in PRETEXT_TASKS and logits_key(task) in spaces:
-        return task
-    return "rotation" if "rotation_logits" in spaces else None
 
 
 def rotation_label(degrees: float) -> tuple[int, bool]:

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from torch import Generator, Tensor, nn
 
+from engine.augment.pretext import PRETEXT_TASKS
+
 # embed() keys that are classifier outputs, not embedding spaces: stores and displacement skip them.
 LOGIT_KEYS: frozenset[str] = frozenset({"rotation_logits", "pretext_logits"})
 
@@ -21,6 +23,17 @@ def logits_key(task: str) -> str:
     checkpoint before the other tasks existed), ``pretext_logits`` for any other task (the method's
     ``pretext_task`` attribute names it)."""
     return "rotation_logits" if task == "rotation" else "pretext_logits"
+
+
+def head_task(model: Any) -> str | None:
+    """The pretext task ``model``'s head predicts (its ``pretext_task`` attribute, a key of
+    ``engine.augment.pretext.PRETEXT_TASKS``), ``rotation`` for a model whose ``embed()`` has ``rotation_logits``
+    (checkpoints from before the other tasks), or None when it has no pretext head."""
+    spaces = tuple(getattr(model, "spaces", ()))
+    task = getattr(model, "pretext_task", None)
+    if task in PRETEXT_TASKS and logits_key(task) in spaces:
+        return task
+    return "rotation" if "rotation_logits" in spaces else None
 
 
 @runtime_checkable

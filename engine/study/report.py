@@ -19,9 +19,11 @@ import numpy as np
 from engine.augment import FAMILIES
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write, atomic_write_json, atomic_write_text
+from engine.data import DataSpec
 from engine.eval.displacement import scored_space
-from engine.eval.evaluate import TABLE_COLUMNS
+from engine.eval.evaluate import TABLE_COLUMNS, pretext_baselines
 from engine.eval.measures import not_encoded_families
+from engine.lab.runs import METRICS_FILE, read_metrics
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -32,6 +34,14 @@ INVARIANCE = "invariance/relative"  # 1 - E|s(a(x)) - s(x)|^2 / E|s(x) - s(x')|^
 PREDICTION = "disp/method/cos"  # cos(Δ, Δ̂) of the model's own or the post-hoc predictor
 GAIN = "disp/gain/cos"  # the predictor's cos minus its strongest baseline's
 NOT_ENCODED_MARK = " (not encoded)"
+ONLINE = "online_linear"  # the space of the trainer's online linear classifier row (train.online_linear)
+PRETEXT_SPACES = ("rotation_logits", "pretext_logits")  # engine.methods.protocol.logits_key
+ROBUSTNESS = ("clean", "jitter", "rot90", "rot180", "jitter+rot90", "jitter+rot180")  # engine.eval.robustness
+# Arm-name prefixes of studies that pair one transformation two ways: (prefix a, prefix b, label a, label b).
+PAIRINGS = (
+    ("inv-", "eq-", "as invariance (SimCLR + it)", "as equivariance (E-SSL head)"),
+    ("pretext-", "essl-", "pretext alone", "E-SSL head"),
+)
 
 
 def family_header(family: str, kind: str) -> str:
@@ -52,10 +62,44 @@ class Stat:
         return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
 
 
+def training_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The last epoch's online linear classifier accuracy (on detached backbone features, test split, as
+    Understanding-ESSL tracks it) from the run's metrics.jsonl, as an eval row; [] when it was not on."""
+    path = Path(run_dir) / METRICS_FILE
+    df = read_metrics(path) if path.is_file() else None
+    if df is None or "online_linear_acc" not in df:
+        return []
+    acc = df["online_linear_acc"].dropna()
+    return [{"space": ONLINE, "metric": "acc", "value": float(acc.iloc[-1])}] if len(acc) else []
+
+
+def missing_baselines(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Chance and ceiling rows for a pretext accuracy written before the evaluator added them (same function)."""
+    have = {(r["space"], r["metric"]) for r in doc.get("results", [])}
+    out = []
+    for sp, m in sorted(have):
+        if sp not in PRETEXT_SPACES or not m.endswith("_acc"):
+            continue
+        task = m.removesuffix("_acc")
+        dataset = (doc.get("source") or {}).get("dataset") or doc.get("study", "")
+        for name, value in pretext_baselines(task, DataSpec(str(dataset), "test")).items():
+            if (sp, f"{task}_{name}") not in have:
+                out.append({"space": sp, "metric": f"{task}_{name}", "value": value})
+    return out
+
+
 def load_results(study_dir: Path) -> list[dict[str, Any]]:
-    """Every ``<study_dir>/<arm>-s<seed>/eval.json`` written by ``study run`` (ConfigError if there is none)."""
-    docs = [json.loads(p.read_text()) for p in sorted(Path(study_dir).glob("*/eval.json"))]
-    docs = [d for d in docs if "arm" in d and "seed" in d]
+    """Every ``<study_dir>/<arm>-s<seed>/eval.json`` written by ``study run`` (ConfigError if there is none);
+    a result written before the online classifier row existed gets it from its run's metrics.jsonl."""
+    docs = []
+    for p in sorted(Path(study_dir).glob("*/eval.json")):
+        d = json.loads(p.read_text())
+        if "arm" not in d or "seed" not in d:
+            continue
+        if not any(r.get("space") == ONLINE for r in d.get("results", [])):
+            d["results"] = [*d.get("results", []), *training_rows(p.parent)]
+        d["results"] = [*d.get("results", []), *missing_baselines(d)]
+        docs.append(d)
     if not docs:
         raise ConfigError(
             f"no study results in {study_dir} (expected <arm>-s<seed>/eval.json); "
@@ -111,6 +155,12 @@ def _cell(stats: dict[tuple[str, str], Stat], key: tuple[str, str], digits: int 
     return "—" if s is None else s.fmt(digits)
 
 
+def _const(stats: dict[tuple[str, str], Stat], key: tuple[str, str], digits: int = 3) -> str:
+    """A reference value that does not vary over seeds (chance, a ceiling): its mean alone."""
+    s = stats.get(key)
+    return "—" if s is None or s.n == 0 else f"{s.mean:.{digits}f}"
+
+
 def summary_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
     """One row per arm: shape-class accuracy, factor R², method-specific scores, displacement prediction."""
     rows = []
@@ -119,6 +169,79 @@ def summary_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) 
         cells = [_cell(agg[arm], (sp, m)) for _, sp, m in SUMMARY_COLUMNS]
         rows.append([arm, str(n), *cells, disp_space(k for k in agg[arm] if k[0] != "disp")])
     return _md(["arm", "seeds"] + [c[0] for c in SUMMARY_COLUMNS] + ["Δ scored in"], rows)
+
+
+def head_of(stats: dict[tuple[str, str], Stat]) -> tuple[str, str] | None:
+    """(logits space, task) of the arm's pretext head, read from its ``<task>_acc`` row; None without a head."""
+    for sp, m in stats:
+        if sp in PRETEXT_SPACES and m.endswith("_acc"):
+            return sp, m.removesuffix("_acc")
+    return None
+
+
+def pretext_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
+    """Per arm: its pretext head's accuracy beside chance and the identifiability ceiling, then what the backbone
+    knows of the classes (online linear classifier during training, linear probe and kNN after)."""
+    rows = []
+    for arm in arms:
+        st, head = agg[arm], head_of(agg[arm])
+        n = max((x.n for x in st.values()), default=0)
+        sp, task = head or ("", "")
+        task_cells = (
+            [task, _cell(st, (sp, f"{task}_acc")), _const(st, (sp, f"{task}_chance")),
+             _const(st, (sp, f"{task}_ceiling"))]
+            if head else ["—", "—", "—", "—"]
+        )  # fmt: skip
+        rows.append(
+            [arm, str(n), *task_cells, _cell(st, (ONLINE, "acc")), _cell(st, ("backbone", "linear_acc")),
+             _cell(st, ("backbone", "knn_acc"))]
+        )  # fmt: skip
+    header = ["arm", "seeds", "task", "pretext acc", "chance", "ceiling", "online linear", "linear", "kNN"]
+    return _md(header, rows)
+
+
+def noise_word(a: Stat | None, b: Stat | None) -> str:
+    """ "noise" when |b − a| is within two standard deviations of the difference (from the seed spreads), "n/a"
+    with fewer than two seeds on either side, else "b > a" or "b < a" (the docs' rule for findings)."""
+    if a is None or b is None or a.n == 0 or b.n == 0:
+        return "—"
+    if min(a.n, b.n) < 2:
+        return "1 seed: spread unknown"
+    spread = 2.0 * math.sqrt(a.std**2 + b.std**2)
+    diff = b.mean - a.mean
+    return "noise" if abs(diff) <= spread else ("higher" if diff > 0 else "lower")
+
+
+def pairing_table(
+    agg: dict[str, dict[tuple[str, str], Stat]],
+    arms: list[str],
+    key: tuple[str, str] = ("backbone", "linear_acc"),
+) -> str:
+    """Each transformation used two ways (:data:`PAIRINGS`), side by side on ``key``, with the difference and
+    whether it exceeds two standard deviations; "" when the study has no such pairs."""
+    rows = []
+    for pa, pb, la, lb in PAIRINGS:
+        for arm in arms:
+            if not arm.startswith(pa) or (other := pb + arm.removeprefix(pa)) not in agg:
+                continue
+            a, b = agg[arm].get(key), agg[other].get(key)
+            diff = "—" if a is None or b is None else f"{b.mean - a.mean:+.3f}"
+            rows.append(
+                [arm.removeprefix(pa), f"{la}: {_cell(agg[arm], key)}", f"{lb}: {_cell(agg[other], key)}", diff,
+                 noise_word(a, b)]
+            )  # fmt: skip
+    if not rows:
+        return ""
+    return _md(["transformation", "a", "b", "b − a", "b vs a"], rows)
+
+
+def robustness_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
+    """Linear-probe accuracy on clean test images and under each test-time perturbation (engine.eval.robustness),
+    backbone space; "" when no arm has robustness rows."""
+    if not any(("backbone", "robust_acc/clean") in agg[a] for a in arms):
+        return ""
+    rows = [[arm, *(_cell(agg[arm], ("backbone", f"robust_acc/{c}")) for c in ROBUSTNESS)] for arm in arms]
+    return _md(["arm", *ROBUSTNESS], rows)
 
 
 def sweep_keys(agg: dict[str, dict[tuple[str, str], Stat]], space: str, kind: str) -> dict[str, list[float]]:
@@ -199,6 +322,31 @@ def plot_probes(agg, arms: list[str], path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
+def plot_pretext(agg, arms: list[str], path: Path, title: str) -> Path | None:
+    """Each arm with a pretext head: its accuracy (bar, ± std over seeds) between chance (grey tick) and the
+    identifiability ceiling (black tick); None when no arm has a head."""
+    heads = [(a, h) for a in arms if (h := head_of(agg[a]))]
+    if not heads:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(heads) + 2), 4))
+    x = np.arange(len(heads))
+    for i, (arm, (sp, task)) in enumerate(heads):
+        acc = agg[arm].get((sp, f"{task}_acc"))
+        ax.bar(i, acc.mean if acc else np.nan, 0.6, yerr=acc.std if acc else 0, capsize=3, color="tab:blue")
+        for name, colour in (("chance", "grey"), ("ceiling", "black")):
+            if (ref := agg[arm].get((sp, f"{task}_{name}"))) is not None:
+                ax.hlines(ref.mean, i - 0.4, i + 0.4, colors=colour, lw=2, label=name if i == 0 else None)
+    ax.set_xticks(x, [a for a, _ in heads], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("pretext accuracy (test)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"{title}: pretext accuracy (chance, ceiling)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _bars(ax, agg, arms, keys, labels, ylabel) -> None:
     width = 0.8 / max(len(arms), 1)
     x = np.arange(len(keys))
@@ -258,7 +406,9 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
     docs = load_results(study_dir)
     arms = arm_order(docs, study_dir)
     agg = aggregate(docs)
-    title = title or f"study {docs[0].get('study', Path(study_dir).name)}"
+    declared = Path(study_dir) / "study.json"
+    name = json.loads(declared.read_text()).get("study") if declared.is_file() else None
+    title = title or f"study {name or docs[0].get('study', Path(study_dir).name)}"
     seeds = sorted({d["seed"] for d in docs})
     md = [
         f"### {title}: summary (mean ± std over seeds {seeds})",
@@ -273,6 +423,15 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
         "parameters only, image only, shuffled parameters); > 0 only where the predictor beats every guess",
         family_table(agg, arms, "disp", GAIN),
     ]
+    extra = (
+        ("pretext heads: accuracy beside chance and the identifiability ceiling; what the backbone knows of the "
+         "classes", pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
+        ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within two standard "
+         "deviations of the seed spread", pairing_table(agg, arms)),
+        ("robustness: linear-probe accuracy under test-time perturbations (backbone; probe fitted on clean "
+         "features)", robustness_table(agg, arms)),
+    )  # fmt: skip
+    md += [item for head, table in extra if table for item in (f"### {head}", table)]
     summary = {
         arm: {f"{sp}/{m}": vars(s) for (sp, m), s in sorted(stats.items()) if sp != "disp"}
         for arm, stats in agg.items()
@@ -290,6 +449,8 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
             f"{title}: predicted vs actual displacement cos(Δ, Δ̂)", "cos(Δ, Δ̂)",
         ),
     ]  # fmt: skip
+    if (pretext := plot_pretext(agg, arms, Path(out) / "pretext.png", title)) is not None:
+        paths.append(pretext)
     return paths
 
 

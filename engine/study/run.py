@@ -25,7 +25,7 @@ from engine.eval.context import EvalContext
 from engine.eval.evaluate import evaluate, write_results
 from engine.store.build import EmbedJob, build_store, resolve_device
 from engine.store.format import StoreOptions, open_store
-from engine.study.report import add_report_args
+from engine.study.report import add_report_args, training_rows
 from engine.train.checkpoint import read_info, stem_of
 from engine.train.config import build_config, parse_overrides
 from engine.train.loop import fit
@@ -308,6 +308,7 @@ def run_arm(
     fit(cfg, resume=(run_dir / "checkpoints" / "last.json").is_file())
     train_s = time.perf_counter() - t0
     rows = _evaluate(run_dir / "checkpoints" / "last.json", study.dataset, root, run_dir, seed, sizes, device)
+    rows += training_rows(run_dir)
     info = {
         "study": study.dataset,
         "arm": arm.name,

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from engine.core.errors import ConfigError
 from engine.eval.context import EvalContext
@@ -89,9 +90,9 @@ def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
     }
     ctx = EvalContext(test=stores["test"], train=stores["train"], n_fit=96, n_eval=64, n_sweep=8)
     which = {
-        "essl": ("rotation",),
+        "essl": ("pretext",),
         "clever": ("clever",),
-        "equimod": ("rotation", "displacement"),
+        "equimod": ("pretext", "displacement"),
         "none": ("displacement",),
     }[method]
     rows = evaluate(ctx, which)
@@ -178,3 +179,47 @@ def test_eval_cli_sizes_default_to_the_eval_context():
     for f in dataclasses.fields(EvalContext):
         if f.default is not dataclasses.MISSING and f.name != "device":
             assert getattr(args, f.name) == f.default, f.name
+
+
+class _Head(torch.nn.Module):
+    """A stand-in pretext model: ``rule(x) -> logits`` under the task's logits key."""
+
+    def __init__(self, task: str, rule) -> None:
+        super().__init__()
+        self.task, self.rule = task, rule
+
+    def embed(self, x):
+        from engine.methods.protocol import logits_key
+
+        return {logits_key(self.task): self.rule(x)}
+
+
+@pytest.mark.parametrize("task", ["hflip", "rotation", "grayscale", "blur", "jigsaw"])
+def test_a_constant_guess_scores_exactly_chance(task):
+    from engine.augment.pretext import get_task
+    from engine.eval.evaluate import pretext_accuracy
+
+    k = get_task(task).n_labels
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (10, 3, 32, 32), dtype=np.uint8))
+    model = _Head(task, lambda x: torch.zeros(len(x), k).index_fill_(1, torch.tensor([k - 1]), 1.0))
+    assert pretext_accuracy(model, images, task, 32) == pytest.approx(1.0 / k)
+
+
+def test_a_grayscale_detector_scores_one_and_baselines_come_from_the_dataset():
+    from engine.data import DataSpec, load_dataset
+    from engine.eval.evaluate import pretext_accuracy, pretext_baselines
+
+    def is_gray(x):  # label 1 = grayscale: every pixel's channels are equal
+        gray = (x.amax(1) - x.amin(1)).flatten(1).amax(1) < 1e-6
+        return torch.stack([(~gray).float(), gray.float()], 1)
+
+    ds = load_dataset("shapes", "test", size=20)
+    images = torch.from_numpy(np.asarray(ds.images[:20])).permute(0, 3, 1, 2)
+    assert pretext_accuracy(_Head("grayscale", is_gray), images, "grayscale", 32) == 1.0
+    assert pretext_baselines("rotation", DataSpec("shapes_upright", "test")) == pytest.approx(
+        {"chance": 0.25, "ceiling": 0.6325}, abs=1e-3
+    )
+    assert pretext_baselines("rotation", DataSpec("shapes", "test"))["ceiling"] == pytest.approx(
+        0.25, abs=1e-3
+    )
+    assert pretext_baselines("jigsaw", DataSpec("cifar10", "test")) == {"chance": 1 / 24}  # no ceiling known

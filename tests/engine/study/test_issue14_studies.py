@@ -36,6 +36,39 @@ def test_one_tiny_arm_runs(study, tmp_path):
     assert ("backbone", "robust_acc/jitter+rot90") in metrics
     epochs = [json.loads(x) for x in (tmp_path / f"{arm.name}-s0" / "metrics.jsonl").read_text().splitlines()]
     if st.settings.get("train.online_linear"):
-        assert "online_linear_acc" in epochs[-1]
+        assert "online_linear_acc" in epochs[-1] and ("online_linear", "acc") in metrics
     if study == "explaining_away":
         assert ("rotation_logits", "rotation_acc") in metrics and "acc/class" in epochs[0]
+    if study == "transforms":  # a non-rotation head is scored beside chance and its shapes_upright ceiling
+        assert {("pretext_logits", f"jigsaw_{m}") for m in ("acc", "chance", "ceiling")} <= metrics
+
+
+def test_pretext_pairing_and_robustness_tables():
+    from engine.study.report import Stat, noise_word, pairing_table, pretext_table, robustness_table
+
+    agg = {
+        "pretext-hflip": {("pretext_logits", "hflip_acc"): Stat(0.53, 0.01, 3),
+                          ("pretext_logits", "hflip_chance"): Stat(0.5, 0, 3),
+                          ("pretext_logits", "hflip_ceiling"): Stat(0.55, 0, 3),
+                          ("online_linear", "acc"): Stat(0.4, 0.02, 3), ("backbone", "linear_acc"): Stat(0.5, 0.01, 3)},
+        "essl-hflip": {("backbone", "linear_acc"): Stat(0.6, 0.01, 3)},
+        "inv-hflip": {("backbone", "linear_acc"): Stat(0.60, 0.05, 3)},
+        "eq-hflip": {("backbone", "linear_acc"): Stat(0.62, 0.05, 3)},
+        "simclr": {("backbone", "robust_acc/clean"): Stat(0.7, 0, 1)},
+    }  # fmt: skip
+    arms = list(agg)
+    pre = pretext_table(agg, arms)
+    assert (
+        "| pretext-hflip | 3 | hflip | 0.530 ± 0.010 | 0.500 | 0.550 | 0.400 ± 0.020 | 0.500 ± 0.010 | — |"
+        in pre
+    )
+    assert "| simclr | 1 | — | — | — | — | — | — | — |" in pre
+    pairs = pairing_table(agg, arms)
+    assert (
+        "| hflip | as invariance (SimCLR + it): 0.600 ± 0.050 | as equivariance (E-SSL head): 0.620 ± 0.050 | +0.020 | noise |"
+        in pairs
+    )
+    assert "| hflip | pretext alone: 0.500 ± 0.010 | E-SSL head: 0.600 ± 0.010 | +0.100 | higher |" in pairs
+    assert "| simclr | 0.700 | — |" in robustness_table(agg, arms)
+    assert noise_word(Stat(0.5, 0, 1), Stat(0.9, 0, 3)) == "1 seed: spread unknown"
+    assert robustness_table({"a": {}}, ["a"]) == "" and pairing_table({"a": {}}, ["a"]) == ""

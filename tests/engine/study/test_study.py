@@ -74,14 +74,16 @@ def test_report_files(tiny_study, tmp_path):
     paths = write_report(out, tmp_path / "report")
     names = sorted(p.name for p in paths)
     assert names == sorted(
-        ["tables.md", "summary.json", "factor_probes.png", "sweep_invariance.png", "sweep_prediction.png"]
-    )
+        ["tables.md", "summary.json", "factor_probes.png", "sweep_invariance.png", "sweep_prediction.png",
+         "pretext.png"]  # the E-SSL arm has a rotation head: pretext.png
+    )  # fmt: skip
     for p in paths:
         if p.suffix == ".png":
             with Image.open(p) as im:
                 assert im.format == "PNG" and im.width > 600 and im.height > 300
     md = (tmp_path / "report" / "tables.md").read_text()
     assert md.index("| essl |") < md.index("| none |")  # the study's arm order
+    assert "| essl | 2 | rotation |" in md and "| none | 2 | — |" in md  # the pretext table: a head or a dash
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and summary["arms"] == ["essl", "none"]
 
