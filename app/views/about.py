@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import ui
+from engine.lab.pretext_choice import PRINCIPLES, explaining_away, read_summary, task_table
 
 # name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -217,3 +218,36 @@ if not present:
         "The study figures are not in this copy. Make them with `python -m engine study run shapes` and "
         "`python -m engine study report runs/study-shapes --out docs/study-shapes` (about an hour on 2 CPU cores)."
     )
+
+
+st.header("Which transformation should an equivariant task predict?")
+st.markdown(
+    "Understanding-ESSL asks which transformation an equivariant pretext task should predict. A task can only be "
+    "learned as far as the transformed image reveals its label: the **ceiling** is the best achievable accuracy "
+    "(a circle turned by 90° is the same image), computed exactly for the generated datasets and checked by Monte "
+    "Carlo; **chance** is one over the number of labels. The authors' three principles:"
+)
+st.markdown("\n".join(f"- **{name}**: {text}" for name, text in PRINCIPLES))
+transforms = read_summary(DOCS / "study-transforms" / "summary.json")
+inv_vs_eq = read_summary(DOCS / "study-invariance_vs_equivariance" / "summary.json")
+table = st.cache_data(task_table, show_spinner=False)(transforms, inv_vs_eq)  # the ceilings take ~0.3 s
+table = table[
+    [c for c in table.columns if not (table[c].astype(str) == "—").all()]
+]  # hide unmeasured columns
+st.dataframe(table, hide_index=True, width="stretch")
+if transforms is None or inv_vs_eq is None:
+    st.caption(
+        "Measured columns appear once the studies are reported into docs/: `python -m engine study run transforms` "
+        "then `python -m engine study report runs/study-transforms --out docs/study-transforms` (and the same for "
+        "`invariance_vs_equivariance`)."
+    )
+ea = explaining_away(read_summary(DOCS / "study-explaining_away" / "summary.json"))
+if len(ea):
+    st.subheader("Explaining away: does class information help predict rotation?")
+    st.caption(
+        "Rotation prediction on shapes_upright alone, with the class cross-entropy added (λ = 1), and with it "
+        "subtracted through a separately trained classifier, as in the authors' verification script "
+        "(`python -m engine study run explaining_away`; docs/study-explaining_away). The online linear classifier "
+        "reads the class from the detached backbone during training."
+    )
+    st.dataframe(ea, hide_index=True, width="stretch")

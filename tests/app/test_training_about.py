@@ -155,3 +155,15 @@ def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
     assert (
         last.loc["u", "loss"] == 0.412 and last.loc["u", "knn/top1"] == 0.123 and last.loc["u", "step"] == 4
     )
+
+
+def test_about_answers_which_transformation_to_predict_with_ceilings(roots):
+    at = app_on("about")
+    assert not at.exception
+    assert "Which transformation should an equivariant task predict?" in [h.value for h in at.header]
+    table = next(d.value for d in at.dataframe if "ceiling shapes_upright" in d.value.columns)
+    rot = table.set_index("task").loc["rotation"]
+    assert rot["chance"] == 0.25 and abs(rot["ceiling shapes_upright"] - 0.632) < 1e-3
+    assert not any(
+        (table[c].astype(str) == "—").all() for c in table.columns
+    )  # unmeasured columns are hidden

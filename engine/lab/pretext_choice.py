@@ -1,0 +1,111 @@
+"""The About page's "Which transformation should an equivariant task predict?": one row per pretext task of
+Understanding-ESSL (engine.augment.pretext) with its chance level and its identifiability ceilings on ``shapes`` and
+``shapes_upright`` (engine.data.ceilings), joined with what the studies measured when their summaries exist
+(``python -m engine study report ... --out docs/study-<name>``: the ``transforms``, ``invariance_vs_equivariance``
+and ``explaining_away`` studies). Pure functions of the summary documents; missing studies give blank cells.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.augment.pretext import PRETEXT_TASKS
+from engine.data.ceilings import ceilings
+from engine.methods.protocol import logits_key
+
+# Understanding-ESSL's three principles for choosing the task (methods.md §4.1), each with what it asks of a task.
+PRINCIPLES: tuple[tuple[str, str], ...] = (
+    (
+        "Lossy transformations",
+        "the transformation should destroy information the class does not need, so the task cannot be solved by "
+        "undoing it from low-level traces alone.",
+    ),
+    (
+        "Class relevance",
+        "predicting the transformation should be easier once the class is known (the explaining-away effect): "
+        "rotation needs to know which way is up, and that depends on what the object is.",
+    ),
+    (
+        "Shortcut pruning",
+        "cues that give the label away without the object (borders, blur statistics, colour histograms) should be "
+        "removed, e.g. by cropping and jittering the transformed view as E-SSL does.",
+    ),
+)
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A ``study report`` summary.json, or None when it is absent or unreadable (the page then shows blanks)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("metrics"), dict) else None
+
+
+def stat(summary: dict[str, Any] | None, arm: str, key: str) -> tuple[float, float, int] | None:
+    """(mean, std, n seeds) of ``space/metric`` for ``arm`` in a summary, None when missing or NaN."""
+    s = ((summary or {}).get("metrics") or {}).get(arm, {}).get(key)
+    if not isinstance(s, dict) or not isinstance(s.get("mean"), int | float) or not math.isfinite(s["mean"]):
+        return None
+    return float(s["mean"]), float(s.get("std", 0.0)), int(s.get("n", 0))
+
+
+def fmt(s: tuple[float, float, int] | None) -> str:
+    """ "0.532 ± 0.010" (several seeds), "0.532" (one), "—" (not measured)."""
+    if s is None:
+        return "—"
+    mean, std, n = s
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if n > 1 else "")
+
+
+def task_table(transforms: dict | None = None, inv_vs_eq: dict | None = None) -> pd.DataFrame:
+    """One row per pretext task: labels, chance, ceilings, and (when the studies exist) the pretext accuracy of the
+    task alone and as E-SSL's head, and the backbone's linear accuracy with the task as an invariance (SimCLR + it)
+    and as an equivariance (E-SSL head)."""
+    ceil = {o: ceilings(o) for o in ("uniform", "upright")}
+    rows = []
+    for task, spec in PRETEXT_TASKS.items():
+        acc = f"{logits_key(task)}/{task}_acc"
+        rows.append(
+            {
+                "task": task,
+                "labels": spec.n_labels,
+                "chance": round(1.0 / spec.n_labels, 3),
+                "ceiling shapes": round(ceil["uniform"][task], 3),
+                "ceiling shapes_upright": round(ceil["upright"][task], 3),
+                "pretext acc (alone)": fmt(stat(transforms, f"pretext-{task}", acc)),
+                "pretext acc (E-SSL head)": fmt(stat(transforms, f"essl-{task}", acc)),
+                "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", "backbone/linear_acc")),
+                "linear, as equivariance": fmt(stat(inv_vs_eq, f"eq-{task}", "backbone/linear_acc")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def explaining_away(summary: dict | None) -> pd.DataFrame:
+    """Rotation accuracy and the online classifier's accuracy for rotation alone, + and − the class term."""
+    rows = []
+    for term, what in (
+        ("none", "rotation alone"),
+        ("add", "+ class cross-entropy"),
+        ("eliminate", "− class CE"),
+    ):
+        arm = f"rotation-{term}"
+        if stat(summary, arm, "rotation_logits/rotation_acc") is None:
+            continue
+        rows.append(
+            {
+                "arm": what,
+                "rotation acc": fmt(stat(summary, arm, "rotation_logits/rotation_acc")),
+                "chance": fmt(stat(summary, arm, "rotation_logits/rotation_chance")),
+                "ceiling": fmt(stat(summary, arm, "rotation_logits/rotation_ceiling")),
+                "online linear (class)": fmt(stat(summary, arm, "online_linear/acc")),
+                "seeds": (stat(summary, arm, "rotation_logits/rotation_acc") or (0, 0, 0))[2],
+            }
+        )
+    return pd.DataFrame(rows)

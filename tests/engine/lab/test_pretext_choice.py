@@ -1,0 +1,57 @@
+"""The About page's transformation table: chance and ceilings per task, study cells from summary documents."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.lab.pretext_choice import explaining_away, fmt, read_summary, stat, task_table
+
+
+def _summary(metrics: dict) -> dict:
+    return {"arms": list(metrics), "seeds": [0, 1, 2], "metrics": metrics}
+
+
+def test_every_task_has_chance_and_both_ceilings():
+    t = task_table().set_index("task")
+    assert list(t.index) == ["hflip", "vflip", "invert", "grayscale", "rotation", "blur", "jigsaw"]
+    assert t.loc["rotation", "chance"] == 0.25 and t.loc["jigsaw", "labels"] == 24
+    assert t.loc["rotation", "ceiling shapes"] == pytest.approx(
+        0.25, abs=1e-3
+    )  # uniform angles: not identifiable
+    assert t.loc["rotation", "ceiling shapes_upright"] == pytest.approx(0.632, abs=1e-3)
+    assert (t["pretext acc (alone)"] == "—").all()  # no study given: blank, never a made-up number
+
+
+def test_study_cells_come_from_the_summaries():
+    transforms = _summary(
+        {
+            "pretext-rotation": {"rotation_logits/rotation_acc": {"mean": 0.5, "std": 0.02, "n": 3}},
+            "essl-hflip": {"pretext_logits/hflip_acc": {"mean": 0.53, "std": 0.0, "n": 1}},
+        }
+    )
+    inv = _summary({"inv-blur": {"backbone/linear_acc": {"mean": float("nan"), "std": 0, "n": 0}}})
+    t = task_table(transforms, inv).set_index("task")
+    assert t.loc["rotation", "pretext acc (alone)"] == "0.500 ± 0.020"
+    assert t.loc["hflip", "pretext acc (E-SSL head)"] == "0.530"
+    assert t.loc["blur", "linear, as invariance"] == "—"  # NaN is not a measurement
+    assert fmt(None) == "—" and stat(None, "a", "b") is None
+
+
+def test_explaining_away_rows_and_unreadable_files(tmp_path):
+    ea = _summary(
+        {
+            "rotation-none": {"rotation_logits/rotation_acc": {"mean": 0.44, "std": 0, "n": 1},
+                              "online_linear/acc": {"mean": 0.27, "std": 0, "n": 1}},
+            "rotation-add": {"rotation_logits/rotation_acc": {"mean": 0.6, "std": 0, "n": 1}},
+        }
+    )  # fmt: skip
+    rows = explaining_away(ea)
+    assert list(rows["arm"]) == ["rotation alone", "+ class cross-entropy"]
+    assert list(rows["online linear (class)"]) == ["0.270", "—"]
+    bad = tmp_path / "summary.json"
+    bad.write_text("{not json")
+    assert read_summary(bad) is None and read_summary(tmp_path / "missing.json") is None
+    bad.write_text(json.dumps([1, 2]))
+    assert read_summary(bad) is None
