@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmark targets: timing and result output."""
+"""Small helpers shared by the benchmark targets: timing (one case at a time, or several interleaved round by
+round) and result output."""
 
 from __future__ import annotations
 
@@ -25,6 +26,29 @@ def time_it(
         if sync:
             sync()
         out.append(time.perf_counter() - t0)
+    return out
+
+
+def interleave(
+    cases: dict[str, Callable[[int], object]],
+    rounds: int,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of every case, measured round by round: each round calls every case once (with the round
+    number, e.g. to pick that round's query), in an order rotated by one each round, so drift in the machine's load
+    hits all cases alike. ``warmup`` untimed rounds come first."""
+    names = list(cases)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        shift = r % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            cases[name](r)
+            if sync:
+                sync()
+            if r >= warmup:
+                out[name].append(time.perf_counter() - t0)
     return out
 
 
