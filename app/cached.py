@@ -6,6 +6,9 @@ goes through ``st.cache_resource``. The store is opened (and its checksums verif
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,12 @@ from engine.core.errors import EquiLabError, StoreError
 from engine.eval.displacement import load_predictor, store_reference
 from engine.lab.compare import knn_ids, label_agreement
 from engine.lab.image import Basis2D
+from engine.lab.precompute import add_umap, missing_umap, precompute_store, umap_path
 from engine.lab.predictors import LabPredictors, ensure_predictors
 from engine.lab.runs import EVAL_FILE, factor_probes, read_eval
 from engine.store import discovery, items
 from engine.store.build import ensure_store
-from engine.store.format import open_store
+from engine.store.format import StoreOptions, open_store
 from engine.store.index import search as engine_search
 
 
@@ -66,16 +70,18 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     stores = ui.roots()["stores"]
     key = ("store_path", str(ckpt), ui._stamp(ckpt), sel.dataset, sel.split)
     memo = st.session_state.setdefault("_stores", {})
+    verified = _verified()
     try:
         if key not in memo:
             path = discovery.find_store(ckpt, sel.dataset, sel.split, stores)
             if path is None:
                 path = _build(ckpt, sel)
-            memo[key] = (Path(path), None)
-        path, verified = memo[key]
+            memo[key] = Path(path)
+        path = memo[key]
         stamp = ui._stamp(path)
-        open_store(path, verify=stamp != verified)  # full sha256 check only when the manifest is new
-        memo[key] = (path, stamp)
+        # full sha256 check once per manifest and process (a new browser tab does not re-hash the store)
+        open_store(path, verify=verified.get(str(path)) != stamp)
+        verified[str(path)] = stamp
     except EquiLabError as e:
         memo.pop(key, None)
         ui.show_store_error(
@@ -85,8 +91,18 @@ def store_for(sel: ui.Selection, checkpoint: Path | None = None) -> StoreRef:
     return StoreRef(path=path, stamp=stamp)
 
 
+@st.cache_resource(show_spinner=False)
+def _verified() -> dict[str, float]:
+    """Process-wide: store path -> the manifest stamp whose files were last verified in full (sha256)."""
+    return {}
+
+
 def _build(ckpt: Path, sel: ui.Selection) -> Path:
-    """engine.store.build.ensure_store with a progress display while it builds; returns the store directory."""
+    """engine.store.build.ensure_store with a progress display while it builds; returns the store directory.
+
+    The store is built without UMAP (the map shows PCA meanwhile) and its UMAP coordinates are computed by a
+    background thread (:func:`umap_job`), so the first open waits for the embeddings, the index and the lab's
+    predictors (fitted right after the build: every lab visit needs them), not for UMAP."""
 
     slot = st.empty()  # the progress box disappears once the store is ready, or failed to build
     try:
@@ -97,16 +113,78 @@ def _build(ckpt: Path, sel: ui.Selection) -> Path:
             )
             with status:
                 bar = st.progress(0.0)
+                progress = _progress_cb(status, bar)
                 path = ensure_store(
                     ckpt,
                     sel.dataset,
                     sel.split,
                     store_root=ui.roots()["stores"],
-                    progress=_progress_cb(status, bar),
+                    progress=lambda f, m: progress(0.5 * f, m),
+                    options=StoreOptions(umap=False),
                 )
+                loaded = ui.load_model(ckpt, stop=False)
+                if loaded is not None:
+                    with contextlib.suppress(EquiLabError, ValueError):  # the lab says why, with its own fit
+                        precompute_store(
+                            path, loaded[0], lambda f, m: progress(0.5 + 0.5 * f, f"lab predictors: {m}")
+                        )
     finally:
         slot.empty()
+    umap_job(Path(path))
     return Path(path)
+
+
+@dataclass
+class UmapJob:
+    """A background computation of a store's missing UMAP coordinates (one space after the other)."""
+
+    spaces: list[str]
+    done: int = 0
+    error: str | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+@st.cache_resource(show_spinner=False)
+def _umap_jobs() -> dict[str, UmapJob]:
+    """Process-wide: store path -> its background UMAP job."""
+    return {}
+
+
+def _run_umap(path: Path, job: UmapJob) -> None:
+    """The job's thread: lowest CPU priority (Linux nice values are per thread, and numba's workers started here
+    inherit it), so the pages the user is looking at keep the cores; one space after the other."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    try:
+        for space in job.spaces:
+            add_umap(path, space)
+            job.done += 1
+    except Exception as e:  # reported on the map instead of the UMAP coordinates
+        job.error = f"{type(e).__name__}: {e}"
+
+
+def umap_job(path: Path) -> UmapJob | None:
+    """The background job computing the missing UMAP coordinates of a store the app built, started when some are
+    missing and no job runs; None when the store has them all."""
+    jobs = _umap_jobs()
+    job = jobs.get(str(path))
+    if job is not None and (job.running or job.error):
+        return job
+    try:
+        missing = missing_umap(path)
+    except EquiLabError:
+        return None
+    if not missing:
+        return None
+    job = UmapJob(spaces=missing)
+    job.thread = threading.Thread(target=_run_umap, args=(path, job), daemon=True, name=f"umap {path.name}")
+    jobs[str(path)] = job
+    job.thread.start()
+    return job
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -135,15 +213,36 @@ def _coords(path: str, stamp: float, space: str, kind: str) -> np.ndarray:
 
 
 def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
-    """[N, 2] map coordinates precomputed by the store; PCA with a note when the store has no UMAP."""
+    """[N, 2] map coordinates precomputed by the store; PCA with a note when the store has no UMAP (when the app
+    built the store, its UMAP is being computed in the background: a progress bar, and the page reruns with it
+    when it is ready)."""
 
     try:
         return _coords(str(ref.path), ref.stamp, space, kind)
     except StoreError as e:
-        if kind == "pca2":
+        if kind != "umap":
             raise
-        st.caption(f"No {kind} coordinates in this store ({str(e).split(';')[0]}); showing PCA instead.")
+        job = _umap_jobs().get(str(ref.path))  # only stores this app built (a --no-umap store stays PCA)
+        if job is None or job.error:
+            why = job.error if job is not None else str(e).split(";")[0]
+            st.caption(f"No {kind} coordinates in this store ({why}); showing PCA instead.")
+        else:
+            umap_progress(str(ref.path), space)
         return _coords(str(ref.path), ref.stamp, space, "pca2")
+
+
+@st.fragment(run_every=2.0)
+def umap_progress(path: str, space: str) -> None:
+    """A progress bar while the background job computes UMAP; a full rerun swaps the UMAP map in when the
+    coordinates of ``space`` exist."""
+    job = _umap_jobs().get(path)
+    if job is None or umap_path(path, space).is_file():
+        st.rerun()
+    st.progress(
+        job.done / max(len(job.spaces), 1),
+        text=f"Showing PCA: UMAP is being computed in the background ({job.done}/{len(job.spaces)} spaces "
+        "done); the map switches to it when it is ready.",
+    )
 
 
 def store_images(ref: StoreRef) -> np.ndarray:

@@ -182,289 +182,311 @@ if st.session_state.pop("example_pending", False):  # a one-click About example:
             st.session_state["lab_sweep"] = find_family(example["sweep"]).name
             st.session_state["lab_sweep_auto"] = True
 
-# ---------------------------------------------------------------- the image
-src_col, aug_col = st.columns([1, 2])
-with src_col:
-    source = st.radio("Image", ["Dataset", "Upload"], horizontal=True, key="lab_source")
-    image = None
-    if source == "Dataset":
-        n = info["n"]
-        if "lab_idx" not in st.session_state:
-            st.session_state["lab_idx"] = ui.url_int("idx", 0, 0, n - 1)
-        classes = ["any", *info["classes"]]
-        cls = st.selectbox("Class", classes, key="lab_class")
-        if st.button("Random image", key="lab_random_img"):
-            pool = np.arange(n) if cls == "any" else np.flatnonzero(info["labels"] == classes.index(cls) - 1)
-            rng = np.random.default_rng(st.session_state.get("lab_draws", 0))
-            st.session_state["lab_draws"] = st.session_state.get("lab_draws", 0) + 1
-            st.session_state["lab_idx"] = int(rng.choice(pool))
-        idx = st.number_input("Index", 0, n - 1, key="lab_idx", step=1)
-        ui.set_qp(idx=idx)
-        image = cached.item_image(ref, int(idx))
-        caption = f"#{idx} · {info['classes'][info['labels'][idx]]}"
-    else:
-        up = st.file_uploader("PNG / JPEG / WebP / BMP (≤ 10 MB)", key="lab_upload")
-        image = ui.decode_upload(up)
-        caption = up.name if up is not None else ""
 
-# ---------------------------------------------------------------- the augmentation
-# Drawn before the "no image yet" stop: a run that stops before a widget makes the browser forget its value while
-# the server keeps it, and the sliders would come back showing their minimum.
-model, _ = ui.load_model(sel.checkpoint)
-with aug_col:
-    mode = st.radio("Augmentation", ["Sliders", "Sample random (seeded)"], horizontal=True, key="lab_mode")
-    if mode == "Sliders":
-        values = [_sliders()]
-    else:
-        c1, c2 = st.columns(2)
-        seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="lab_seed")
-        n_views = c2.slider("Views", 1, 4, 2, key="lab_nviews")
-        recipe = training_recipe(model)
-        values = [] if image is None else random_values(recipe, image.shape[:2], int(seed), n_views)
-        st.caption(_recipe_caption(recipe))
-with src_col:
-    if image is None:
-        st.info("Pick a dataset image or upload one.")
-        st.stop()
-    st.image(displayable(image), caption=caption, width=160)
-
-predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
-try:
-    res = lab_predictions(model, image, values, space, predictors, cached.reference(ref, space))
-except EquiLabError as e:
-    ui.show_error(e)
-    st.stop()
-disp = res.disp
-# The retrieval page can query with the current view.
-st.session_state["lab_view"] = {
-    "z": disp.z[0],
-    "space": space,
-    "image": disp.views[0],
-    "store": str(ref.path),
-}
-
-# ---------------------------------------------------------------- views and numbers
-left, right = st.columns([3, 2])
-with left:
-    st.subheader("Views and displacements")
-    if predictors is None:
-        st.caption(
-            f"Space **{space}** · predictor: **none** (the predictors could not be fitted: cos is blank)"
-        )
-    else:
-        st.caption(
-            f"Space **{space}** · predictor: **{predictors.method_name}**, beside two model-free guesses: the mean "
-            "displacement of the view's family and strength, and a ridge from the augmentation parameters alone "
-            f"(all fitted on {predictors.n_fit:,} views of {predictors.fit_on.split(' (')[0]}). "
-            "**Relative invariance**: 1 = the view embeds as the image itself, 0 = as far as another image is "
-            "(the between-image baseline)."
-        )
-    for i, v in enumerate(values):
-        cols = st.columns([0.9, 1.3, 1, 1.1])
-        cols[0].image(displayable(disp.views[i]), caption=f"view {i + 1}", width=96)
-        cols[1].metric("|Δ|", f"{disp.norm[i]:.4f}")
-        inv = np.nan if disp.rel_invariance is None else float(disp.rel_invariance[i])
-        between = (
-            ""
-            if res.centred_cos is None
-            else f"; centred cos {res.centred_cos[i]:.3f} vs {res.between_cos:.3f} between different images"
-        )
-        cols[1].metric(
-            "relative invariance",
-            _fmt(inv),
-            help="1 − |s(a(x)) − s(x)|² / E|s(x) − s(x′)|² on the store's standardised embeddings: "
-            "0 is the between-image baseline" + between,
-        )
-        blank = np.full(len(values), np.nan)
-        cols[2].metric(
-            "cos(Δ, Δ̂)", _fmt(res.cos.get(M.METHOD, blank)[i]), help="the model's or post-hoc prediction"
-        )
-        for name, label in GUESS_LABELS.items():
-            cols[3].metric(label, _fmt(res.cos.get(name, blank)[i]), help=GUESS_HELP[name])
-        if verdict := _verdict(res, i):
-            st.caption(f"View {i + 1}: {verdict}")
-        if mode != "Sliders":
-            cols[0].caption(_describe(v))
-            cols[0].button("Edit in the sliders", key=f"lab_edit_{i}", on_click=_to_sliders, args=(v,))
-
-with right:
-    # ---------------------------------------------------------------- arrows in a linear basis
-    emb = cached.embeddings(str(ref.path), ref.stamp, space)
-    basis_kind = st.radio(
-        "Arrow basis (linear, never UMAP)",
-        ["Store PCA 1-2", "Mean displacement axis"],
-        horizontal=True,
-        key="lab_basis",
-    )
-    zoom = st.toggle("Zoom on the arrows", value=True, key="lab_zoom")
-    moved = [i for i in range(len(values)) if res.moved(i)]
-    if not moved:
-        st.info(
-            "No displacement: every view embeds exactly as the original (Δ = 0), so there is no arrow to draw."
-        )
-    else:
-        deltas = disp.actual[moved]
-        if basis_kind == "Store PCA 1-2":
-            basis = cached.pca(str(ref.path), ref.stamp, space)
-        else:
-            basis = displacement_basis(deltas, emb)
-        o = basis.project(disp.z0[0])
-        fig = go.Figure()
-        if not zoom:
-            cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
-            fig.add_trace(
-                go.Scattergl(
-                    x=cloud[:, 0],
-                    y=cloud[:, 1],
-                    mode="markers",
-                    marker=dict(size=3, color="lightgray"),
-                    name="store items",
-                    hoverinfo="skip",
-                )
-            )
-        tips = {"actual": [basis.project(disp.z[i]) for i in moved]}
-        for name in (M.METHOD, "mean_delta", "params_only"):
-            if name in res.delta_hat:
-                rows = [i for i in moved if np.isfinite(res.delta_hat[name][i]).all()]
-                tips[name] = [basis.project(disp.z0[i] + res.delta_hat[name][i]) for i in rows]
-                _arrows(fig, name, o, tips[name], [""] * len(rows))
-        _arrows(
-            fig, "actual", o, tips["actual"], [f"view {i + 1}" if len(values) > 1 else "Δ" for i in moved]
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[o[0]],
-                y=[o[1]],
-                mode="markers",
-                marker=dict(size=9, color="black"),
-                name="original e(x)",
-                legendrank=5,
-            )
-        )
-        pts = np.vstack([o[None], *[np.asarray(t) for t in tips.values() if t]])
-        if zoom:  # a square window around the arrows: equal scales, the origin and every tip inside
-            centre = (pts.min(axis=0) + pts.max(axis=0)) / 2
-            half = max(float((pts.max(axis=0) - pts.min(axis=0)).max()) * 0.6, 1e-9)
-            fig.update_xaxes(range=[centre[0] - half, centre[0] + half])
-            fig.update_yaxes(range=[centre[1] - half, centre[1] + half])
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
-        fig.update_layout(
-            height=500,
-            margin=dict(l=10, r=10, t=40, b=10),
-            title=dict(text=f"Displacements in the {basis.name} plane ({space})", font=dict(size=14)),
-            legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0),
-            xaxis_title="axis 1",
-            yaxis_title="axis 2",
-        )
-        st.plotly_chart(fig, key="lab_arrows", config={"displaylogo": False})
-        st.caption(
-            "Arrows start at the original image's embedding; equal scales on both axes, so angles between arrows "
-            "are the angles in this plane (the cosines on the left are in the full space)."
-        )
-
-# ---------------------------------------------------------------- the pretext head's prediction
-if disp.views is not None and (heads := [head_prediction(model, v) for v in disp.views])[0] is not None:
-    h0 = heads[0]
-    st.subheader(f"Pretext head: which {h0.task} label does the model see?")
-    st.caption(
-        f"Softmax of the model's {h0.task} head on each view (resized to {h0.input_size} px, the size it was "
-        "trained on)."
-        + (
-            " The view's label is its rotation angle's nearest multiple of 90° (counter-clockwise, like the head's "
-            "labels); an angle between them is marked as rounded."
-            if h0.task == "rotation"
-            else ""
-        )
-    )
-    for col, i, h in zip(st.columns(len(heads)), range(len(heads)), heads, strict=True):
-        top = h.argmax
-        f = go.Figure(
-            go.Bar(
-                x=list(h.labels),
-                y=h.probs,
-                marker_color=["#d62728" if j == top else "#9ecae1" for j in range(len(h.labels))],
-            )
-        )
-        f.update_layout(
-            height=220, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1]), title=f"view {i + 1}"
-        )
-        col.plotly_chart(f, key=f"lab_pretext_{i}", config={"displaylogo": False})
-        line = f"predicts **{h.labels[top]}** (p = {h.probs[top]:.2f})"
-        if h.task == "rotation":
-            k, exact = rotation_label(values[i].rotation)
-            verdict = "right" if top == k else "wrong"
-            note = "" if exact else f", rounded from {values[i].rotation:g}°"
-            line += f"; the view is **{h.labels[k]}**{note}: {verdict}"
-        col.caption(line)
-
-# ---------------------------------------------------------------- neighbours of each view
-k = 6
-hits = cached.search(ref, space, disp.z, k)
-th = cached.thumbs(str(ref.path), ref.stamp)
-st.subheader("Nearest neighbours of each view")
-for i in range(len(disp.z)):
-    ids = np.asarray(hits.ids)[i]
-    st.image([th[j] for j in ids], caption=[info["classes"][info["labels"][j]] for j in ids], width=56)
-
-# ---------------------------------------------------------------- sweep
-with st.expander("Sweep one augmentation family", expanded="sweep" in example):
-    names = list(FAMILIES)
-    try:
-        want = find_family(example["sweep"]).name if "sweep" in example else names[0]
-    except ConfigError:
-        want = names[0]
-    st.session_state.setdefault("lab_sweep", want)  # one source of the default: no index beside the key
-    sweep = st.selectbox("Family", names, format_func=lambda n: FAMILIES[n].label, key="lab_sweep")
-    all_models = st.toggle("All models at once", key="lab_sweep_all")
-    if st.button("Run sweep", key="lab_sweep_run") or st.session_state.pop("lab_sweep_auto", False):
-        base = values[0] if mode == "Sliders" else SliderValues()
-        chosen = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
-        models = {}
-        for label, ckpt in chosen.items():
-            loaded = ui.load_model(ckpt, stop=False)
-            if loaded is not None:
-                models[label] = loaded[0]
-        fitted = {} if predictors is None else {sel.model: predictors}
-        curves = sweep_models(models, image, base, sweep, space, fitted)
-        st.session_state["lab_sweep_rows"] = (sweep, space, curves)
-    if "lab_sweep_rows" in st.session_state:
-        name, swept_space, curves = st.session_state["lab_sweep_rows"]
-        for c in curves:
-            if c.error:
-                st.warning(f"No curve for {c.error}")
-        if name in M.not_encoded_families():
-            st.caption(
-                f"{FAMILIES[name].label} is not encoded by the 15-d parameter vector: no predictor knows the "
-                "strength, so cos(Δ, Δ̂) is blank (only the mean-Δ guess, which knows the group, is drawn)."
-            )
-        elif any(not c.error and not c.guesses for c in curves):
-            st.caption(
-                "cos(Δ, Δ̂) is drawn for the model open in the lab (its predictors are fitted per store)."
-            )
-        c1, c2 = st.columns(2)
-        for col, key, title in ((c1, "norm", "|Δ|"), (c2, "cos", "cos(Δ, Δ̂)")):
-            f = go.Figure()
+@st.fragment
+def _sweep(values: list[SliderValues], mode: str, image: np.ndarray, predictors) -> None:
+    """The sweep of one family, for the lab's model or all models: a fragment, so its widgets rerun only it."""
+    with st.expander("Sweep one augmentation family", expanded="sweep" in example):
+        names = list(FAMILIES)
+        try:
+            want = find_family(example["sweep"]).name if "sweep" in example else names[0]
+        except ConfigError:
+            want = names[0]
+        st.session_state.setdefault("lab_sweep", want)  # one source of the default: no index beside the key
+        sweep = st.selectbox("Family", names, format_func=lambda n: FAMILIES[n].label, key="lab_sweep")
+        all_models = st.toggle("All models at once", key="lab_sweep_all")
+        if st.button("Run sweep", key="lab_sweep_run") or st.session_state.pop("lab_sweep_auto", False):
+            base = values[0] if mode == "Sliders" else SliderValues()
+            chosen = ui.discover_models() if all_models else {sel.model: sel.checkpoint}
+            models = {}
+            for label, ckpt in chosen.items():
+                loaded = ui.load_model(ckpt, stop=False)
+                if loaded is not None:
+                    models[label] = loaded[0]
+            fitted = {} if predictors is None else {sel.model: predictors}
+            curves = sweep_models(models, image, base, sweep, space, fitted)
+            st.session_state["lab_sweep_rows"] = (sweep, space, curves)
+        if "lab_sweep_rows" in st.session_state:
+            name, swept_space, curves = st.session_state["lab_sweep_rows"]
             for c in curves:
                 if c.error:
-                    continue
-                f.add_trace(go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model))
-                if key == "cos":
-                    for g, y in c.guesses.items():
-                        _, colour, dash = STYLE[g]
-                        f.add_trace(
-                            go.Scatter(
-                                x=c.strengths,
-                                y=y,
-                                mode="lines+markers",
-                                name=f"{c.model}: {SHORT[g]} guess",
-                                line=dict(color=colour, dash=dash),
+                    st.warning(f"No curve for {c.error}")
+            if name in M.not_encoded_families():
+                st.caption(
+                    f"{FAMILIES[name].label} is not encoded by the 15-d parameter vector: no predictor knows the "
+                    "strength, so cos(Δ, Δ̂) is blank (only the mean-Δ guess, which knows the group, is drawn)."
+                )
+            elif any(not c.error and not c.guesses for c in curves):
+                st.caption(
+                    "cos(Δ, Δ̂) is drawn for the model open in the lab (its predictors are fitted per store)."
+                )
+            c1, c2 = st.columns(2)
+            for col, key, title in ((c1, "norm", "|Δ|"), (c2, "cos", "cos(Δ, Δ̂)")):
+                f = go.Figure()
+                for c in curves:
+                    if c.error:
+                        continue
+                    f.add_trace(
+                        go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
+                    )
+                    if key == "cos":
+                        for g, y in c.guesses.items():
+                            _, colour, dash = STYLE[g]
+                            f.add_trace(
+                                go.Scatter(
+                                    x=c.strengths,
+                                    y=y,
+                                    mode="lines+markers",
+                                    name=f"{c.model}: {SHORT[g]} guess",
+                                    line=dict(color=colour, dash=dash),
+                                )
                             )
-                        )
-            f.update_layout(
-                height=320,
-                title=f"{title} vs {FAMILIES[name].label} ({swept_space})",
-                margin=dict(l=10, r=10, t=40, b=10),
-                legend=dict(orientation="h", yanchor="top", y=-0.2),
-                xaxis_title=FAMILIES[name].label,
+                f.update_layout(
+                    height=320,
+                    title=f"{title} vs {FAMILIES[name].label} ({swept_space})",
+                    margin=dict(l=10, r=10, t=40, b=10),
+                    legend=dict(orientation="h", yanchor="top", y=-0.2),
+                    xaxis_title=FAMILIES[name].label,
+                )
+                col.plotly_chart(f, key=f"lab_sweep_{key}", config={"displaylogo": False})
+
+
+@st.fragment
+def _lab() -> None:
+    """The image, its augmentation and everything computed from them: a fragment, so a slider, a seed or an
+    image change reruns only this part (the sidebar and the store lookups keep their last run)."""
+    # ---------------------------------------------------------------- the image
+    src_col, aug_col = st.columns([1, 2])
+    with src_col:
+        source = st.radio("Image", ["Dataset", "Upload"], horizontal=True, key="lab_source")
+        image = None
+        if source == "Dataset":
+            n = info["n"]
+            if "lab_idx" not in st.session_state:
+                st.session_state["lab_idx"] = ui.url_int("idx", 0, 0, n - 1)
+            classes = ["any", *info["classes"]]
+            cls = st.selectbox("Class", classes, key="lab_class")
+            if st.button("Random image", key="lab_random_img"):
+                pool = (
+                    np.arange(n) if cls == "any" else np.flatnonzero(info["labels"] == classes.index(cls) - 1)
+                )
+                rng = np.random.default_rng(st.session_state.get("lab_draws", 0))
+                st.session_state["lab_draws"] = st.session_state.get("lab_draws", 0) + 1
+                st.session_state["lab_idx"] = int(rng.choice(pool))
+            idx = st.number_input("Index", 0, n - 1, key="lab_idx", step=1)
+            ui.set_qp(idx=idx)
+            image = cached.item_image(ref, int(idx))
+            caption = f"#{idx} · {info['classes'][info['labels'][idx]]}"
+        else:
+            up = st.file_uploader("PNG / JPEG / WebP / BMP (≤ 10 MB)", key="lab_upload")
+            image = ui.decode_upload(up)
+            caption = up.name if up is not None else ""
+
+    # ---------------------------------------------------------------- the augmentation
+    # Drawn before the "no image yet" stop: a run that stops before a widget makes the browser forget its value while
+    # the server keeps it, and the sliders would come back showing their minimum.
+    model, _ = ui.load_model(sel.checkpoint)
+    with aug_col:
+        mode = st.radio(
+            "Augmentation", ["Sliders", "Sample random (seeded)"], horizontal=True, key="lab_mode"
+        )
+        if mode == "Sliders":
+            values = [_sliders()]
+        else:
+            c1, c2 = st.columns(2)
+            seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="lab_seed")
+            n_views = c2.slider("Views", 1, 4, 2, key="lab_nviews")
+            recipe = training_recipe(model)
+            values = [] if image is None else random_values(recipe, image.shape[:2], int(seed), n_views)
+            st.caption(_recipe_caption(recipe))
+    with src_col:
+        if image is None:
+            st.info("Pick a dataset image or upload one.")
+            st.stop()
+        st.image(displayable(image), caption=caption, width=160)
+
+    predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
+    try:
+        res = lab_predictions(model, image, values, space, predictors, cached.reference(ref, space))
+    except EquiLabError as e:
+        ui.show_error(e)
+        st.stop()
+    disp = res.disp
+    # The retrieval page can query with the current view.
+    st.session_state["lab_view"] = {
+        "z": disp.z[0],
+        "space": space,
+        "image": disp.views[0],
+        "store": str(ref.path),
+    }
+
+    # ---------------------------------------------------------------- views and numbers
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Views and displacements")
+        if predictors is None:
+            st.caption(
+                f"Space **{space}** · predictor: **none** (the predictors could not be fitted: cos is blank)"
             )
-            col.plotly_chart(f, key=f"lab_sweep_{key}", config={"displaylogo": False})
+        else:
+            st.caption(
+                f"Space **{space}** · predictor: **{predictors.method_name}**, beside two model-free guesses: the mean "
+                "displacement of the view's family and strength, and a ridge from the augmentation parameters alone "
+                f"(all fitted on {predictors.n_fit:,} views of {predictors.fit_on.split(' (')[0]}). "
+                "**Relative invariance**: 1 = the view embeds as the image itself, 0 = as far as another image is "
+                "(the between-image baseline)."
+            )
+        for i, v in enumerate(values):
+            cols = st.columns([0.9, 1.3, 1, 1.1])
+            cols[0].image(displayable(disp.views[i]), caption=f"view {i + 1}", width=96)
+            cols[1].metric("|Δ|", f"{disp.norm[i]:.4f}")
+            inv = np.nan if disp.rel_invariance is None else float(disp.rel_invariance[i])
+            between = (
+                ""
+                if res.centred_cos is None
+                else f"; centred cos {res.centred_cos[i]:.3f} vs {res.between_cos:.3f} between different images"
+            )
+            cols[1].metric(
+                "relative invariance",
+                _fmt(inv),
+                help="1 − |s(a(x)) − s(x)|² / E|s(x) − s(x′)|² on the store's standardised embeddings: "
+                "0 is the between-image baseline" + between,
+            )
+            blank = np.full(len(values), np.nan)
+            cols[2].metric(
+                "cos(Δ, Δ̂)", _fmt(res.cos.get(M.METHOD, blank)[i]), help="the model's or post-hoc prediction"
+            )
+            for name, label in GUESS_LABELS.items():
+                cols[3].metric(label, _fmt(res.cos.get(name, blank)[i]), help=GUESS_HELP[name])
+            if verdict := _verdict(res, i):
+                st.caption(f"View {i + 1}: {verdict}")
+            if mode != "Sliders":
+                cols[0].caption(_describe(v))
+                cols[0].button("Edit in the sliders", key=f"lab_edit_{i}", on_click=_to_sliders, args=(v,))
+
+    with right:
+        # ---------------------------------------------------------------- arrows in a linear basis
+        emb = cached.embeddings(str(ref.path), ref.stamp, space)
+        basis_kind = st.radio(
+            "Arrow basis (linear, never UMAP)",
+            ["Store PCA 1-2", "Mean displacement axis"],
+            horizontal=True,
+            key="lab_basis",
+        )
+        zoom = st.toggle("Zoom on the arrows", value=True, key="lab_zoom")
+        moved = [i for i in range(len(values)) if res.moved(i)]
+        if not moved:
+            st.info(
+                "No displacement: every view embeds exactly as the original (Δ = 0), so there is no arrow to draw."
+            )
+        else:
+            deltas = disp.actual[moved]
+            if basis_kind == "Store PCA 1-2":
+                basis = cached.pca(str(ref.path), ref.stamp, space)
+            else:
+                basis = displacement_basis(deltas, emb)
+            o = basis.project(disp.z0[0])
+            fig = go.Figure()
+            if not zoom:
+                cloud = basis.project(emb[:: max(1, len(emb) // 3000)])
+                fig.add_trace(
+                    go.Scattergl(
+                        x=cloud[:, 0],
+                        y=cloud[:, 1],
+                        mode="markers",
+                        marker=dict(size=3, color="lightgray"),
+                        name="store items",
+                        hoverinfo="skip",
+                    )
+                )
+            tips = {"actual": [basis.project(disp.z[i]) for i in moved]}
+            for name in (M.METHOD, "mean_delta", "params_only"):
+                if name in res.delta_hat:
+                    rows = [i for i in moved if np.isfinite(res.delta_hat[name][i]).all()]
+                    tips[name] = [basis.project(disp.z0[i] + res.delta_hat[name][i]) for i in rows]
+                    _arrows(fig, name, o, tips[name], [""] * len(rows))
+            _arrows(
+                fig, "actual", o, tips["actual"], [f"view {i + 1}" if len(values) > 1 else "Δ" for i in moved]
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[o[0]],
+                    y=[o[1]],
+                    mode="markers",
+                    marker=dict(size=9, color="black"),
+                    name="original e(x)",
+                    legendrank=5,
+                )
+            )
+            pts = np.vstack([o[None], *[np.asarray(t) for t in tips.values() if t]])
+            if zoom:  # a square window around the arrows: equal scales, the origin and every tip inside
+                centre = (pts.min(axis=0) + pts.max(axis=0)) / 2
+                half = max(float((pts.max(axis=0) - pts.min(axis=0)).max()) * 0.6, 1e-9)
+                fig.update_xaxes(range=[centre[0] - half, centre[0] + half])
+                fig.update_yaxes(range=[centre[1] - half, centre[1] + half])
+            fig.update_yaxes(scaleanchor="x", scaleratio=1)
+            fig.update_layout(
+                height=500,
+                margin=dict(l=10, r=10, t=40, b=10),
+                title=dict(text=f"Displacements in the {basis.name} plane ({space})", font=dict(size=14)),
+                legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0),
+                xaxis_title="axis 1",
+                yaxis_title="axis 2",
+            )
+            st.plotly_chart(fig, key="lab_arrows", config={"displaylogo": False})
+            st.caption(
+                "Arrows start at the original image's embedding; equal scales on both axes, so angles between arrows "
+                "are the angles in this plane (the cosines on the left are in the full space)."
+            )
+
+    # ---------------------------------------------------------------- the pretext head's prediction
+    if disp.views is not None and (heads := [head_prediction(model, v) for v in disp.views])[0] is not None:
+        h0 = heads[0]
+        st.subheader(f"Pretext head: which {h0.task} label does the model see?")
+        st.caption(
+            f"Softmax of the model's {h0.task} head on each view (resized to {h0.input_size} px, the size it was "
+            "trained on)."
+            + (
+                " The view's label is its rotation angle's nearest multiple of 90° (counter-clockwise, like the head's "
+                "labels); an angle between them is marked as rounded."
+                if h0.task == "rotation"
+                else ""
+            )
+        )
+        for col, i, h in zip(st.columns(len(heads)), range(len(heads)), heads, strict=True):
+            top = h.argmax
+            f = go.Figure(
+                go.Bar(
+                    x=list(h.labels),
+                    y=h.probs,
+                    marker_color=["#d62728" if j == top else "#9ecae1" for j in range(len(h.labels))],
+                )
+            )
+            f.update_layout(
+                height=220,
+                margin=dict(l=10, r=10, t=30, b=10),
+                yaxis=dict(range=[0, 1]),
+                title=f"view {i + 1}",
+            )
+            col.plotly_chart(f, key=f"lab_pretext_{i}", config={"displaylogo": False})
+            line = f"predicts **{h.labels[top]}** (p = {h.probs[top]:.2f})"
+            if h.task == "rotation":
+                k, exact = rotation_label(values[i].rotation)
+                verdict = "right" if top == k else "wrong"
+                note = "" if exact else f", rounded from {values[i].rotation:g}°"
+                line += f"; the view is **{h.labels[k]}**{note}: {verdict}"
+            col.caption(line)
+
+    # ---------------------------------------------------------------- neighbours of each view
+    k = 6
+    hits = cached.search(ref, space, disp.z, k)
+    th = cached.thumbs(str(ref.path), ref.stamp)
+    st.subheader("Nearest neighbours of each view")
+    for i in range(len(disp.z)):
+        ids = np.asarray(hits.ids)[i]
+        st.image([th[j] for j in ids], caption=[info["classes"][info["labels"][j]] for j in ids], width=56)
+
+    _sweep(values, mode, image, predictors)
+
+
+_lab()

@@ -1,0 +1,68 @@
+"""What every dashboard visit of a store needs, computed once per store instead of on the first visit.
+
+``precompute_store(store, model)`` fits the lab's displacement predictors of every space of the model
+(engine.lab.predictors, cached beside the store). ``add_umap(store, space)`` writes the UMAP map coordinates of a
+store that was built without them (the first open builds the store without UMAP so the dashboard answers at once;
+the map shows PCA until the coordinates exist): ``coords_<space>_umap.npy``, the file and layout the store builder
+writes (engine.store.format), written atomically, with the store's UMAP settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from engine.core.io import atomic_write
+from engine.eval.displacement import scored_space
+from engine.lab.predictors import LabPredictors, ensure_predictors
+from engine.store.format import Store, StoreOptions, open_store
+from engine.store.projection import umap_2d
+
+Progress = Callable[[float, str], None]
+
+
+def _store(store: Store | str | Path) -> Store:
+    return store if isinstance(store, Store) else open_store(store, verify=False)
+
+
+def precompute_store(store: Store | str | Path, model, progress: Progress | None = None) -> LabPredictors:
+    """Fit (or read) the lab predictors of every space of ``model`` for ``store``; returns the scored space's."""
+    store = _store(store)
+    return ensure_predictors(store, model, scored_space(store.spaces), progress=progress)
+
+
+def umap_path(store_path: str | Path, space: str) -> Path:
+    return Path(store_path) / f"coords_{space}_umap.npy"
+
+
+def missing_umap(store: Store | str | Path) -> list[str]:
+    """The spaces of ``store`` without UMAP coordinates."""
+    store = _store(store)
+    return [s for s in store.spaces if not umap_path(store.path, s).is_file()]
+
+
+def add_umap(store: Store | str | Path, space: str) -> Path:
+    """Compute and write the UMAP coordinates of ``space`` (with the store's recorded UMAP settings, else the
+    defaults) when the store has none; returns the file."""
+    store = _store(store)
+    out = umap_path(store.path, space)
+    if out.is_file():
+        return out
+    defaults = StoreOptions()
+    rec = store.manifest.get("umap") or {}
+    xy = umap_2d(
+        store.embeddings(space),
+        seed=int(rec.get("seed", defaults.umap_seed)),
+        n_neighbors=int(rec.get("n_neighbors", defaults.umap_neighbors)),
+        min_dist=float(rec.get("min_dist", defaults.umap_min_dist)),
+        sample_cap=int(rec.get("sample_cap", defaults.umap_sample_cap)),
+        labels=np.asarray(store.labels),
+    )
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(xy, dtype=np.float32))
+
+    return atomic_write(out, write)
