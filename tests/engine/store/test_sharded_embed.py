@@ -21,8 +21,7 @@ import torch
 
 from engine.core import distributed
 from engine.methods import build_method
-from engine.store.build import EmbedJob, build_store
-from engine.store.format import StoreOptions, open_store
+from engine.store.format import open_store
 from engine.store.index import normalize
 from engine.train.checkpoint import save_checkpoint
 
@@ -48,17 +47,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(stem, model, config={}, epoch=0, step=0).with_suffix(".safetensors")
 
 
-def _single(checkpoint: Path, root: Path) -> Path:
-    job = EmbedJob(checkpoint, "shapes", "test", store_root=root, batch=BATCH, device="cpu", limit=N_ITEMS)
-    return build_store(job, StoreOptions(umap=False))
-
-
-def _sharded(checkpoint: Path, root: Path, cwd: Path) -> tuple[subprocess.CompletedProcess, Path]:
+def _embed(launcher: list[str], checkpoint: Path, root: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``<launcher> -m engine embed`` of the first N_ITEMS shapes test images into ``root``, on the CPU."""
     cmd = [
-        *_torchrun(),
-        "--standalone",
-        "--nproc_per_node",
-        "2",
+        *launcher,
         "-m",
         "engine",
         "embed",
@@ -83,8 +75,13 @@ def _sharded(checkpoint: Path, root: Path, cwd: Path) -> tuple[subprocess.Comple
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "OMP_NUM_THREADS": "1",
     }
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    return proc, root
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _only_store(root: Path) -> Path:
+    stores = [p.parent for p in root.glob("*/*/manifest.json")]
+    assert len(stores) == 1, stores
+    return stores[0]
 
 
 @pytest.mark.slow
@@ -97,14 +94,16 @@ def _sharded(checkpoint: Path, root: Path, cwd: Path) -> tuple[subprocess.Comple
 )
 def test_torchrun_two_ranks_equal_one_process(checkpoint: Path, tmp_path: Path) -> None:
     # The one-process store first: it also fills the dataset cache the ranks then read (no generation race).
-    one = open_store(_single(checkpoint, tmp_path / "one"))
-    proc, root = _sharded(checkpoint, tmp_path / "two", tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    stores = [p.parent for p in root.glob("*/*/manifest.json")]
-    assert len(stores) == 1, stores
-    two = open_store(stores[0])  # verifies every file's size and sha256
-    assert stores[0].name == Path(one.path).name and stores[0].parent.name == Path(one.path).parent.name
-    assert not list(root.glob("*/.*shard*")), "shard directories left behind"
+    single = _embed([sys.executable], checkpoint, tmp_path / "one", tmp_path)
+    assert single.returncode == 0, single.stderr[-4000:]
+    sharded = _embed(
+        [*_torchrun(), "--standalone", "--nproc_per_node", "2"], checkpoint, tmp_path / "two", tmp_path
+    )
+    assert sharded.returncode == 0, sharded.stderr[-4000:]
+    one = open_store(_only_store(tmp_path / "one"))
+    two = open_store(_only_store(tmp_path / "two"))  # verifies every file's size and sha256
+    assert two.path.relative_to(tmp_path / "two") == one.path.relative_to(tmp_path / "one")
+    assert not list((tmp_path / "two").glob("*/.*shard*")), "shard directories left behind"
 
     m1, m2 = one.manifest, two.manifest
     assert m1["source"]["shards"] == 1 and m2["source"]["shards"] == 2, "the store was not embedded in shards"
@@ -135,7 +134,7 @@ def test_torchrun_two_ranks_equal_one_process(checkpoint: Path, tmp_path: Path) 
         q = normalize(np.array(a[:10], dtype=np.float32))
         np.testing.assert_array_equal(two.index(space).search(q, 5)[1], one.index(space).search(q, 5)[1])
     # rank 0 alone reports the store
-    assert proc.stdout.count("N=51") == 1, proc.stdout
+    assert sharded.stdout.count("N=51") == 1, sharded.stdout
 
 
 def test_single_process_helpers_are_identities(monkeypatch: pytest.MonkeyPatch) -> None:
