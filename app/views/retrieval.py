@@ -1,4 +1,6 @@
-"""Retrieval: top-k neighbours of a dataset image, an uploaded image, or the lab's current augmented view."""
+"""Retrieval: top-k neighbours of a dataset image, an uploaded image, or the lab's current augmented view; says
+whether the store's index is exact or approximate (with the recall measured when the store was built) and can
+search exactly on demand."""
 
 from __future__ import annotations
 
@@ -8,6 +10,17 @@ import streamlit as st
 from app import cached, ui
 from engine.lab.display import displayable
 from engine.lab.query import embed_image
+from engine.store.format import open_store
+from engine.store.index import describe
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the index…")
+def space_index(path: str, stamp: float, space: str):
+    """(store, FAISS index with its tuned parameters, index info) of one space, loaded once per store version."""
+    store = open_store(path, verify=False)  # store_for() verified it
+    index = store.index(space)
+    return store, index, store.index_info(space, index)
+
 
 st.title("Retrieval")
 sel = ui.selection()
@@ -16,9 +29,17 @@ info = cached.summary(str(ref.path), ref.stamp)
 space = ui.pick_space(info["spaces"])
 labels, classes = info["labels"], info["classes"]
 
-c1, c2 = st.columns([2, 1])
+c1, c2, c3 = st.columns([2, 1, 1])
 source = c1.radio("Query", ["Dataset image", "Upload", "Lab view"], horizontal=True, key="ret_source")
 k = int(c2.slider("k", 1, 32, 8, key="ret_k"))
+store, index, index_info = space_index(str(ref.path), ref.stamp, space)
+exact = c3.toggle(
+    "Exact search",
+    value=False,
+    key="ret_exact",
+    disabled=bool(index_info.get("exact")),
+    help="Scan every stored vector instead of the approximate index (slower on large stores).",
+)
 
 query, query_label, show = None, None, None
 if source == "Dataset image":
@@ -47,9 +68,12 @@ if query is None:
     st.stop()
 
 st.image(displayable(show), caption=f"query: {up.name}" if source == "Upload" else "query", width=112)
-res = cached.search(ref, space, query, k)
+res = store.search(space, np.atleast_2d(np.asarray(query, dtype=np.float32)), k, exact=exact, index=index)
 ids, scores = np.asarray(res.ids)[0], np.asarray(res.scores)[0]
 st.metric("Query latency", f"{float(res.latency_ms):.2f} ms")
+st.caption(
+    "Search: " + (describe(index_info) if not res.exact or index_info.get("exact") else "exact (on demand)")
+)
 th = cached.thumbs(str(ref.path), ref.stamp)
 caps = []
 for i, s in zip(ids, scores):
