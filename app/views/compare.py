@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -117,28 +119,60 @@ def figure(xy: np.ndarray, highlight: np.ndarray) -> go.Figure:
 
 
 NONE = {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64)}
-prev = st.session_state.get("cmp_sel", NONE)  # the selections each map highlights in the other
-ca, cb = st.columns(2)
-with ca:
-    st.caption(f"A: {sel.model}")
-    xy_a = cached.coords(ref_a, space, "umap")
-    ev_a = st.plotly_chart(
-        figure(xy_a, prev["b"]), key="cmp_map_a", on_select="rerun", selection_mode=("box", "lasso", "points")
-    )
-with cb:
-    st.caption(f"B: {label_b}")
-    xy_b = cached.coords(ref_b, space, "umap")
-    ev_b = st.plotly_chart(
-        figure(xy_b, prev["a"]), key="cmp_map_b", on_select="rerun", selection_mode=("box", "lasso", "points")
-    )
-now = {"a": selection_ids(ev_a.selection), "b": selection_ids(ev_b.selection)}
-seen = st.session_state.get("cmp_seen", NONE)  # the selection events of the last run
-if any(not np.array_equal(now[s], seen[s]) for s in "ab"):
+
+
+def _events(a=None, b=None) -> dict[str, np.ndarray]:
+    """The ids each map's last selection event picked: from the charts' returned events when given, else from
+    their widget state (known before the maps are drawn, so one run draws both with the other's highlight)."""
+    out = {}
+    for side, ev in (("a", a), ("b", b)):
+        ev = ev if ev is not None else st.session_state.get(f"cmp_map_{side}")
+        picked = ev.get("selection") if isinstance(ev, Mapping) else getattr(ev, "selection", None)
+        out[side] = selection_ids(picked)
+    return out
+
+
+def _new_events(now: dict[str, np.ndarray]) -> bool:
+    """Remember ``now`` as the selections to highlight when they differ from the last events seen."""
+    seen = st.session_state.get("cmp_seen", NONE)
+    if all(np.array_equal(now[s], seen[s]) for s in "ab"):
+        return False
     st.session_state["cmp_seen"] = st.session_state["cmp_sel"] = now
-    st.rerun()  # re-render both maps with the other side's highlight
-picked = np.union1d(prev["a"], prev["b"])
-if len(picked):
-    st.write(f"{len(picked)} selected; their mean overlap@{k}: {ov[picked].mean():.3f}")
+    return True
+
+
+@st.fragment
+def linked_maps() -> None:
+    """Both maps, each highlighting the other's selection: a fragment, so a selection reruns only the maps."""
+    _new_events(_events())
+    prev = st.session_state.get("cmp_sel", NONE)  # the selections each map highlights in the other
+    ca, cb = st.columns(2)
+    with ca:
+        st.caption(f"A: {sel.model}")
+        xy_a = cached.coords(ref_a, space, "umap")
+        ev_a = st.plotly_chart(
+            figure(xy_a, prev["b"]),
+            key="cmp_map_a",
+            on_select="rerun",
+            selection_mode=("box", "lasso", "points"),
+        )
+    with cb:
+        st.caption(f"B: {label_b}")
+        xy_b = cached.coords(ref_b, space, "umap")
+        ev_b = st.plotly_chart(
+            figure(xy_b, prev["a"]),
+            key="cmp_map_b",
+            on_select="rerun",
+            selection_mode=("box", "lasso", "points"),
+        )
+    if _new_events(_events(ev_a, ev_b)):  # the widget state was not readable before drawing
+        st.rerun(scope="fragment")  # re-render both maps with the other side's highlight
+    picked = np.union1d(prev["a"], prev["b"])
+    if len(picked):
+        st.write(f"{len(picked)} selected; their mean overlap@{k}: {ov[picked].mean():.3f}")
+
+
+linked_maps()
 
 st.subheader("Neighbourhoods that changed most")
 ov_wide = neighbour_overlap(cached.neighbours(ref_a, space, K_MAX), cached.neighbours(ref_b, space, K_MAX))
