@@ -31,6 +31,7 @@ from engine.augment.pretext import expand, get_task
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
 from engine.data.ceilings import pretext_ceiling
+from engine.eval.colour import colour_targets
 from engine.eval.context import PROTOCOL, EvalContext, protocol_row, sample_ids, sample_images
 from engine.eval.displacement import eval_recipe, run_displacement_eval, scored_space, store_dataset
 from engine.eval.measures import derangement
@@ -144,18 +145,29 @@ def factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | None
     return out
 
 
+MIN_PROBE_ITEMS = 10  # a factor probe needs at least this many items with a defined target on each side
+
+
 def eval_factors(ctx: EvalContext) -> list[Row]:
-    """Per-factor ridge R^2 on shapes (hue and rotation circular); skipped for datasets without factors."""
-    tr_meta, te_meta = ctx.train.meta, ctx.test.meta
-    targets_tr, targets_te = factor_targets(tr_meta), factor_targets(te_meta)
+    """Per-factor ridge R^2: the shapes generator's factors (hue and rotation circular; skipped for datasets
+    without them) and, for every dataset, the image's own colour (engine.eval.colour: saturation-weighted mean
+    hue, circular, and mean saturation, from the store's thumbnails)."""
     ids = sample_ids(ctx.train.n, ctx.probe_cap, ctx.seed)
+    train = {k: (y[ids], m[ids], p) for k, (y, m, p) in factor_targets(ctx.train.meta).items()}
+    train.update(colour_targets(np.asarray(ctx.train.thumbnails[ids])))  # ids are sorted: one memmap pass
+    test = {**factor_targets(ctx.test.meta), **colour_targets(ctx.test.thumbnails)}
     rows = []
     for s in ctx.test.spaces:
         xtr, xte = np.asarray(ctx.train.embeddings(s))[ids], np.asarray(ctx.test.embeddings(s))
-        for name, (ytr, mtr, period) in targets_tr.items():
-            yte, mte, _ = targets_te[name]
-            mtr = mtr[ids]
-            r2 = factor_probe(xtr[mtr], ytr[ids][mtr], xte[mte], yte[mte], period=period)
+        for name, (ytr, mtr, period) in train.items():
+            yte, mte, _ = test[name]
+            if min(mtr.sum(), mte.sum()) < MIN_PROBE_ITEMS or np.ptp(ytr[mtr]) == 0:
+                rows.append(
+                    {"space": s, "metric": f"r2_{name}", "value": float("nan"),
+                     "note": f"undefined: {int(mtr.sum())} train / {int(mte.sum())} test items with a varying target"}
+                )  # fmt: skip
+                continue
+            r2 = factor_probe(xtr[mtr], ytr[mtr], xte[mte], yte[mte], period=period)
             rows.append({"space": s, "metric": f"r2_{name}", "value": r2})
     return rows
 
@@ -324,6 +336,8 @@ TABLE_COLUMNS = (
     ("R² rotation", "backbone", "r2_rotation"),
     ("R² x", "backbone", "r2_x"),
     ("R² y", "backbone", "r2_y"),
+    ("R² image hue", "backbone", "r2_image_hue"),
+    ("R² image sat.", "backbone", "r2_image_saturation"),
     ("rot. acc", "rotation_logits", "rotation_acc"),
     ("g_IR cos", "ir_head", "cross_view_cos"),
     ("g_EF cos", "ef_head", "cross_view_cos"),

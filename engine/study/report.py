@@ -28,7 +28,7 @@ from engine.lab.runs import METRICS_FILE, read_metrics
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
 SUMMARY_COLUMNS = TABLE_COLUMNS
-FACTORS = ("hue", "scale", "rotation", "x", "y")
+FACTORS = ("hue", "scale", "rotation", "x", "y", "image_hue", "image_saturation")
 # Metrics of the sweep rows (engine.eval.displacement): sweep/<family>@<strength>/<kind>.
 INVARIANCE = "invariance/relative"  # 1 - E|s(a(x)) - s(x)|^2 / E|s(x) - s(x')|^2 (docs/measures.md)
 PREDICTION = "disp/method/cos"  # cos(Δ, Δ̂) of the model's own or the post-hoc predictor

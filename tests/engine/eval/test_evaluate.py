@@ -45,6 +45,7 @@ def test_array_evaluators_separate_good_from_noise(tmp_path):
     assert v["good", "r2_scale"] > 0.9 and v["noise", "r2_scale"] < 0.1
     assert v["good", "r2_rotation"] > 0.9 and v["noise", "r2_rotation"] < 0.1
     assert v["good", "r2_hue"] < 0.1  # hue was not planted
+    assert np.isnan(v["good", "r2_image_hue"])  # black images have no dominant hue: undefined
     js, cs = write_results(rows, tmp_path, {"test_store": "te"})
     doc = json.loads(js.read_text())
     results = [r for r in rows if r["space"] != "protocol"]  # protocol records are lifted out of the rows
