@@ -1,5 +1,8 @@
 """What every dashboard visit of a store needs, computed once per store instead of on the first visit.
 
+``python -m engine precompute --stores stores/`` does it for every store under a folder (the lab predictors of
+every space, and the UMAP coordinates a store built without them lacks).
+
 ``precompute_store(store, model)`` fits the lab's displacement predictors of every space of the model
 (engine.lab.predictors, cached beside the store). ``add_umap(store, space)`` writes the UMAP map coordinates of a
 store that was built without them (the first open builds the store without UMAP so the dashboard answers at once;
@@ -9,6 +12,8 @@ writes (engine.store.format), written atomically, with the store's UMAP settings
 
 from __future__ import annotations
 
+import argparse
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +21,7 @@ import numpy as np
 
 from engine.core.io import atomic_write
 from engine.eval.displacement import scored_space
+from engine.lab.models import load_model
 from engine.lab.predictors import LabPredictors, ensure_predictors
 from engine.store.format import Store, StoreOptions, open_store
 from engine.store.projection import umap_2d
@@ -66,3 +72,36 @@ def add_umap(store: Store | str | Path, space: str) -> Path:
             np.save(fh, np.asarray(xy, dtype=np.float32))
 
     return atomic_write(out, write)
+
+
+def store_dirs(root: str | Path) -> list[Path]:
+    """Every store (a folder with a manifest.json) one or two levels under ``root``."""
+    root = Path(root)
+    return sorted({m.parent for m in [*root.glob("*/manifest.json"), *root.glob("*/*/manifest.json")]})
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    stores = store_dirs(args.stores)
+    if not stores:
+        print(f"precompute: no stores under {args.stores}")
+        return 0
+    for path in stores:
+        t0 = time.perf_counter()
+        store = open_store(path, verify=False)
+        model, _ = load_model(store.checkpoint)
+        precompute_store(store, model)
+        if args.umap:
+            for space in missing_umap(store):
+                add_umap(store, space)
+        print(f"precompute: {path} ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "precompute",
+        help="fit every store's lab predictors (and its missing UMAP coordinates) once, before the dashboard",
+    )
+    p.add_argument("--stores", default="stores", help="folder holding the stores (default stores/)")
+    p.add_argument("--no-umap", dest="umap", action="store_false", help="leave missing UMAP coordinates")
+    p.set_defaults(func=_cmd)
