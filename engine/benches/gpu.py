@@ -170,7 +170,7 @@ def method_rows(
     label = f"w{s.width:g} b{s.batch} {precision}"
     cases = {"eager": train_bench._engine_step(name, args, images, device)}
     compile_s = None
-    if s.compile:
+    if s.compile and getattr(METHODS[name], "trainable", True):  # `none` takes no step to compile
         try:
             compiled = _compiled_step(name, args, images, device)
             compile_s = _timed_once(compiled, sync)  # the first call compiles forward and backward
