@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +30,33 @@ def time_it(
 
 
 def interleave(
-    cases: dict[str, Callable[[int], object]],
+    cases: Mapping[str, Callable[[], object]],
     rounds: int,
     warmup: int = 1,
     sync: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Seconds per call of every case, measured round by round: each round calls every case once (with the round
-    number, e.g. to pick that round's query), in an order rotated by one each round, so drift in the machine's load
-    hits all cases alike. ``warmup`` untimed rounds come first."""
+    """Seconds of each call of every case, measured round by round.
+
+    ``warmup`` untimed rounds first; then each round runs every case once, the order rotated by one case per round
+    (two cases: given order on even rounds, reversed on odd ones), so no case always runs first, e.g. right after
+    another heated the caches, and drift in the machine's load hits all cases alike. ``sync`` (a device
+    synchronisation) runs before each clock read.
+    """
     names = list(cases)
+    for _ in range(warmup):
+        for name in names:
+            cases[name]()
+    if sync:
+        sync()
     out: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(warmup + rounds):
+    for r in range(rounds):
         shift = r % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
             t0 = time.perf_counter()
-            cases[name](r)
+            cases[name]()
             if sync:
                 sync()
-            if r >= warmup:
-                out[name].append(time.perf_counter() - t0)
+            out[name].append(time.perf_counter() - t0)
     return out
 
 
