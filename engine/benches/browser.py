@@ -28,6 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.benches.common import print_table, write_results
+from engine.lab.models import load_model
+from engine.lab.precompute import precompute_store
+from engine.store.build import ensure_store
+from engine.store.format import StoreOptions
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -148,11 +152,6 @@ def prepare_roots(root: Path, models: list[str], args: argparse.Namespace) -> di
     env = roots_env(root)
     if args.no_build:
         return env
-    from engine.lab.models import load_model
-    from engine.lab.precompute import precompute_store
-    from engine.store.build import ensure_store
-    from engine.store.format import StoreOptions
-
     copy_checkpoints(root, models)
     for label in models:
         ckpt = root / "checkpoints" / f"{label}.safetensors"
