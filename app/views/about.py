@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import plotly.express as px
 import streamlit as st
 
 from app import ui
-from engine.lab.pretext_choice import PRINCIPLES, explaining_away, read_summary, task_table
+from engine.lab.pretext_choice import PRINCIPLES, explaining_away, task_table
+from engine.lab.studies import read_summary, tidy
 
 # name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -145,13 +147,16 @@ MEASURES: tuple[tuple[str, str], ...] = (
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-# Figures written by `python -m engine study report ... --out docs/study-<name>` (see docs/results.md).
-STUDY_FIGURES: tuple[tuple[str, str], ...] = (
-    (
-        "study-shapes/factor_probes.png",
-        "Shape-class accuracy and factor-probe R² on the backbone, per method.",
-    ),
-)
+# Charts read from the summaries `python -m engine study report ... --out docs/study-<name>` writes (docs/results.md).
+STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/metric"} of a study summary
+    "What the backbone knows of the classes": {
+        "kNN": "backbone/knn_acc",
+        "linear probe": "backbone/linear_acc",
+    },
+    "Factor probes (test R²; 0 = the train mean)": {
+        f: f"backbone/r2_{f}" for f in ("hue", "scale", "rotation", "x", "y", "image_hue", "image_saturation")
+    },
+}
 STUDY_FINDINGS = """
 Measured, not assumed: eight arms with identical settings on `shapes`, 3 seeds each (tables and commands in
 `docs/results.md`).
@@ -210,14 +215,32 @@ for name, (text, example, page, settings) in METHODS.items():
 
 st.header("What the methods learn: the shapes study")
 st.markdown(STUDY_FINDINGS)
-present = [(DOCS / rel, caption) for rel, caption in STUDY_FIGURES if (DOCS / rel).is_file()]
-for path, caption in present:
-    st.image(str(path), caption=caption)
-if not present:
+studies = {p.parent.name.removeprefix("study-"): p for p in sorted(DOCS.glob("study-*/summary.json"))}
+if not studies:
     st.info(
-        "The study figures are not in this copy. Make them with `python -m engine study run shapes` and "
+        "The study summaries are not in this copy. Make them with `python -m engine study run shapes` and "
         "`python -m engine study report runs/study-shapes --out docs/study-shapes` (about an hour on 2 CPU cores)."
     )
+else:
+    names = list(studies)
+    pick = st.selectbox(
+        "Study", names, index=names.index("shapes") if "shapes" in names else 0, key="about_study"
+    )
+    summary = read_summary(studies[pick])
+    st.caption(
+        f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; the `none` arm "
+        "is the untrained network, the baseline every learned number is read against. Hover for the values."
+    )
+    for title, measures in STUDY_CHARTS.items():
+        frame = tidy(summary, measures)
+        if frame.empty:
+            continue
+        fig = px.bar(
+            frame, x="measure", y="mean", color="arm", barmode="group", error_y="std", hover_data=["n"],
+            title=title, labels={"mean": "mean over seeds", "measure": ""},
+        )  # fmt: skip
+        fig.update_layout(height=360, legend_title_text="arm", margin={"t": 40, "b": 10})
+        st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 
 st.header("Which transformation should an equivariant task predict?")

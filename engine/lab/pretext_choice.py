@@ -7,15 +7,11 @@ and ``explaining_away`` studies). Pure functions of the summary documents; missi
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-from typing import Any
-
 import pandas as pd
 
 from engine.augment.pretext import PRETEXT_TASKS
 from engine.data.ceilings import ceilings
+from engine.lab.studies import fmt, stat
 from engine.methods.protocol import logits_key
 
 # Understanding-ESSL's three principles for choosing the task (methods.md §4.1), each with what it asks of a task.
@@ -36,31 +32,6 @@ PRINCIPLES: tuple[tuple[str, str], ...] = (
         "removed, e.g. by cropping and jittering the transformed view as E-SSL does.",
     ),
 )
-
-
-def read_summary(path: Path) -> dict[str, Any] | None:
-    """A ``study report`` summary.json, or None when it is absent or unreadable (the page then shows blanks)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("metrics"), dict) else None
-
-
-def stat(summary: dict[str, Any] | None, arm: str, key: str) -> tuple[float, float, int] | None:
-    """(mean, std, n seeds) of ``space/metric`` for ``arm`` in a summary, None when missing or NaN."""
-    s = ((summary or {}).get("metrics") or {}).get(arm, {}).get(key)
-    if not isinstance(s, dict) or not isinstance(s.get("mean"), int | float) or not math.isfinite(s["mean"]):
-        return None
-    return float(s["mean"]), float(s.get("std", 0.0)), int(s.get("n", 0))
-
-
-def fmt(s: tuple[float, float, int] | None) -> str:
-    """ "0.532 ± 0.010" (several seeds), "0.532" (one), "—" (not measured)."""
-    if s is None:
-        return "—"
-    mean, std, n = s
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if n > 1 else "")
 
 
 def task_table(transforms: dict | None = None, inv_vs_eq: dict | None = None) -> pd.DataFrame:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
+import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -122,17 +125,29 @@ def test_live_refresh_defaults_on_only_for_a_run_being_written(roots):
     assert at.toggle(key="train_live").value is True
 
 
-def test_about_shows_the_study_figures_shipped_in_docs(roots):
-    figures = [
-        Path(MAIN).parents[1] / "docs" / "study-shapes" / f"{name}.png"
-        for name in ("factor_probes",)  # the pre-v2 sweep figures were withdrawn with their measures
-    ]
-    assert all(f.is_file() for f in figures)  # committed with docs/results.md
+def values(v) -> np.ndarray:
+    """A plotly data array as numbers: plain lists, or plotly 6's typed arrays ({"dtype", "bdata": base64})."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v, dtype=float)
+
+
+def test_about_draws_the_study_summaries_as_interactive_charts(roots):
+    summary = Path(MAIN).parents[1] / "docs" / "study-shapes" / "summary.json"
+    assert summary.is_file()  # committed with docs/results.md
     at = app_on("about")
     assert not at.exception
     assert at.header[0].value == "What the methods learn: the shapes study"
-    assert len(at.get("image")) == len(figures)
-    assert not at.info  # the "make the figures" hint only shows when they are missing
+    assert at.selectbox(key="about_study").value == "shapes"
+    charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = [c for c in charts if "class" in c.layout.title.text]
+    assert bars and {t.name for t in bars[0].data} >= {"simclr", "none"}  # one series per arm
+    knn = next(t for t in bars[0].data if t.name == "simclr")
+    doc = json.loads(summary.read_text())["metrics"]["simclr"]["backbone/knn_acc"]
+    assert (
+        abs(values(knn.y)[0] - doc["mean"]) < 1e-9 and abs(values(knn.error_y.array)[0] - doc["std"]) < 1e-9
+    )
+    assert not at.info  # the "make the summaries" hint only shows when they are missing
 
 
 def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):

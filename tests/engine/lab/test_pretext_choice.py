@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from engine.lab.pretext_choice import explaining_away, fmt, read_summary, stat, task_table
+from engine.lab.pretext_choice import explaining_away, task_table
+from engine.lab.studies import fmt, read_summary, stat, tidy
 
 
 def _summary(metrics: dict) -> dict:
@@ -55,3 +56,16 @@ def test_explaining_away_rows_and_unreadable_files(tmp_path):
     assert read_summary(bad) is None and read_summary(tmp_path / "missing.json") is None
     bad.write_text(json.dumps([1, 2]))
     assert read_summary(bad) is None
+
+
+def test_tidy_keeps_arm_order_and_leaves_out_what_was_not_measured():
+    summary = _summary(
+        {
+            "b": {"backbone/knn_acc": {"mean": 0.5, "std": 0.1, "n": 3}},
+            "a": {"backbone/knn_acc": {"mean": 0.7, "std": 0.0, "n": 3},
+                  "backbone/r2_hue": {"mean": float("nan"), "std": 0, "n": 0}},
+        }
+    )  # fmt: skip
+    t = tidy(summary, {"kNN": "backbone/knn_acc", "R² hue": "backbone/r2_hue"})
+    assert list(zip(t["arm"], t["measure"], t["mean"])) == [("b", "kNN", 0.5), ("a", "kNN", 0.7)]
+    assert tidy(None, {"kNN": "backbone/knn_acc"}).empty

@@ -1,0 +1,53 @@
+"""Study summaries for the dashboard: ``summary.json`` files written by ``python -m engine study report ... --out
+docs/study-<name>`` (``{"arms", "seeds", "metrics": {arm: {"space/metric": {"mean", "std", "n"}}}}``) read into
+values and tidy tables that the About page draws as interactive charts. Pure functions; a missing or unreadable
+file reads as None and a missing value as "not measured", never as a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+Stat = tuple[float, float, int]  # (mean, sample std over seeds, number of seeds)
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A ``study report`` summary.json, or None when it is absent or unreadable (the page then shows blanks)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("metrics"), dict) else None
+
+
+def stat(summary: dict[str, Any] | None, arm: str, key: str) -> Stat | None:
+    """(mean, std, n seeds) of ``space/metric`` for ``arm`` in a summary, None when missing or NaN."""
+    s = ((summary or {}).get("metrics") or {}).get(arm, {}).get(key)
+    if not isinstance(s, dict) or not isinstance(s.get("mean"), int | float) or not math.isfinite(s["mean"]):
+        return None
+    return float(s["mean"]), float(s.get("std", 0.0)), int(s.get("n", 0))
+
+
+def fmt(s: Stat | None) -> str:
+    """ "0.532 ± 0.010" (several seeds), "0.532" (one), "—" (not measured)."""
+    if s is None:
+        return "—"
+    mean, std, n = s
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if n > 1 else "")
+
+
+def tidy(summary: dict[str, Any] | None, measures: dict[str, str]) -> pd.DataFrame:
+    """One row per (arm, measure) that the summary holds: ``arm``, ``measure`` (the label), ``mean``, ``std``,
+    ``n``, in the summary's arm order and the order of ``measures`` (label -> ``space/metric``)."""
+    rows = [
+        {"arm": arm, "measure": label, "mean": s[0], "std": s[1], "n": s[2]}
+        for arm in (summary or {}).get("arms", [])
+        for label, key in measures.items()
+        if (s := stat(summary, arm, key)) is not None
+    ]
+    return pd.DataFrame(rows, columns=["arm", "measure", "mean", "std", "n"])
