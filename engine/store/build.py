@@ -256,7 +256,7 @@ def build_store(
     out = store_path(job.checkpoint, job.dataset, job.split, job.store_root, spec.options)
     if out.exists() and not overwrite:
         raise StoreError(f"store {out} already exists; pass --overwrite to rebuild it.")
-    device = resolve_device(job.device)
+    device = dist.init_from_env(resolve_device(job.device))  # joins the torchrun group (WORLD_SIZE > 1)
     info = read_info(job.checkpoint)
     model, _ = load_model(job.checkpoint, device)
     if device.type == "cuda":
@@ -276,7 +276,8 @@ def build_store(
     timings: dict[str, float] = {}
     shard_dirs, spaces = _embed_shard(model, images, n, out, options, job, device, on_batch, timings)
     if shard_dirs is None:
-        return out  # a non-zero rank: rank 0 merges and finishes the store
+        dist.barrier()  # a non-zero rank: wait until rank 0 has merged and finished the store
+        return out
     with atomic_dir(out, overwrite=True) as tmp:
         if shard_dirs:
             t0 = time.perf_counter()
@@ -310,10 +311,12 @@ def build_store(
             "store_root": str(job.store_root),
             "limit": job.limit,
             "data": spec.to_dict(),
+            "shards": dist.world_size(),  # processes that embedded it (torchrun ranks); 1 = one process
         }
         meta = {"spaces": spaces, "n": n, "classes": data.classes, "labels": labels, "timings": timings}
         manifest = finish_store(tmp, source, meta, options, progress)
     atomic_write_json(out / REPORT, build_report(out, manifest, time.perf_counter() - wall0))
+    dist.barrier()  # the other ranks return once the store exists
     if progress:
         progress(1.0, "store ready")
     return out
@@ -511,6 +514,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
         t0 = time.perf_counter()
         path = build_store(job, options, progress, overwrite=args.overwrite)
+    is_rank0 = dist.rank() == 0
+    dist.shutdown()
+    if not is_rank0:
+        return 0  # rank 0 reports the merged store
     m = open_store(path).manifest
     times = " ".join(f"{k} {v:.1f}s" for k, v in m["timings_s"].items())
     print(f"{path}  N={m['n']:,}  spaces={list(m['spaces'])}  {time.perf_counter() - t0:.1f}s ({times})")

@@ -85,13 +85,6 @@ def _only_store(root: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/store/build.py never joins the torchrun process group, so each rank embeds every item and "
-    "both write the store; fix: build_store calls engine.core.distributed.init_from_env, every rank waits on "
-    "distributed.barrier() after the store is finished, the manifest source records shards=world_size, and "
-    "_cmd_embed reports on rank 0 only and calls distributed.shutdown(). Remove this marker with that fix.",
-)
 def test_torchrun_two_ranks_equal_one_process(checkpoint: Path, tmp_path: Path) -> None:
     # The one-process store first: it also fills the dataset cache the ranks then read (no generation race).
     single = _embed([sys.executable], checkpoint, tmp_path / "one", tmp_path)
