@@ -142,14 +142,13 @@ def _new_events(now: dict[str, np.ndarray]) -> bool:
 
 
 @st.fragment
-def linked_maps() -> None:
+def linked_maps(xy_a: np.ndarray, xy_b: np.ndarray) -> None:
     """Both maps, each highlighting the other's selection: a fragment, so a selection reruns only the maps."""
     _new_events(_events())
     prev = st.session_state.get("cmp_sel", NONE)  # the selections each map highlights in the other
     ca, cb = st.columns(2)
     with ca:
         st.caption(f"A: {sel.model}")
-        xy_a = cached.coords(ref_a, space, "umap")
         ev_a = st.plotly_chart(
             figure(xy_a, prev["b"]),
             key="cmp_map_a",
@@ -158,7 +157,6 @@ def linked_maps() -> None:
         )
     with cb:
         st.caption(f"B: {label_b}")
-        xy_b = cached.coords(ref_b, space, "umap")
         ev_b = st.plotly_chart(
             figure(xy_b, prev["a"]),
             key="cmp_map_b",
@@ -172,7 +170,8 @@ def linked_maps() -> None:
         st.write(f"{len(picked)} selected; their mean overlap@{k}: {ov[picked].mean():.3f}")
 
 
-linked_maps()
+# outside the fragment: a store still computing its UMAP shows its progress (itself a fragment) above the maps
+linked_maps(cached.coords(ref_a, space, "umap"), cached.coords(ref_b, space, "umap"))
 
 st.subheader("Neighbourhoods that changed most")
 ov_wide = neighbour_overlap(cached.neighbours(ref_a, space, K_MAX), cached.neighbours(ref_b, space, K_MAX))
