@@ -128,7 +128,7 @@ def _new_ivfpq(vectors: np.ndarray, seed: int, train_min: int = 16_384) -> Any:
     n, d = vectors.shape
     nlist, m = ivf_lists(n), pq_bytes(d)
     base = faiss.index_factory(d, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
-    ivf = faiss.extract_index_ivf(base)
+    ivf = faiss.downcast_index(base)  # IndexIVFPQ
     ivf.cp.niter = (
         10  # k-means iterations for the lists and the PQ codebooks (FAISS: 25): 2.5x faster to train,
     )
