@@ -154,7 +154,12 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "linear probe": "backbone/linear_acc",
     },
     "Factor probes (test R²; 0 = the train mean)": {
-        f: f"backbone/r2_{f}" for f in ("hue", "scale", "rotation", "x", "y", "image_hue", "image_saturation")
+        f: f"backbone/r2_{f}" for f in ("hue", "scale", "rotation", "x", "y")
+    },
+    "What the backbone keeps of colour": {
+        "colour class (accuracy)": "backbone/colour_class_acc",
+        "image hue (R²)": "backbone/r2_image_hue",
+        "image saturation (R²)": "backbone/r2_image_saturation",
     },
 }
 STUDY_FINDINGS = """

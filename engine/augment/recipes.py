@@ -99,6 +99,10 @@ RECIPES: dict[str, Recipe] = {
     # CLeVER's CAug (§3.4, `aug1_2`): the base recipe plus RandomRotation(-90°, 90°) on every view. The angle is
     # drawn uniformly from the whole degrees -90..90 (a 1° grid; torchvision draws a continuous angle).
     "simclr_caug": Recipe(rotations=CAUG_ANGLES),
+    # The colour question (`shapes_colour`: hues from a 4-colour palette): shapes' recipe with CIFAR's hue
+    # strength (±0.1, under half a palette step of 0.25), so colour survives the views but no colour pair is
+    # unique to an image.
+    "shapes_colour": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.1),
     "shapes_caug": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5, rotations=CAUG_ANGLES),
 }
 
@@ -118,7 +122,11 @@ def light_recipe(size: int) -> Recipe:
 
 # The recipe of each dataset whose views need another one than ``simclr`` (the trainer's default for methods that
 # take a ``recipe`` option, and the recipe that methods without one are measured with on that dataset).
-DATASET_RECIPES: dict[str, str] = {"shapes": "shapes", "shapes_upright": "shapes"}
+DATASET_RECIPES: dict[str, str] = {
+    "shapes": "shapes",
+    "shapes_upright": "shapes",
+    "shapes_colour": "shapes_colour",
+}
 
 
 def dataset_recipe(dataset: str | None) -> str:

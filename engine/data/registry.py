@@ -9,12 +9,13 @@ from pathlib import Path
 from engine.core.errors import ConfigError
 from engine.data.dataset import ImageDataset
 from engine.data.folders import load_imagefolder
-from engine.data.shapes import load_shapes, load_shapes_upright
+from engine.data.shapes import load_shapes, load_shapes_colour, load_shapes_upright
 from engine.data.torchvision_layouts import load_cifar10, load_cifar100, load_stl10
 
 DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "shapes": load_shapes,
     "shapes_upright": load_shapes_upright,
+    "shapes_colour": load_shapes_colour,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
     "stl10": load_stl10,
@@ -24,6 +25,7 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 SPLITS: dict[str, tuple[str, ...]] = {
     "shapes": ("train", "test"),
     "shapes_upright": ("train", "test"),
+    "shapes_colour": ("train", "test"),
     "cifar10": ("train", "test"),
     "cifar100": ("train", "test"),
     "stl10": ("train", "test", "unlabeled"),

@@ -66,6 +66,9 @@ FACTOR_RANGES: dict[str, tuple[float, float]] = {
     "bg_value": (0.0, 0.35),
 }
 
+PALETTE_WOBBLE = 0.02  # with a palette, hues stay within this many turns of their entry's centre
+COLOUR_PALETTE = 4  # the palette of ``shapes_colour``: red, yellow-green, cyan, violet centres
+
 # Angle ranges in degrees: `uniform` is the default; `upright` keeps a canonical orientation (small wobble).
 ORIENTATIONS: dict[str, tuple[float, float]] = {"uniform": (0.0, 360.0), "upright": (-20.0, 20.0)}
 
@@ -204,13 +207,30 @@ def render_shape(factors: ShapeFactors) -> np.ndarray:
 
 
 def sample_factors(
-    n: int, rng: np.random.Generator, orientation: str = "uniform"
+    n: int, rng: np.random.Generator, orientation: str = "uniform", palette: int = 0
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Class indices (exactly balanced, shuffled) and independent uniform factors for ``n`` items."""
+    """Class indices (exactly balanced, shuffled) and independent uniform factors for ``n`` items; with
+    ``palette`` K > 0 both hues are then snapped to K evenly spaced palette hues (:func:`snap_to_palette`)."""
     ranges = {**FACTOR_RANGES, "angle": ORIENTATIONS[orientation]}
     labels = rng.permutation(np.arange(n) % len(CLASSES)).astype(np.int64)
     factors = {k: rng.uniform(lo, hi, n).astype(np.float32) for k, (lo, hi) in ranges.items()}
+    if palette:
+        for k in ("hue", "bg_hue"):
+            factors[k] = snap_to_palette(factors[k], palette)
     return labels, factors
+
+
+def palette_index(hue: np.ndarray, palette: int) -> np.ndarray:
+    """The palette entry (0 .. K-1) a hue in [0, 1) falls in: entry j covers [j/K, (j+1)/K)."""
+    return np.minimum((np.asarray(hue, np.float64) * palette).astype(np.int64), palette - 1)
+
+
+def snap_to_palette(hue: np.ndarray, palette: int) -> np.ndarray:
+    """Uniform hues moved to their palette entry's centre hue ``(j + 0.5) / K``, plus a wobble of at most
+    :data:`PALETTE_WOBBLE` turns (kept from the original draw): K colours, never one per image."""
+    j = palette_index(hue, palette)
+    frac = np.asarray(hue, np.float64) * palette - j  # where the hue sat inside its entry, [0, 1)
+    return ((j + 0.5) / palette + (frac - 0.5) * 2 * PALETTE_WOBBLE).astype(np.float32) % 1.0
 
 
 class RenderedImages:
@@ -248,32 +268,37 @@ class RenderedImages:
         return out if dtype is None else out.astype(dtype)
 
 
-def _factors(n: int, seed: int, split: str, orientation: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _factors(
+    n: int, seed: int, split: str, orientation: str, palette: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_SALT[split]]))
-    return sample_factors(n, rng, orientation)
+    return sample_factors(n, rng, orientation, palette)
 
 
-def _meta(labels: np.ndarray, factors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _meta(labels: np.ndarray, factors: dict[str, np.ndarray], palette: int = 0) -> dict[str, np.ndarray]:
     symmetry = np.array([SYMMETRY[c] for c in CLASSES], np.int64)[labels]
-    return {
+    out = {
         "shape": labels.copy(),
         **factors,
         "symmetry": symmetry,
         "angle_mod": angle_mod_symmetry(factors["angle"], symmetry),
     }
+    if palette:  # the downstream colour task: which palette colour the shape has
+        out["colour_class"] = palette_index(factors["hue"], palette)
+    return out
 
 
-def generate(n: int, seed: int, split: str, orientation: str = "uniform") -> Arrays:
+def generate(n: int, seed: int, split: str, orientation: str = "uniform", palette: int = 0) -> Arrays:
     """Sample and render ``n`` items of ``split`` from ``seed`` (pure; no cache)."""
-    labels, factors = _factors(n, seed, split, orientation)
-    return Arrays(images=render_batch(labels, factors), labels=labels, meta=_meta(labels, factors))
+    labels, factors = _factors(n, seed, split, orientation, palette)
+    return Arrays(images=render_batch(labels, factors), labels=labels, meta=_meta(labels, factors, palette))
 
 
-def generate_lazy(n: int, seed: int, split: str, orientation: str = "uniform") -> Arrays:
+def generate_lazy(n: int, seed: int, split: str, orientation: str = "uniform", palette: int = 0) -> Arrays:
     """:func:`generate` with the images as :class:`RenderedImages` (rendered on access): the same items, pixel for
     pixel, in O(n) small factor columns instead of ``n * 3 KB`` of pixels."""
-    labels, factors = _factors(n, seed, split, orientation)
-    return Arrays(images=RenderedImages(labels, factors), labels=labels, meta=_meta(labels, factors))
+    labels, factors = _factors(n, seed, split, orientation, palette)
+    return Arrays(images=RenderedImages(labels, factors), labels=labels, meta=_meta(labels, factors, palette))
 
 
 def load_shapes(
@@ -283,6 +308,7 @@ def load_shapes(
     size: int | None = None,
     seed: int = 0,
     orientation: str = "uniform",
+    palette: int = 0,
 ) -> ImageDataset:
     """The ``shapes`` dataset: generated once per (version, seed, size, split), then memory-mapped from cache;
     from :data:`STREAM_MIN` items on, the images are :class:`RenderedImages` (rendered on access, never cached).
@@ -293,6 +319,8 @@ def load_shapes(
         size: number of items instead of the split's default.
         seed: main seed; train and test use different streams derived from it.
         orientation: ``uniform`` (angles in [0, 360)) or ``upright`` (angles in [-20, 20)).
+        palette: 0 (hues uniform on the circle) or K >= 2: shape and background hues from K palette colours
+            (``colour_class`` in the metadata names the shape's); see :func:`load_shapes_colour`.
     """
     del root
     if split not in DEFAULT_SIZES:
@@ -306,14 +334,23 @@ def load_shapes(
         raise ConfigError(
             f"shapes orientation={orientation!r} is unknown; choose from {sorted(ORIENTATIONS)}."
         )
+    if isinstance(palette, bool) or not isinstance(palette, int | np.integer) or palette == 1 or palette < 0:
+        raise ConfigError(f"shapes palette={palette!r} must be 0 (continuous hues) or an integer >= 2.")
     parts = {"version": GENERATOR_VERSION, "seed": int(seed), "size": int(n)}
     if orientation != "uniform":  # the default keeps its cache key
         parts["orientation"] = orientation
+    if palette:
+        parts["palette"] = int(palette)
     name = "shapes" if orientation == "uniform" else f"shapes_{orientation}"
+    if palette:  # the registered colour dataset keeps its registry name
+        colour = palette == COLOUR_PALETTE and orientation == "uniform"
+        name = "shapes_colour" if colour else f"{name}_palette{int(palette)}"
     if n >= STREAM_MIN:
-        arrays = generate_lazy(int(n), int(seed), split, orientation)
+        arrays = generate_lazy(int(n), int(seed), split, orientation, int(palette))
         return ImageDataset(name, split, arrays.images, arrays.labels, CLASSES, arrays.meta)
-    arrays, _ = cached(name, split, parts, lambda: generate(int(n), int(seed), split, orientation))
+    arrays, _ = cached(
+        name, split, parts, lambda: generate(int(n), int(seed), split, orientation, int(palette))
+    )
     return ImageDataset(name, split, arrays.images, arrays.labels, CLASSES, arrays.meta)
 
 
@@ -322,6 +359,17 @@ def load_shapes_upright(
 ) -> ImageDataset:
     """``shapes`` with a canonical orientation (angles in [-20, 20)): the dataset ``shapes_upright``."""
     return load_shapes(split, root, size=size, seed=seed, orientation="upright")
+
+
+def load_shapes_colour(
+    split: str = "train", root: str | None = None, *, size: int | None = None, seed: int = 0
+) -> ImageDataset:
+    """The colour question's dataset ``shapes_colour``: ``shapes`` whose shape and background hues come from a
+    palette of :data:`COLOUR_PALETTE` colours (± :data:`PALETTE_WOBBLE`), so a colour pair is shared by about
+    1 / 16 of the images and cannot identify an instance, while ``colour_class`` (the shape's palette colour) is a
+    downstream task that needs colour. Its recipe (``shapes_colour``) jitters hue at CIFAR strength (±0.1), which
+    never moves a hue into the next palette entry."""
+    return load_shapes(split, root, size=size, seed=seed, palette=COLOUR_PALETTE)
 
 
 def rotation_ceiling(orientation: str = "upright", step: float = 0.01) -> float:

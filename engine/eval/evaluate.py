@@ -145,6 +145,9 @@ def factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | None
     return out
 
 
+CLASS_TARGETS = (
+    "colour_class",
+)  # discrete metadata columns probed for accuracy (shapes_colour's palette colour)
 MIN_PROBE_ITEMS = 10  # a factor probe needs at least this many items with a defined target on each side
 
 
@@ -169,6 +172,13 @@ def eval_factors(ctx: EvalContext) -> list[Row]:
                 continue
             r2 = factor_probe(xtr[mtr], ytr[mtr], xte[mte], yte[mte], period=period)
             rows.append({"space": s, "metric": f"r2_{name}", "value": r2})
+        for name in CLASS_TARGETS:  # discrete downstream tasks: linear-probe accuracy beside chance
+            if name in ctx.train.meta and name in ctx.test.meta:
+                ytr, yte = ctx.train.meta[name].to_numpy()[ids], ctx.test.meta[name].to_numpy()
+                acc = linear_probe(xtr, ytr, xte, yte)
+                chance = float(np.bincount(yte).max() / len(yte))  # the majority class of the test split
+                rows += [{"space": s, "metric": f"{name}_acc", "value": acc},
+                         {"space": s, "metric": f"{name}_chance", "value": chance}]  # fmt: skip
     return rows
 
 
@@ -338,6 +348,7 @@ TABLE_COLUMNS = (
     ("R² y", "backbone", "r2_y"),
     ("R² image hue", "backbone", "r2_image_hue"),
     ("R² image sat.", "backbone", "r2_image_saturation"),
+    ("colour class", "backbone", "colour_class_acc"),
     ("rot. acc", "rotation_logits", "rotation_acc"),
     ("g_IR cos", "ir_head", "cross_view_cos"),
     ("g_EF cos", "ef_head", "cross_view_cos"),

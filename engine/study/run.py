@@ -160,6 +160,14 @@ _CIFAR_CPU = {
 }
 _CIFAR_MONITORED = {**_CIFAR_CPU, "train.online_linear": True}
 
+COLOUR_ARMS = (
+    Arm("simclr", "simclr"),
+    Arm("essl", "essl", note="E-SSL's reference recipe: doubled lr (lr_scale 2)"),
+    Arm("equimod", "equimod"),
+    Arm("clever", "clever"),
+    Arm("none", "none", note="random initialisation (floor)"),
+)
+
 ISSUE14_STUDIES: dict[str, Study] = {
     "transforms": Study(
         "shapes_upright", _MONITORED, TRANSFORM_ARMS,
@@ -216,6 +224,13 @@ STUDIES: dict[str, Study] = {
         "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs",
     ),
     **ISSUE14_STUDIES,
+    "colour": Study(
+        "shapes_colour",
+        _SHAPES_SETTINGS,
+        COLOUR_ARMS,
+        "the colour question: does equivariance keep the colour invariance throws away? shapes with 4 palette "
+        "colours (no colour pair identifies an image) and CIFAR-strength hue jitter; colour-class probe",
+    ),
 }
 
 

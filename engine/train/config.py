@@ -104,6 +104,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "imagefolder": {"model.backbone": "resnet18"},
 }
 DATASET_DEFAULTS["shapes_upright"] = dict(DATASET_DEFAULTS["shapes"])  # same images, canonical orientation
+DATASET_DEFAULTS["shapes_colour"] = dict(DATASET_DEFAULTS["shapes"])  # same images, palette hues
 # Allowed choices of the string fields; numeric ranges are in engine.core.values.RANGES (shared with the methods).
 CHOICES: dict[str, tuple[str, ...]] = {
     "optim.optimizer": ("sgd", "lars"),

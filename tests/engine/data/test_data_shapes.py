@@ -200,3 +200,24 @@ def test_rotation_ceiling_matches_a_monte_carlo_bayes_classifier():
         accs.append(counts.max(axis=1).sum() / len(a))  # the best guess per observed angle
     assert rotation_ceiling("upright") == pytest.approx(np.mean(accs), abs=0.01)
     assert 0.6 < rotation_ceiling("upright") < 0.65
+
+
+def test_shapes_colour_draws_hues_from_the_palette_and_labels_the_colour_class():
+    from engine.augment.recipes import dataset_recipe, get_recipe
+    from engine.data.shapes import COLOUR_PALETTE, PALETTE_WOBBLE, palette_index
+
+    d = load_dataset("shapes_colour", "test", size=400)
+    assert d.name == "shapes_colour" and set(np.unique(d.meta["colour_class"])) == set(range(COLOUR_PALETTE))
+    for k in ("hue", "bg_hue"):  # every hue within the wobble of its entry's centre (j + 0.5) / K
+        centre = (palette_index(d.meta[k], COLOUR_PALETTE) + 0.5) / COLOUR_PALETTE
+        assert np.abs(d.meta[k] - centre).max() <= PALETTE_WOBBLE + 1e-6
+    # colour cannot identify an instance: every (shape colour, background colour) pair is shared by many images
+    pairs = palette_index(d.meta["hue"], 4) * 4 + palette_index(d.meta["bg_hue"], 4)
+    assert np.bincount(pairs, minlength=16).min() >= 10
+    # the recipe jitters hue at CIFAR strength, less than half a palette step: the colour class survives a view
+    hue = get_recipe(dataset_recipe("shapes_colour")).hue
+    assert hue == 0.1 and hue + PALETTE_WOBBLE < 0.5 / COLOUR_PALETTE
+    plain = load_dataset("shapes", "test", size=400)
+    assert "colour_class" not in plain.meta  # the default dataset and its cache key are unchanged
+    with pytest.raises(ConfigError, match="palette"):
+        load_dataset("shapes", "test", size=10, palette=1)

@@ -224,3 +224,29 @@ def test_a_grayscale_detector_scores_one_and_baselines_come_from_the_dataset():
         0.25, abs=1e-3
     )
     assert pretext_baselines("jigsaw", DataSpec("cifar10", "test")) == {"chance": 1 / 24}  # no ceiling known
+
+
+def _colour_store(path, n: int, seed: int):
+    """'good' encodes a 3-way colour class, 'noise' does not."""
+    rng = np.random.default_rng(seed)
+    colour = rng.integers(0, 3, n)
+    arrays = StoreArrays(
+        embeddings={
+            "good": np.eye(3)[colour] * 3 + rng.normal(size=(n, 3)) * 0.1,
+            "noise": rng.normal(size=(n, 3)),
+        },
+        labels=np.arange(n) % 2,
+        classes=("a", "b"),
+        images=np.zeros((n, 8, 8, 3), np.uint8),
+        meta={"colour_class": colour},
+    )
+    return open_store(write_store(path, arrays, {"checkpoint_sha256": "x"}, StoreOptions(umap=False)))
+
+
+def test_colour_class_probe_beside_its_chance(tmp_path):
+    test = _colour_store(tmp_path / "te", 300, 1)
+    rows = evaluate(EvalContext(test=test, train=_colour_store(tmp_path / "tr", 600, 0)), ("factors",))
+    v = {(r["space"], r["metric"]): r["value"] for r in rows}
+    assert v["good", "colour_class_acc"] > 0.95 and v["noise", "colour_class_acc"] < 0.5
+    majority = np.bincount(test.meta["colour_class"].to_numpy()).max() / 300
+    assert v["good", "colour_class_chance"] == pytest.approx(majority)
