@@ -225,7 +225,7 @@ def settle(page, predicate: str = "true", timeout_s: float = 600) -> None:
     page.wait_for_function(f"() => ({SETTLED}) && ({predicate})", timeout=timeout_s * 1e3, polling=50)
 
 
-INTERACTION_TIMEOUT_S = 120
+INTERACTION_TIMEOUT_S = 60
 
 
 def timed(page, act: Callable[[], None], predicate: str) -> float:
@@ -294,23 +294,31 @@ def measure_all(browser, env: dict[str, str], rounds: int, only: set[str]) -> di
     try:
         ctx, page = new_page(browser)
         open_lab(page, url)
-        out["server start -> lab numbers (stores built)"] = [time.perf_counter() - t0]
+        out.update(report({"server start -> lab numbers (stores built)": [time.perf_counter() - t0]}))
         ctx.close()
         if "tab" in only:
-            out["first page in a new browser tab"] = rounds_of(rounds, lambda: new_tab(browser, url))
+            tabs = rounds_of(rounds, lambda: new_tab(browser, url))
+            out.update(report({"first page in a new browser tab": tabs}))
         ctx, page = new_page(browser)
         if "lab" in only:
-            out.update(lab(page, url, rounds))
+            out.update(report(lab(page, url, rounds)))
         if "map" in only:
-            out.update(map_page(page, url, rounds))
+            out.update(report(map_page(page, url, rounds)))
         if "compare" in only:
-            out.update(compare(page, url, rounds))
+            out.update(report(compare(page, url, rounds)))
         if "retrieval" in only:
-            out.update(retrieval(page, url, rounds))
+            out.update(report(retrieval(page, url, rounds)))
         ctx.close()
     finally:
         stop(proc)
     return out
+
+
+def report(results: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Print each measurement's seconds as soon as it is done (a long run shows where it is); returns them."""
+    for name, secs in results.items():
+        print(f"  {name}: " + ", ".join(f"{s:.2f}" for s in secs) + " s", flush=True)
+    return results
 
 
 def rounds_of(rounds: int, fn: Callable[[], float]) -> list[float]:
