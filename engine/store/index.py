@@ -4,11 +4,14 @@
 
 - **exact** (:class:`faiss.IndexFlatIP`) while one query's scan is cheap: ``N * D <= EXACT_WORK`` (2**24 floats,
   i.e. up to 131,072 vectors at 128-d, 32,768 at 512-d) or ``N <= exact_max`` when a caller sets it. Measured on
-  the 2-core development machine (one query, one FAISS thread; ``python -m engine bench knn --random --n N
-  --dim 128``, and the probe in the ``bench knn`` docstring): a flat scan costs ≈ 30 ns per 128 floats, 0.12 ms at
-  20k × 128, 2.9 ms at 100k × 128, 9.9 ms at 300k × 128 and 31 ms at 1M × 128 (p50). 2**24 floats is ≈ 4 ms, the
-  largest scan that stays well inside an interactive budget; above it the scan grows linearly while an HNSW query
-  at recall@10 ≥ 0.95 stays under a millisecond.
+  the 2-core development machine (2026-12-02, one query = one FAISS thread, p50 of 40 queries on L2-normalised
+  128-d vectors, machine otherwise lightly loaded): a flat scan costs ≈ 30 ns per 128-d vector (memory-bound):
+  0.12 ms at 20k, 2.9 ms at 100k, 9.9 ms at 300k, 31 ms at 1M. 2**24 floats is ≈ 4 ms, the largest scan that
+  stays well inside an interactive budget; above it the scan grows linearly while a tuned HNSW query stays well
+  under a millisecond. Under heavy load (other jobs on both cores) scans above a few ms are preempted and their
+  latency explodes (``python -m engine bench knn --random --kinds flat --n 131072 --dim 128``: p50 60 ms,
+  ``--n 1000000``: 230 ms), which only strengthens the case for a small exact range. Reproduce with ``bench knn
+  --random --kinds flat --n N --dim D``.
 - **approximate** above: HNSW (``kind="hnsw"``, the default) or IVF-PQ with an exact re-rank
   (``kind="ivfpq"``). Its search parameter (HNSW ``efSearch``, IVF ``nprobe``) is raised along a ladder until
   recall@k on held-out queries reaches the target; if no rung reaches it, the exact flat index is kept instead
