@@ -65,7 +65,7 @@ DELTA_JS = """(() => { const m = [...document.querySelectorAll('[data-testid="st
 # the selection's headline ("Selection: N items" on the map, "N selected; their mean overlap…" on Compare) and the
 # captions of the thumbnails shown (the selected ids), or '' when nothing is selected
 SELECTION_JS = """(() => { const h = [...document.querySelectorAll('h3, p')]
-    .find(e => /^(Selection: \\d+ items|\\d+ selected; their mean)/.test(e.innerText));
+    .find(e => /^(Selection: [\\d,]+ items|[\\d,]+ selected; their mean)/.test(e.innerText));
     const caps = [...document.querySelectorAll('[data-testid="stImageCaption"]')].map(e => e.innerText);
     return h ? h.innerText + '|' + caps.join(',') : ''; })()"""
 COLOURBAR_JS = (
