@@ -20,6 +20,7 @@ from engine.store.index import (
     held_out,
     normalize,
     recall_at_k,
+    recall_margin,
     search,
     use_exact,
 )
@@ -59,6 +60,11 @@ def test_recall_at_k_on_a_constructed_case():
     assert recall_at_k(found[:, :2], truth[:, :2], 2) == pytest.approx((0 + 1) / 2)
 
 
+def test_recall_margin_is_two_standard_errors():
+    assert recall_margin(0.95, 500, 10) == pytest.approx(1.96 * (0.95 * 0.05 / 5000) ** 0.5)
+    assert recall_margin(1.0, 500, 10) == 0.0 and recall_margin(0.95, 100, 10) > recall_margin(0.95, 500, 10)
+
+
 def test_exact_threshold_is_n_times_d_unless_capped():
     assert use_exact(EXACT_WORK // 128, 128) and not use_exact(EXACT_WORK // 128 + 1, 128)
     assert use_exact(32_768, 512) and not use_exact(32_769, 512)
@@ -80,7 +86,11 @@ def test_hnsw_is_tuned_to_the_recall_target(kind="hnsw", param="efSearch"):
     assert info["kind"] == kind and not info["exact"]
     assert info["recall"] >= 0.95 and info["n_queries"] == 300 and info["k"] == 10
     assert param in info["params"] and info["tuning"][-1][param] == info["params"][param]
-    assert all(t["recall"] < 0.95 for t in info["tuning"][:-1])  # the first setting that reaches it
+    need = 0.95 + recall_margin(0.95, 300, 10)
+    assert info["margin"] == pytest.approx(recall_margin(0.95, 300, 10), abs=1e-4)
+    assert info["recall"] >= need and all(
+        t["recall"] < need for t in info["tuning"][:-1]
+    )  # the first that does
     assert fresh_recall(index, x) >= 0.93  # other queries than those it was tuned on
     assert describe(info).startswith("approximate (") and "recall@10" in describe(info)
 
