@@ -39,3 +39,18 @@ def test_umap_deterministic_under_seed_and_sampled_path():
     # The two planted clusters stay apart for the transformed (not fitted) items too.
     gap = np.linalg.norm(c[:60].mean(0) - c[60:].mean(0))
     assert gap > 2 * max(c[:60].std(0).max(), c[60:].std(0).max())
+
+
+def test_umap_reports_fit_and_transform_seconds_and_reads_a_memmap_in_chunks(tmp_path):
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(60, 8)) + 4 * np.eye(8)[i] for i in range(2)]).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")  # a store space: read in chunks, never copied whole
+    labels = np.repeat([0, 1], 60)
+    t: dict[str, float] = {}
+    c = umap_2d(mm, seed=3, n_neighbors=10, sample_cap=80, labels=labels, timings=t)
+    assert t["umap_fit"] > 0 and t["umap_transform"] > 0
+    np.testing.assert_array_equal(c, umap_2d(x, seed=3, n_neighbors=10, sample_cap=80, labels=labels))
+    t2: dict[str, float] = {}
+    umap_2d(x, seed=3, n_neighbors=10, timings=t2)  # no sample: everything is fitted
+    assert t2["umap_fit"] > 0 and t2["umap_transform"] == 0.0
