@@ -302,7 +302,7 @@ def _lab() -> None:
     with src_col:
         if image is None:
             st.info("Pick a dataset image or upload one.")
-            st.stop()
+            return  # not st.stop(): inside a fragment it would drop what this run drew (the upload error)
         st.image(displayable(image), caption=caption, width=160)
 
     predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
@@ -310,7 +310,7 @@ def _lab() -> None:
         res = lab_predictions(model, image, values, space, predictors, cached.reference(ref, space))
     except EquiLabError as e:
         ui.show_error(e)
-        st.stop()
+        return
     disp = res.disp
     # The retrieval page can query with the current view.
     st.session_state["lab_view"] = {
