@@ -456,8 +456,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--exact-max",
         type=int,
-        default=1_000_000,
-        help="exact FAISS index up to this N, HNSW above (default: 1000000)",
+        default=None,
+        help="exact FAISS index up to this N (default: by N x D, engine.store.index.EXACT_WORK); above it an "
+        "approximate index tuned at build time to --target-recall",
+    )
+    p.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="recall@10 the approximate index is tuned to on held-out items (default: 0.95)",
+    )
+    p.add_argument(
+        "--index",
+        choices=("auto", "flat", "hnsw", "ivfpq"),
+        default="auto",
+        help="index kind (default: auto = exact while cheap, else HNSW)",
     )
     p.add_argument(
         "--data-option",
@@ -491,6 +504,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     options = StoreOptions(
         dtype="float16" if args.float16 else "float32",
         exact_max=args.exact_max,
+        target_recall=args.target_recall,
+        index_kind=args.index,
         umap=not args.no_umap,
         umap_seed=args.umap_seed,
         umap_sample_cap=args.umap_sample,

@@ -293,6 +293,7 @@ def derive_space(
             min_dist=options.umap_min_dist,
             sample_cap=options.umap_sample_cap,
             labels=labels,
+            timings=times,  # umap_fit, umap_transform
         )
         np.save(dirpath / f"coords_{space}_umap.npy", xy)
         times["umap"] = time.perf_counter() - t0
