@@ -23,8 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.eval.evaluate",  # eval
     "engine.imports.convert",  # import
     "engine.study.run",  # study run|report
-    "engine.benches.cli",  # bench augment|train|embed|knn
+    "engine.benches.cli",  # bench augment|train|embed|knn|browser|gpu
     "engine.store.precompile",  # precompile
+    "engine.lab.precompute",  # precompute (lab predictors + missing UMAP of built stores)
 )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.core.errors import StoreError
 from engine.core.io import atomic_write
 from engine.eval.displacement import scored_space
 from engine.lab.models import load_model
@@ -81,9 +82,13 @@ def store_dirs(root: str | Path) -> list[Path]:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    if not Path(args.stores).is_dir():
+        raise StoreError(
+            f"{args.stores} is not a folder of stores; build one with `python -m engine embed` or pass --stores DIR"
+        )
     stores = store_dirs(args.stores)
     if not stores:
-        print(f"precompute: no stores under {args.stores}")
+        print(f"precompute: no stores under {args.stores} (nothing to do)")
         return 0
     for path in stores:
         t0 = time.perf_counter()
