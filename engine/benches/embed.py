@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.benches.common import print_table, write_results
+from engine.benches.common import interleave, print_table, write_results
 from engine.data import load_dataset
 from engine.methods import build_method
 from engine.store.build import EmbedJob, build_store, embed_batches, resolve_device
@@ -46,35 +46,6 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds, both paths each (default: 5)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--no-store", action="store_true", help="skip the store build timing")
-
-
-def interleave(
-    cases: Mapping[str, Callable[[], object]],
-    rounds: int,
-    warmup: int = 1,
-    sync: Callable[[], None] | None = None,
-) -> dict[str, list[float]]:
-    """Seconds of each call of every case, measured round by round.
-
-    ``warmup`` untimed rounds first; then each round runs every case once, in the given order on even rounds and
-    reversed on odd ones (neither side always runs first, e.g. right after the other heated the caches). ``sync``
-    (a device synchronisation) runs before each clock read.
-    """
-    names = list(cases)
-    for _ in range(warmup):
-        for name in names:
-            cases[name]()
-    if sync:
-        sync()
-    out: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            cases[name]()
-            if sync:
-                sync()
-            out[name].append(time.perf_counter() - t0)
-    return out
 
 
 def median_rows(times: Mapping[str, list[float]], items: int, baseline: str) -> list[dict]:

@@ -34,8 +34,8 @@ import torch
 from engine.augment import RECIPES, augment
 from engine.benches import train as train_bench
 from engine.benches.augment import _torchvision_compose
-from engine.benches.common import print_table, write_results
-from engine.benches.embed import PLAIN, compare_paths, interleave
+from engine.benches.common import interleave, print_table, write_results
+from engine.benches.embed import PLAIN, compare_paths
 from engine.core.device import resolve_device
 from engine.core.errors import ConfigError
 from engine.methods import METHODS, build_method

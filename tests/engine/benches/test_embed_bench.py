@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from engine.benches.embed import PLAIN, interleave, median_rows
+from engine.benches.common import interleave
+from engine.benches.embed import PLAIN, median_rows
 from engine.cli import main
 
 
