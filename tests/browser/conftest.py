@@ -3,81 +3,25 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from engine.benches.browser import CHROMIUM, CHROMIUM_ARGS
+from engine.benches.browser import start_server as bench_start_server
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-unsafe-swiftshader",  # WebGL (Scattergl) without a GPU
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, deadline_s: float = 90) -> None:
-    """Poll /_stcore/health until it answers "ok" (the server process must stay alive)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            time.sleep(0.2)  # connection refused: the port is not bound yet (polling, not synchronisation)
-    raise TimeoutError(f"{url} not healthy after {deadline_s} s")
+ARGS = CHROMIUM_ARGS  # one definition of the server and browser settings: engine/benches/browser.py
 
 
 def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app/serve.py",  # app/main.py behind the nested-path redirect
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--global.developmentMode",
-        "false",
-    ]
+    """``streamlit run app/serve.py`` on a free port (the bench's), its log under test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"streamlit-{port}.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-    except Exception:
-        proc.terminate()
-        raise
-    return proc, url
+    return bench_start_server(env, ARTIFACTS / f"streamlit-{time.time_ns()}.log")
 
 
 def _load_fixture_module():
