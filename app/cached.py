@@ -202,9 +202,12 @@ def summary(path: str, stamp: float) -> dict[str, Any]:
     }
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)
 def embeddings(path: str, stamp: float, space: str) -> np.ndarray:
-    return np.asarray(_open(path).embeddings(space), dtype=np.float32)
+    """[N, D] float32 vectors of ``space``: the store's read-only memmap itself (shared, never copied, so a 1M store
+    is paged in as rows are read); a float16 store is converted once."""
+    x = _open(path).embeddings(space)
+    return x if x.dtype == np.float32 else np.asarray(x, dtype=np.float32)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
