@@ -243,7 +243,7 @@ def describe(info: dict[str, Any] | None) -> str:
     rec = info.get("recall")
     if rec is None:
         return f"approximate ({what}), recall not measured (store built before recall was recorded)"
-    return f"approximate ({what}), recall@{info.get('k', 10)} {rec:.2f} measured at build"
+    return f"approximate ({what}), recall@{info.get('k', 10)} {rec:.4g} measured at build"
 
 
 def exact_search(
