@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from conftest import ARGS, CHROMIUM, start_server, wait_app_idle  # noqa: E402
 
+from engine.benches.browser import roots_env  # noqa: E402
 from engine.core.io import atomic_dir, open_memmap  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.store.build import peak_rss_bytes, store_path  # noqa: E402
@@ -37,18 +38,6 @@ from engine.train.checkpoint import read_info  # noqa: E402
 MODEL = "shapes-simclr"
 CHUNK = 16_384
 TIMEOUT_MS = 180_000
-
-
-def env_of(root: Path) -> dict[str, str]:
-    dirs = {k: root / k for k in ("checkpoints", "runs", "stores", "no-data")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    return {
-        "EQUILAB_CHECKPOINTS": str(dirs["checkpoints"]),
-        "EQUILAB_RUNS": str(dirs["runs"]),
-        "EQUILAB_STORES": str(dirs["stores"]),
-        "EQUILAB_DATA_ROOT": str(dirs["no-data"]),
-    }
 
 
 def vectors(labels: np.ndarray, hue: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -62,7 +51,7 @@ def vectors(labels: np.ndarray, hue: np.ndarray, scale: np.ndarray, rng: np.rand
 
 
 def make(root: Path, n: int) -> None:
-    env = env_of(root)
+    env = roots_env(root)
     for ext in ("safetensors", "json"):
         shutil.copy(
             REPO / "checkpoints" / f"{MODEL}.{ext}", Path(env["EQUILAB_CHECKPOINTS"]) / f"{MODEL}.{ext}"
@@ -141,7 +130,7 @@ def drag_box(page, f0: float = 0.3, f1: float = 0.6) -> None:
 def measure(root: Path, rounds: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    env = env_of(root)
+    env = roots_env(root)
     proc, url = start_server(env)
     res: dict[str, list[float]] = {k: [] for k in ("colour", "selection", "zoom", "reset zoom")}
     try:
