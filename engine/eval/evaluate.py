@@ -145,9 +145,8 @@ def factor_targets(meta) -> dict[str, tuple[np.ndarray, np.ndarray, float | None
     return out
 
 
-CLASS_TARGETS = (
-    "colour_class",
-)  # discrete metadata columns probed for accuracy (shapes_colour's palette colour)
+# Discrete metadata columns probed for accuracy (shapes_colour's palette colour).
+CLASS_TARGETS = ("colour_class",)
 MIN_PROBE_ITEMS = 10  # a factor probe needs at least this many items with a defined target on each side
 
 
