@@ -45,7 +45,7 @@ def test_displacement_eval_runs_on_an_imported_model(tmp_path: Path, resnet_pth:
         for split, n in (("train", 96), ("test", 64))
     }
     ctx = EvalContext(test=stores["test"], train=stores["train"], n_fit=96, n_eval=64, n_sweep=8)
-    rows = evaluate(ctx, ("displacement", "rotation"))
+    rows = evaluate(ctx, ("displacement", "pretext"))
     v = {(r["space"], r["metric"]): r["value"] for r in rows}
     assert all(np.isfinite(r["value"]) or r.get("note") for r in rows)
     assert np.isfinite(v["backbone", "disp/method/cos"])
@@ -54,7 +54,7 @@ def test_displacement_eval_runs_on_an_imported_model(tmp_path: Path, resnet_pth:
     for base in ("mean_delta", "params_only", "image_only"):
         assert ("backbone", f"disp/{base}/r2") in v
     assert -1 <= v["backbone", "invariance/relative"] <= 1
-    assert not any(m.startswith("rotation_acc") for _, m in v)  # no rotation head: nothing reported
+    assert not any(s.endswith("_logits") for s, _ in v)  # no pretext head: nothing reported
 
 
 def test_recorded_preprocessing_resizes_small_images(tmp_path: Path, resnet_pth: Path) -> None:
