@@ -215,7 +215,7 @@ def test_a_grayscale_detector_scores_one_and_baselines_come_from_the_dataset():
         return torch.stack([(~gray).float(), gray.float()], 1)
 
     ds = load_dataset("shapes", "test", size=20)
-    images = torch.from_numpy(np.asarray(ds.images[:20])).permute(0, 3, 1, 2)
+    images = torch.from_numpy(np.array(ds.images[:20])).permute(0, 3, 1, 2)  # a writable copy
     assert pretext_accuracy(_Head("grayscale", is_gray), images, "grayscale", 32) == 1.0
     assert pretext_baselines("rotation", DataSpec("shapes_upright", "test")) == pytest.approx(
         {"chance": 0.25, "ceiling": 0.6325}, abs=1e-3
