@@ -146,23 +146,18 @@ def linked_maps(xy_a: np.ndarray, xy_b: np.ndarray) -> None:
     """Both maps, each highlighting the other's selection: a fragment, so a selection reruns only the maps."""
     _new_events(_events())
     prev = st.session_state.get("cmp_sel", NONE)  # the selections each map highlights in the other
-    ca, cb = st.columns(2)
-    with ca:
-        st.caption(f"A: {sel.model}")
-        ev_a = st.plotly_chart(
-            figure(xy_a, prev["b"]),
-            key="cmp_map_a",
-            on_select="rerun",
-            selection_mode=("box", "lasso", "points"),
-        )
-    with cb:
-        st.caption(f"B: {label_b}")
-        ev_b = st.plotly_chart(
-            figure(xy_b, prev["a"]),
-            key="cmp_map_b",
-            on_select="rerun",
-            selection_mode=("box", "lasso", "points"),
-        )
+    events = []
+    for col, (side, name, xy, other) in zip(
+        st.columns(2), (("a", sel.model, xy_a, "b"), ("b", label_b, xy_b, "a")), strict=True
+    ):
+        col.caption(f"{side.upper()}: {name}")
+        events.append(
+            col.plotly_chart(
+                figure(xy, prev[other]), key=f"cmp_map_{side}", on_select="rerun",
+                selection_mode=("box", "lasso", "points"),
+            )
+        )  # fmt: skip
+    ev_a, ev_b = events
     if _new_events(_events(ev_a, ev_b)):  # the widget state was not readable before drawing
         st.rerun(scope="fragment")  # re-render both maps with the other side's highlight
     picked = np.union1d(prev["a"], prev["b"])

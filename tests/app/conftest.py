@@ -19,6 +19,12 @@ def _fixture_module():
 
 
 @pytest.fixture(scope="session")
+def fixture_store():
+    """tests/app/fixture_store.py as a module (its builders and writers)."""
+    return _fixture_module()
+
+
+@pytest.fixture(scope="session")
 def store_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Env vars pointing at fixture roots with two untrained checkpoints and their shapes stores."""
     return _fixture_module().build(tmp_path_factory.mktemp("app-roots"))

@@ -3,7 +3,6 @@ searches exactly on demand (issue 16)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,11 @@ import pytest
 
 from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
 
-HERE = Path(__file__).resolve().parent
-
-
-def _fixture_module():
-    spec = importlib.util.spec_from_file_location("equilab_fixture_store", HERE / "fixture_store.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
-def hnsw_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def hnsw_roots(tmp_path_factory: pytest.TempPathFactory, fixture_store) -> dict[str, str]:
     """The fixture roots with every store re-indexed by a tuned HNSW (the size rule would pick exact at N=160)."""
-    env = _fixture_module().build(tmp_path_factory.mktemp("hnsw-roots"))
+    env = fixture_store.build(tmp_path_factory.mktemp("hnsw-roots"))
     for path in Path(env["EQUILAB_STORES"]).iterdir():
         s = open_store(path)
         meta = s.meta
