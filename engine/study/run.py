@@ -378,6 +378,27 @@ def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, si
     return evaluate(ctx)
 
 
+def study_record(
+    name: str,
+    study: Study,
+    out: Path,
+    seeds: list[int],
+    chosen: tuple[Arm, ...],
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """study.json: the study's declared arms (all of them, in their order, whatever ``--arms`` ran now, so a report
+    keeps the declared order), plus any checkpoint arms and the seeds of this and earlier runs into ``out``."""
+    old = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
+    declared = [a.name for a in study.arms]
+    extra_arms = [a for a in [*old.get("arms", []), *(a.name for a in chosen)] if a not in declared]
+    checkpoints = {**old.get("checkpoints", {}), **{a.name: a.checkpoint for a in chosen if a.checkpoint}}
+    return {
+        "study": name, "description": study.description, "dataset": study.dataset,
+        "seeds": sorted({*old.get("seeds", []), *seeds}), "arms": declared + list(dict.fromkeys(extra_arms)),
+        "settings": study.settings, "extra": extra or {}, "checkpoints": checkpoints,
+    }  # fmt: skip
+
+
 def run_study(
     name: str,
     seeds: list[int],
@@ -396,13 +417,7 @@ def run_study(
     if not seeds or any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds must list non-negative integers, got {seeds}")
     out.mkdir(parents=True, exist_ok=True)
-
-    atomic_write_json(
-        out / "study.json",
-        {"study": name, "description": study.description, "dataset": study.dataset, "seeds": seeds,
-         "arms": [a.name for a in chosen], "settings": study.settings, "extra": extra or {},
-         "checkpoints": {a.name: a.checkpoint for a in chosen if a.checkpoint}},
-    )  # fmt: skip
+    atomic_write_json(out / "study.json", study_record(name, study, out, seeds, chosen, extra))
     results = []
     for seed in seeds:
         for arm in chosen:
