@@ -17,7 +17,8 @@ import streamlit as st
 from app import cached, ui
 from engine.augment import FAMILIES
 from engine.lab.compare import selection_ids
-from engine.lab.image import default_strength, family_gain
+from engine.lab.gainmaps import DEFAULT_FAMILY, MAX_ITEMS, ensure_gain
+from engine.lab.image import default_strength
 from engine.store.density import density_map
 from engine.store.format import open_store
 from engine.store.select import box_ids, extent, region_bounds, region_ids
@@ -25,9 +26,6 @@ from engine.store.select import box_ids, extent, region_bounds, region_ids
 MAX_POINTS = 20000
 GRID = 48
 TABLE_ROWS = 1000  # rows of a selection shown in its table (counts cover all of it)
-HEAVY_MAX = (
-    200_000  # colourings computed over every item (kNN, augmentations) are offered up to this many items
-)
 TRANSPARENT = [[0.0, "rgba(0,0,0,0)"], [1.0, "rgba(0,0,0,0)"]]
 
 st.title("Map")
@@ -67,11 +65,11 @@ def vector(path: str, stamp: float, space: str, item: int) -> np.ndarray:
 @st.cache_data(max_entries=16, show_spinner="Augmenting and embedding every item (once per setting)…")
 def displacement_map(path: str, stamp: float, space: str, family: str, strength: float, _predictors):
     """engine.lab.image.ItemGain of every store item under one augmentation family (|Δ|, relative invariance,
-    gain of the predictor over the strongest baseline)."""
+    gain of the predictor over the strongest baseline): read from beside the store (engine.lab.gainmaps), or
+    computed once per setting."""
 
     model, _ = ui.load_model(sel.checkpoint)
-    images = cached.store_images(ref)
-    return family_gain(model, images, family, strength, space, _predictors, cached.reference(ref, space))
+    return ensure_gain(open_store(path, verify=False), model, family, strength, space, _predictors)
 
 
 c1, c2, c3 = st.columns(3)
@@ -81,11 +79,11 @@ factors = [
     for c in meta.columns
     if c not in ("id", "label", "path") and (meta[c].dtype.kind == "f" or meta[c].nunique() < 10_000)
 ]
-heavy = ["kNN-correctness", *AUG_COLOURS] if n <= HEAVY_MAX else []
+heavy = ["kNN-correctness", *AUG_COLOURS] if n <= MAX_ITEMS else []
 colour = c2.selectbox("Colour by", ["label", *factors, *heavy], key="map_colour")
 if not heavy:
     st.caption(
-        f"kNN-correctness and augmentation colourings compute over every item: offered up to {HEAVY_MAX:,} items."
+        f"kNN-correctness and augmentation colourings compute over every item: offered up to {MAX_ITEMS:,} items."
     )
 cap = int(c3.number_input("Max points drawn", 100, MAX_POINTS, min(5000, MAX_POINTS), 100, key="map_cap"))
 
@@ -116,7 +114,7 @@ elif colour in AUG_COLOURS:
     fam = d1.selectbox(
         "Augmentation",
         fams,
-        index=fams.index("hue") if "hue" in fams else 0,
+        index=fams.index(DEFAULT_FAMILY) if DEFAULT_FAMILY in fams else 0,
         format_func=lambda n: FAMILIES[n].label,
         key="map_family",
     )

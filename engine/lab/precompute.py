@@ -1,7 +1,8 @@
 """What every dashboard visit of a store needs, computed once per store instead of on the first visit.
 
 ``python -m engine precompute --stores stores/`` does it for every store under a folder (the lab predictors of
-every space, and the UMAP coordinates a store built without them lacks).
+every space, the map's default displacement colouring of every space (engine.lab.gainmaps) and the UMAP coordinates
+a store built without them lacks).
 
 ``precompute_store(store, model)`` fits the lab's displacement predictors of every space of the model
 (engine.lab.predictors, cached beside the store). ``add_umap(store, space)`` writes the UMAP map coordinates of a
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.core.errors import StoreError
+from engine.core.errors import EquiLabError, StoreError
 from engine.core.io import atomic_write
 from engine.eval.displacement import scored_space
+from engine.lab.gainmaps import MAX_ITEMS, precompute_gain
 from engine.lab.models import load_model
 from engine.lab.predictors import LabPredictors, ensure_predictors
 from engine.store.format import Store, StoreOptions, open_store
@@ -38,6 +40,23 @@ def precompute_store(store: Store | str | Path, model, progress: Progress | None
     """Fit (or read) the lab predictors of every space of ``model`` for ``store``; returns the scored space's."""
     store = _store(store)
     return ensure_predictors(store, model, scored_space(store.spaces), progress=progress)
+
+
+def precompute_maps(store: Store | str | Path, model) -> list[str]:
+    """The map's default displacement colouring of every space of ``store`` (stores up to MAX_ITEMS items, the
+    size the map offers it for); returns the spaces done (a space without predictors is skipped)."""
+    store = _store(store)
+    if store.n > MAX_ITEMS:
+        return []
+    done = []
+    for space in store.spaces:
+        try:
+            predictors = ensure_predictors(store, model, space)
+        except (EquiLabError, ValueError):  # no predictors for this space: the map says why on first use
+            continue
+        precompute_gain(store, model, space, predictors)
+        done.append(space)
+    return done
 
 
 def umap_path(store_path: str | Path, space: str) -> Path:
@@ -95,6 +114,8 @@ def _cmd(args: argparse.Namespace) -> int:
         store = open_store(path, verify=False)
         model, _ = load_model(store.checkpoint)
         precompute_store(store, model)
+        if args.maps:
+            precompute_maps(store, model)
         if args.umap:
             for space in missing_umap(store):
                 add_umap(store, space)
@@ -105,8 +126,12 @@ def _cmd(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "precompute",
-        help="fit every store's lab predictors (and its missing UMAP coordinates) once, before the dashboard",
+        help="fit every store's lab predictors, its map's default displacement colouring (and its missing UMAP "
+        "coordinates) once, before the dashboard",
     )
     p.add_argument("--stores", default="stores", help="folder holding the stores (default stores/)")
     p.add_argument("--no-umap", dest="umap", action="store_false", help="leave missing UMAP coordinates")
+    p.add_argument(
+        "--no-maps", dest="maps", action="store_false", help="skip the map's default displacement colourings"
+    )
     p.set_defaults(func=_cmd)

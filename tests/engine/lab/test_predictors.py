@@ -10,6 +10,7 @@ import torch
 
 from engine.data import load_dataset
 from engine.eval.displacement import ViewSet, store_reference
+from engine.lab.gainmaps import ensure_gain, gain_path
 from engine.lab.image import SliderValues, default_strength, family_gain, lab_predictions
 from engine.lab.predictors import cache_paths, ensure_predictors, fit_space
 from engine.methods import build_method
@@ -137,6 +138,40 @@ def test_map_gain_is_the_method_minus_the_strongest_baseline(simclr_store):
     assert np.nanmean(g.cos[g.strongest]) >= max(np.nanmean(g.cos[k]) for k in ("mean_delta", "params_only"))
     rot = family_gain(model, images, "rotation", 90.0, "projector", lp)
     assert "not encoded" in rot.reason and np.isnan(rot.gain).all() and (rot.norm > 0).any()
+
+
+def test_map_colouring_is_computed_once_then_read_from_beside_the_store(simclr_store):
+    model, store, images = simclr_store
+    lp = ensure_predictors(store, model, "projector", n_fit=N, n_sweep=4)
+    want = family_gain(model, images, "hue", 0.3, "projector", lp, store_reference(store, "projector"))
+    path = gain_path(store.path, "projector", "hue", 0.3)
+    path.unlink(missing_ok=True)
+    first = ensure_gain(store, model, "hue", 0.3, "projector", lp)
+    assert path.is_file()
+    stamp = path.stat().st_mtime_ns
+    again = ensure_gain(store, model, "hue", 0.3, "projector", lp)
+    assert path.stat().st_mtime_ns == stamp  # read, not recomputed
+    for got in (first, again):
+        assert (got.strongest, got.reason) == (want.strongest, want.reason)
+        np.testing.assert_allclose(got.gain, want.gain, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got.norm, want.norm, rtol=1e-6, atol=1e-6)
+        assert set(got.cos) == set(want.cos)
+    path.write_bytes(b"not an npz")  # a corrupt cache is recomputed and rewritten, never trusted
+    np.testing.assert_allclose(
+        ensure_gain(store, model, "hue", 0.3, "projector", lp).norm, want.norm, rtol=1e-6
+    )
+    assert path.stat().st_size > 100
+    ensure_predictors(store, model, "projector", n_fit=N, n_sweep=2)  # new predictors: the map is stale
+    stamp = path.stat().st_mtime_ns
+    ensure_gain(
+        store,
+        model,
+        "hue",
+        0.3,
+        "projector",
+        ensure_predictors(store, model, "projector", n_fit=N, n_sweep=2),
+    )
+    assert path.stat().st_mtime_ns != stamp
 
 
 def test_default_strengths_are_never_the_identity():
