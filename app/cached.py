@@ -222,13 +222,17 @@ def coords(ref: StoreRef, space: str, kind: str) -> np.ndarray:
 
     try:
         return _coords(str(ref.path), ref.stamp, space, kind)
-    except StoreError as e:
+    except StoreError:
         if kind != "umap":
             raise
         job = _umap_jobs().get(str(ref.path))  # only stores this app built (a --no-umap store stays PCA)
-        if job is None or job.error:
-            why = job.error if job is not None else str(e).split(";")[0]
-            st.caption(f"No {kind} coordinates in this store ({why}); showing PCA instead.")
+        if job is not None and job.error:
+            st.caption(f"No UMAP coordinates for {space} (computing them failed: {job.error}); showing PCA.")
+        elif job is None:
+            st.caption(
+                f"This store was built without UMAP coordinates for {space}; showing PCA instead "
+                f"(`python -m engine precompute --stores {ref.path.parent}` adds them)."
+            )
         else:
             umap_progress(str(ref.path), space)
         return _coords(str(ref.path), ref.stamp, space, "pca2")

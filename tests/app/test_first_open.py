@@ -106,3 +106,12 @@ def test_compare_maps_show_pca_with_progress_then_switch_to_umap(own_roots, page
         gate.set()
         for path in jobs:
             cached._umap_jobs().pop(str(path), None)
+
+
+def test_a_store_built_without_umap_says_so_once_with_the_command(own_roots, page_runner):
+    at = page_runner("map")
+    assert not at.exception
+    notes = [c.value for c in at.caption if "without UMAP" in c.value]
+    assert len(notes) == 1, notes
+    store_dir = first_store(own_roots).parent
+    assert notes[0].count(str(store_dir)) == 1 and "python -m engine precompute --stores" in notes[0]
