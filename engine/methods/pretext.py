@@ -11,7 +11,12 @@ batch under all k labels (``copies="all"``, the authors' four-fold rotation) or 
 - ``add``: pretext CE + λ · CE(classifier(h), class), the classifier trained jointly with the backbone;
 - ``eliminate``: pretext CE − λ · CE(classifier(h), class) for the backbone, while the classifier itself is
   trained separately (on detached features, with +CE) to read the class: the backbone is pushed to remove class
-  information. The class labels come from the trainer's batch: it adds ``views["y"]`` for a model whose
+  information. As the authors wrote it this is unbounded below (the backbone can make the frozen classifier's CE
+  as large as it likes) and it diverges here (docs/results.md §5);
+- ``confuse``: the bounded form of ``eliminate`` (the domain-confusion loss of Tzeng et al., 2015): the backbone
+  minimises λ · (CE(classifier(h), uniform) − ln C), which is ≥ 0 and is 0 exactly when the separately trained
+  classifier can no longer tell the classes apart (uniform output), instead of maximising its CE.
+  The class labels come from the trainer's batch: it adds ``views["y"]`` for a model whose
   ``uses_labels`` is true.
 """
 
@@ -31,7 +36,7 @@ from engine.methods.losses import rotation_ce
 from engine.methods.protocol import logits_key
 from engine.models import mlp, scaled_hidden
 
-CLASS_TERMS = ("none", "add", "eliminate")
+CLASS_TERMS = ("none", "add", "eliminate", "confuse")
 COPIES = ("all", "sampled")
 
 
@@ -65,6 +70,15 @@ def pretext_views(x: Tensor, task: str, copies: str, generator: Generator) -> tu
 def class_rows(y: Tensor, n_views: int) -> Tensor:
     """The class label of each of ``n_views`` pretext inputs built from a batch labelled ``y`` (blocks of B)."""
     return y.long().repeat(n_views // len(y))
+
+
+def confusion(logits: Tensor, rows: Tensor) -> Tensor:
+    """Mean over ``rows`` of CE(softmax(logits), uniform) − ln C = KL(uniform ‖ softmax(logits)): ≥ 0, and 0 exactly
+    when the output is uniform (the classifier cannot tell the classes apart)."""
+    if not bool(rows.any()):
+        return logits.sum() * 0.0
+    z = logits[rows]
+    return (-F.log_softmax(z, dim=1).mean(1) - torch.log(torch.tensor(float(z.shape[1])))).mean()
 
 
 class Pretext(nn.Module):
@@ -129,11 +143,14 @@ class Pretext(nn.Module):
             logits = self.classifier(h)
             ce = F.cross_entropy(logits.float(), y, ignore_index=-1)
             term = w * ce
-        else:  # eliminate: the backbone maximises the CE of a classifier that is itself trained to minimise it
+        else:  # the backbone works against a classifier that is itself trained (on detached h) to read the class
             frozen = F.linear(h, self.classifier.weight.detach(), self.classifier.bias.detach())
             logits = self.classifier(h.detach())
             ce = F.cross_entropy(logits.float(), y, ignore_index=-1)
-            term = ce - w * F.cross_entropy(frozen.float(), y, ignore_index=-1)
+            if self.class_term == "eliminate":  # maximise the classifier's CE (unbounded)
+                term = ce - w * F.cross_entropy(frozen.float(), y, ignore_index=-1)
+            else:  # confuse: pull its output to uniform (bounded below by 0)
+                term = ce + w * confusion(frozen.float(), y >= 0)
         with torch.no_grad():
             ok = y >= 0
             acc = (logits.argmax(1)[ok] == y[ok]).float().mean() if bool(ok.any()) else torch.zeros(())

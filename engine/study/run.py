@@ -113,6 +113,7 @@ EXPLAINING_AWAY_ARMS = tuple(
         ("none", "rotation prediction alone"),
         ("add", "rotation + class cross-entropy (λ = 1)"),
         ("eliminate", "rotation − class cross-entropy of a separately trained classifier (λ = 1)"),
+        ("confuse", "rotation + λ·KL(uniform ‖ that classifier's output): the bounded form of eliminate"),
     )
 )  # fmt: skip
 BACKBONE_ARMS = (

@@ -4,6 +4,7 @@ class term, and the trainer's labels + online linear classifier."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -117,6 +118,27 @@ def test_class_terms_add_and_eliminate_have_the_right_gradients():
     assert torch.allclose(g_add["classifier.weight"], ref, atol=1e-6)
     with pytest.raises(ConfigError, match="labels"):
         add({k: t for k, t in v.items() if k != "y"})
+
+
+def test_confuse_is_the_bounded_form_of_eliminate():
+    from engine.methods.pretext import confusion
+
+    rows = torch.tensor([True, True, False])
+    uniform = torch.zeros(3, 4)
+    assert confusion(uniform, rows).item() == pytest.approx(0.0, abs=1e-7)  # cannot tell the classes apart
+    sharp = torch.tensor([[9.0, 0, 0, 0], [0, 9.0, 0, 0], [0, 0, 0, 0]])
+    want = (-F.log_softmax(sharp[:2], 1).mean(1) - math.log(4)).mean()  # KL(uniform || p), hand-computed
+    assert confusion(sharp, rows).item() == pytest.approx(want.item()) and want > 0
+    for scale in (1.0, 1e2, 1e4):  # however far the logits go, the loss never goes below 0 (eliminate's does)
+        z = torch.randn(8, 4) * scale
+        assert confusion(z, torch.ones(8, dtype=torch.bool)).item() >= -1e-6
+    torch.manual_seed(0)
+    m = build_method("pretext", width=WIDTH, options={"class_term": "confuse", "num_classes": 3}).eval()
+    v = m.make_views(_images(), torch.Generator().manual_seed(1))
+    v["y"] = torch.tensor([0, 1, 2, -1])
+    out, g = _grads(m, v)
+    assert out["loss"].item() >= out["loss/rotation"].item() + out["loss/class"].item() - 1e-5
+    assert g["classifier.weight"].abs().sum() > 0 and g["backbone.stem.0.weight"].abs().sum() > 0
 
 
 def test_pretext_learns_a_learnable_task_and_none_stays_the_floor():
