@@ -27,7 +27,7 @@ from engine.store.build import EmbedJob, build_store, resolve_device
 from engine.store.format import StoreOptions, open_store
 from engine.study.report import add_report_args, training_rows
 from engine.train.checkpoint import read_info, stem_of
-from engine.train.config import build_config, parse_overrides
+from engine.train.config import build_config, parse_overrides, to_yaml
 from engine.train.loop import fit
 
 log = logging.getLogger(__name__)
@@ -309,9 +309,11 @@ def run_arm(
     root: str | None = None,
     sizes: EvalSizes = EvalSizes(),
     device: str = "auto",
+    reuse: list[Path] | None = None,
 ) -> Path:
     """Train (or resume) and evaluate one (arm, seed); returns its ``eval.json`` (skips the work if present).
-    An arm with a checkpoint is only evaluated (:func:`eval_arm`)."""
+    An arm with a checkpoint is only evaluated (:func:`eval_arm`); one whose run already exists, finished, in a
+    ``reuse`` study directory (the same resolved config, seed and dataset) takes that run's results."""
 
     run_dir = out / f"{arm.name}-s{seed}"
     result = run_dir / "eval.json"
@@ -319,7 +321,10 @@ def run_arm(
         return result
     if arm.checkpoint:
         return eval_arm(study, arm, seed, run_dir, root, sizes, device)
-    cfg = arm_config(study, arm, seed, run_dir, {"train.device": device, **(extra or {})}, root)
+    extra = {"train.device": device, **(extra or {})}
+    if (same := same_run(study, arm, seed, extra, root, reuse)) is not None:
+        return reuse_run(same, arm, result)
+    cfg = arm_config(study, arm, seed, run_dir, extra, root)
     t0 = time.perf_counter()
     fit(cfg, resume=(run_dir / "checkpoints" / "last.json").is_file())
     train_s = time.perf_counter() - t0
@@ -330,11 +335,38 @@ def run_arm(
         "arm": arm.name,
         "method": arm.method,
         "seed": seed,
-        "overrides": {**study.settings, **arm.overrides, **(extra or {})},
+        "overrides": {**study.settings, **arm.overrides, **extra},
         "train_seconds": round(train_s, 1),
         "source": {"checkpoint": str(run_dir / "checkpoints" / "last.json"), "dataset": study.dataset},
     }
     return write_results(rows, run_dir, info)[0]
+
+
+def same_run(
+    study: Study, arm: Arm, seed: int, extra: dict[str, Any], root: str | None, reuse: list[Path] | None
+) -> Path | None:
+    """A finished run in one of the ``reuse`` study directories whose config.yaml is exactly this arm's resolved
+    config (only its own run directory differs) and whose evaluation used this study's dataset; else None."""
+    for study_dir in reuse or ():
+        for run in sorted(Path(study_dir).glob(f"*-s{seed}")):
+            config, result = run / "config.yaml", run / "eval.json"
+            if not (config.is_file() and result.is_file()):
+                continue
+            want = to_yaml(arm_config(study, arm, seed, run, extra, root))
+            doc = json.loads(result.read_text())
+            if config.read_text() == want and doc.get("source", {}).get("dataset") == study.dataset:
+                return run
+    return None
+
+
+def reuse_run(source: Path, arm: Arm, result: Path) -> Path:
+    """``result``: the eval.json of run ``source`` under this arm's name, recording where it came from (a CPU run
+    is deterministic: training the same config again gives the same numbers, docs/results.md §5)."""
+    doc = json.loads((source / "eval.json").read_text())
+    doc.update(arm=arm.name, reused_from=str(source))
+    result.parent.mkdir(parents=True, exist_ok=True)
+    log.info("study: %s reuses the finished run %s (same config and seed)", arm.name, source)
+    return atomic_write_json(result, doc)
 
 
 def eval_arm(
@@ -410,9 +442,11 @@ def run_study(
     sizes: EvalSizes = EvalSizes(),
     device: str = "auto",
     checkpoints: list[str | Path] | None = None,
+    reuse: list[Path] | None = None,
 ) -> list[Path]:
     """Every (seed, arm) of study ``name``, seed-major so a partial study already has whole seeds; each of
-    ``checkpoints`` adds an evaluation-only arm after the study's."""
+    ``checkpoints`` adds an evaluation-only arm after the study's; runs in the ``reuse`` study directories with an
+    arm's exact config are taken instead of trained again."""
     study = get_study(name)
     chosen = with_checkpoints(select_arms(study, arms), checkpoints)
     if not seeds or any(s < 0 for s in seeds):
@@ -423,7 +457,7 @@ def run_study(
     for seed in seeds:
         for arm in chosen:
             log.info("study %s: %s seed %d", name, arm.name, seed)
-            results.append(run_arm(study, arm, seed, out, extra, root, sizes, device))
+            results.append(run_arm(study, arm, seed, out, extra, root, sizes, device, reuse))
     return results
 
 
@@ -453,6 +487,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "and seeds, without training; each is an arm named by its file stem",
     )
     r.add_argument(
+        "--reuse",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="other study directories: an arm whose exact config and seed finished there takes that run's results "
+        "instead of training again (e.g. invariance_vs_equivariance's eq-* arms are transforms' essl-* arms)",
+    )
+    r.add_argument(
         "--set",
         nargs="+",
         default=[],
@@ -470,7 +513,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     extra = parse_overrides(args.set)
     paths = run_study(
         args.study, args.seeds, out, args.arms, extra, args.data_root, device=args.device,
-        checkpoints=args.checkpoint,
+        checkpoints=args.checkpoint, reuse=args.reuse,
     )  # fmt: skip
     print(json.dumps({"study": args.study, "out": str(out), "results": len(paths)}))
     print(f"next: python -m engine study report {out}")

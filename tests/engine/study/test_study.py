@@ -13,7 +13,7 @@ from PIL import Image
 
 from engine.core.errors import ConfigError
 from engine.study.report import Stat, aggregate, family_table, load_results, summary_table, write_report
-from engine.study.run import STUDIES, EvalSizes, arm_config, get_study, run_study, select_arms
+from engine.study.run import STUDIES, EvalSizes, arm_config, get_study, run_study, same_run, select_arms
 from engine.train.config import peak_lr
 
 TINY = {"data.train_subset": 128, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625}
@@ -52,6 +52,22 @@ def test_rerun_skips_finished_runs(tiny_study):
     before = {p: p.stat().st_mtime_ns for p in paths}
     again = run_study("shapes", [0, 1], out, ["essl", "none"], TINY, sizes=SIZES, device="cpu")
     assert {p: p.stat().st_mtime_ns for p in again} == before
+
+
+def test_a_finished_run_with_the_same_config_is_reused_not_retrained(tiny_study, tmp_path):
+    out, _ = tiny_study
+    again = run_study("shapes", [0], tmp_path, ["essl"], TINY, sizes=SIZES, device="cpu", reuse=[out])
+    doc, src = json.loads(again[0].read_text()), json.loads((out / "essl-s0" / "eval.json").read_text())
+    assert doc.pop("reused_from") == str(out / "essl-s0") and doc == src
+    assert not (tmp_path / "essl-s0" / "checkpoints").exists()  # nothing trained
+    study, arm = get_study("shapes"), select_arms(get_study("shapes"), ["essl"])[0]
+    extra = {"train.device": "cpu", **TINY}
+    assert same_run(study, arm, 0, extra, None, [out]) == out / "essl-s0"
+    assert same_run(study, arm, 0, {**extra, "optim.epochs": 2}, None, [out]) is None  # another config
+    assert same_run(study, arm, 1, extra, None, [out]) == out / "essl-s1"  # each seed its own run
+    other = select_arms(study, ["none"])[0]
+    assert same_run(study, other, 0, extra, None, [out]) == out / "none-s0"
+    assert same_run(study, arm, 0, extra, None, [tmp_path / "missing"]) is None
 
 
 def test_aggregate_matches_hand_computation(tiny_study):
