@@ -7,6 +7,7 @@ Finding checkpoints and loading models are the engine's (engine.store.discovery,
 
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from engine.core.paths import is_inside, resolve_inside
 from engine.data import DATASETS
 from engine.eval.displacement import SCORED_SPACES
 from engine.lab import models as lab_models
+from engine.lab.display import png_data_uri
 from engine.store.discovery import find_checkpoints, model_label
 
 REPO = Path(__file__).resolve().parent.parent
@@ -386,3 +388,15 @@ def value_points(
     """Map points ``ids`` coloured by ``values`` [len(ids)] on a colour scale with a titled colour bar."""
     bar = dict(showscale=True, colorbar=dict(title=dict(text=title, side="right")))
     return _points(xy, ids, name, dict(color=values, **bar, **marker), "")
+
+
+def thumb_grid(images: list[np.ndarray], captions: list[str], width: int = 56) -> None:
+    """Captioned thumbnails as one block of inline PNGs: they arrive with the page (st.image sends each as its own
+    media file, fetched after the page has settled). Captions are ``figcaption`` elements in ``.eq-thumbs``."""
+    cells = "".join(
+        f'<figure style="margin:0;text-align:center"><img src="{png_data_uri(im)}" width="{width}" '
+        f'style="image-rendering:pixelated;display:block" alt="{html.escape(c)}">'
+        f'<figcaption style="font-size:0.75rem;opacity:0.7">{html.escape(c)}</figcaption></figure>'
+        for im, c in zip(images, captions, strict=True)
+    )
+    st.html(f'<div class="eq-thumbs" style="display:flex;flex-wrap:wrap;gap:6px">{cells}</div>')

@@ -255,7 +255,7 @@ if len(picked) > 1:
     per = np.bincount(labels[picked], minlength=len(classes))
     st.caption(" · ".join(f"{classes[c]} {k:,}" for c, k in enumerate(per) if k))
     grid = picked if len(picked) <= GRID else picked[np.linspace(0, len(picked) - 1, GRID).astype(int)]
-    st.image([th[i] for i in grid], caption=[str(i) for i in grid], width=56)
+    ui.thumb_grid([th[i] for i in grid], [str(i) for i in grid], width=56)
     if len(picked) > GRID:
         st.caption(f"{GRID} thumbnails of {len(picked):,}, evenly spaced by id.")
     st.dataframe(ui.table3(rows(picked[:TABLE_ROWS])), width="stretch", hide_index=True)

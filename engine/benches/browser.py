@@ -71,7 +71,8 @@ DELTA_JS = """(() => { const m = [...document.querySelectorAll('[data-testid="st
 # captions of the thumbnails shown (the selected ids), or '' when nothing is selected
 SELECTION_JS = """(() => { const h = [...document.querySelectorAll('h3, p')]
     .find(e => /^(Selection: [\\d,]+ items|[\\d,]+ selected; their mean)/.test(e.innerText));
-    const caps = [...document.querySelectorAll('[data-testid="stImageCaption"]')].map(e => e.innerText);
+    const caps = [...document.querySelectorAll('[data-testid="stImageCaption"], .eq-thumbs figcaption')]
+        .map(e => e.innerText);
     return h ? h.innerText + '|' + caps.join(',') : ''; })()"""
 COLOURBAR_JS = (
     "(() => [...document.querySelectorAll('.colorbar .cbtitle')].map(e => e.textContent).join('|'))()"

@@ -3,12 +3,16 @@
 A 10000×10 upload drawn 160 px wide is 0.16 px tall, and the browser widget refuses it. :func:`displayable`
 shrinks the long side to ``max_side`` (nearest neighbour: a thumbnail, never used for embedding) and letterboxes
 the short side so the aspect ratio is at most ``max_aspect``; every side is then at least ``max_side /
-max_aspect`` pixels. Pure numpy.
+max_aspect`` pixels. Pure numpy; :func:`png_data_uri` encodes one for inline HTML.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
+from PIL import Image
 
 MAX_SIDE = 512  # pixels of the long side shown; the page scales it down further
 MAX_ASPECT = 4.0  # long side / short side after letterboxing
@@ -62,3 +66,11 @@ def displayable(image: np.ndarray, max_side: int = MAX_SIDE, max_aspect: float =
     aspect <= ``max_aspect`` (letterboxed), short side >= 1. Images already within bounds come back unchanged
     (as uint8 HWC)."""
     return letterbox(shrink(to_uint8_hwc(image), max_side), max_aspect)
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """``data:image/png;base64,…`` of :func:`displayable` ``image``: a thumbnail a page can inline in its HTML (drawn
+    with the page, no media request)."""
+    buf = io.BytesIO()
+    Image.fromarray(displayable(image)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

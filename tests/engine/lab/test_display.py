@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from engine.lab.display import displayable, letterbox, shrink, to_uint8_hwc
+from engine.lab.display import displayable, letterbox, png_data_uri, shrink, to_uint8_hwc
 
 
 @pytest.mark.parametrize("hw", [(10, 10_000), (10_000, 10), (1, 1), (3, 2000), (2000, 1), (32, 32), (64, 32)])
@@ -45,3 +49,11 @@ def test_float_channel_first_and_gray_inputs():
     assert to_uint8_hwc(np.full((4, 5, 3), 2.0)).max() == 255  # out-of-range floats are clipped
     with pytest.raises(ValueError, match="not an image array"):
         to_uint8_hwc(np.zeros((2, 3, 4, 5)))
+
+
+def test_png_data_uri_decodes_to_the_displayable_image():
+    img = np.random.default_rng(0).integers(0, 256, (3, 40, 7), dtype=np.uint8)  # channel-first, tall
+    uri = png_data_uri(img)
+    assert uri.startswith("data:image/png;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    np.testing.assert_array_equal(back, displayable(img))  # lossless, the same pixels st.image would get
