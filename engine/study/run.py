@@ -122,6 +122,10 @@ BACKBONE_ARMS = (
         "rotation-c4", "rotation", {"model.backbone": "resnet18_c4_cifar_regular"},
         note="C4-equivariant ResNet-18 (regular pooling: rotation stays readable)",
     ),
+    Arm(
+        "rotation-d4", "rotation", {"model.backbone": "resnet18_d4_cifar_regular"},
+        note="D4-equivariant ResNet-18 (quarter turns and mirrors; regular pooling)",
+    ),
     Arm("none", "none"),
 )  # fmt: skip
 
@@ -187,7 +191,7 @@ ISSUE14_STUDIES: dict[str, Study] = {
     ),
     "rotation_backbones": Study(
         "shapes_upright", _MONITORED, BACKBONE_ARMS,
-        "rotation prediction with a plain vs a C4-equivariant ResNet-18 (Understanding-ESSL part 3)",
+        "rotation prediction with a plain vs a C4- and a D4-equivariant ResNet-18 (Understanding-ESSL part 3)",
     ),
     "clever_robustness": Study(
         "shapes", _SHAPES_SETTINGS, _robustness_arms("shapes"),
