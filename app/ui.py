@@ -390,13 +390,18 @@ def value_points(
     return _points(xy, ids, name, dict(color=values, **bar, **marker), "")
 
 
-def thumb_grid(images: list[np.ndarray], captions: list[str], width: int = 56) -> None:
-    """Captioned thumbnails as one block of inline PNGs: they arrive with the page (st.image sends each as its own
-    media file, fetched after the page has settled). Captions are ``figcaption`` elements in ``.eq-thumbs``."""
+def thumb_grid_html(images: list[np.ndarray], captions: list[str], width: int = 56) -> str:
+    """The HTML of :func:`thumb_grid`: our own PNG data URIs and escaped captions, nothing else from outside."""
     cells = "".join(
-        f'<figure style="margin:0;text-align:center"><img src="{png_data_uri(im)}" width="{width}" '
+        f'<figure style="margin:0;text-align:center"><img src="{png_data_uri(im)}" width="{int(width)}" '
         f'style="image-rendering:pixelated;display:block" alt="{html.escape(c)}">'
         f'<figcaption style="font-size:0.75rem;opacity:0.7">{html.escape(c)}</figcaption></figure>'
         for im, c in zip(images, captions, strict=True)
     )
-    st.html(f'<div class="eq-thumbs" style="display:flex;flex-wrap:wrap;gap:6px">{cells}</div>')
+    return f'<div class="eq-thumbs" style="display:flex;flex-wrap:wrap;gap:6px">{cells}</div>'
+
+
+def thumb_grid(images: list[np.ndarray], captions: list[str], width: int = 56) -> None:
+    """Captioned thumbnails as one block of inline PNGs: they arrive with the page (st.image sends each as its own
+    media file, fetched after the page has settled). The app's only raw HTML (tests/app/test_paths.py)."""
+    st.html(thumb_grid_html(images, captions, width))
