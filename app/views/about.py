@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import ui
-from engine.lab.pretext_choice import PRINCIPLES, explaining_away, task_table
+from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_table
 from engine.lab.studies import read_summary, tidy
 
 # name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
@@ -161,6 +161,14 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "image hue (R²)": "backbone/r2_image_hue",
         "image saturation (R²)": "backbone/r2_image_saturation",
     },
+    "Rotation prediction (accuracy of the rotation head; chance 0.25)": {
+        "rotation acc": "rotation_logits/rotation_acc",
+        "online linear (class)": "online_linear/acc",
+    },
+    "Robustness: linear-probe accuracy under test-time perturbations (probe fitted on clean features)": {
+        c: f"backbone/robust_acc/{c}"
+        for c in ("clean", "jitter", "rot90", "rot180", "jitter+rot90", "jitter+rot180")
+    },
 }
 STUDY_FINDINGS = """
 Measured, not assumed: eight arms with identical settings on `shapes`, 3 seeds each (tables and commands in
@@ -273,9 +281,19 @@ ea = explaining_away(read_summary(DOCS / "study-explaining_away" / "summary.json
 if len(ea):
     st.subheader("Explaining away: does class information help predict rotation?")
     st.caption(
-        "Rotation prediction on shapes_upright alone, with the class cross-entropy added (λ = 1), and with it "
-        "subtracted through a separately trained classifier, as in the authors' verification script "
+        "Rotation prediction on shapes_upright alone, with the class cross-entropy added (λ = 1), with it "
+        "subtracted through a separately trained classifier, as in the authors' verification script, and with "
+        "that classifier's output pulled to uniform instead (`confuse`, the bounded form of the subtraction) "
         "(`python -m engine study run explaining_away`; docs/study-explaining_away). The online linear classifier "
         "reads the class from the detached backbone during training."
     )
     st.dataframe(ea, hide_index=True, width="stretch")
+eqb = backbones(read_summary(DOCS / "study-rotation_backbones" / "summary.json"))
+if len(eqb):
+    st.subheader("Model equivariance: does a rotation-equivariant backbone predict rotation better?")
+    st.caption(
+        "Rotation prediction alone on shapes_upright with the plain ResNet-18 and with C4- and D4-equivariant "
+        "ResNet-18s (group convolutions; regular pooling keeps the orientation readable), same settings "
+        "(`python -m engine study run rotation_backbones`; docs/study-rotation_backbones)."
+    )
+    st.dataframe(eqb, hide_index=True, width="stretch")

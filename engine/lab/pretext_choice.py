@@ -65,6 +65,7 @@ def explaining_away(summary: dict | None) -> pd.DataFrame:
         ("none", "rotation alone"),
         ("add", "+ class cross-entropy"),
         ("eliminate", "− class CE"),
+        ("confuse", "+ KL(uniform ‖ classifier): class made unreadable, bounded"),
     ):
         arm = f"rotation-{term}"
         if stat(summary, arm, "rotation_logits/rotation_acc") is None:
@@ -77,6 +78,32 @@ def explaining_away(summary: dict | None) -> pd.DataFrame:
                 "ceiling": fmt(stat(summary, arm, "rotation_logits/rotation_ceiling")),
                 "online linear (class)": fmt(stat(summary, arm, "online_linear/acc")),
                 "seeds": (stat(summary, arm, "rotation_logits/rotation_acc") or (0, 0, 0))[2],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def backbones(summary: dict | None) -> pd.DataFrame:
+    """Rotation prediction with each backbone of the ``rotation_backbones`` study: the rotation head's accuracy
+    beside chance and the ceiling, and what the backbone knows of the classes (linear probe, online classifier)."""
+    rows = []
+    for arm, what in (
+        ("rotation-resnet18", "ResNet-18"),
+        ("rotation-c4", "C4-equivariant ResNet-18"),
+        ("rotation-d4", "D4-equivariant ResNet-18"),
+        ("none", "untrained ResNet-18 (floor)"),
+    ):
+        if stat(summary, arm, "backbone/linear_acc") is None:
+            continue
+        rows.append(
+            {
+                "backbone": what,
+                "rotation acc": fmt(stat(summary, arm, "rotation_logits/rotation_acc")),
+                "chance": fmt(stat(summary, arm, "rotation_logits/rotation_chance")),
+                "ceiling": fmt(stat(summary, arm, "rotation_logits/rotation_ceiling")),
+                "linear (class)": fmt(stat(summary, arm, "backbone/linear_acc")),
+                "online linear (class)": fmt(stat(summary, arm, "online_linear/acc")),
+                "seeds": (stat(summary, arm, "backbone/linear_acc") or (0, 0, 0))[2],
             }
         )
     return pd.DataFrame(rows)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.lab.pretext_choice import explaining_away, task_table
+from engine.lab.pretext_choice import backbones, explaining_away, task_table
 from engine.lab.studies import fmt, read_summary, stat, tidy
 
 
@@ -56,6 +56,24 @@ def test_explaining_away_rows_and_unreadable_files(tmp_path):
     assert read_summary(bad) is None and read_summary(tmp_path / "missing.json") is None
     bad.write_text(json.dumps([1, 2]))
     assert read_summary(bad) is None
+
+
+def test_backbone_rows_follow_the_study_and_skip_unmeasured_arms():
+    doc = _summary(
+        {
+            "rotation-c4": {"backbone/linear_acc": {"mean": 0.7, "std": 0.01, "n": 3},
+                            "rotation_logits/rotation_acc": {"mean": 0.55, "std": 0.02, "n": 3}},
+            "rotation-resnet18": {"backbone/linear_acc": {"mean": 0.6, "std": 0, "n": 1}},
+            "rotation-d4": {"rotation_logits/rotation_acc": {"mean": 0.5, "std": 0, "n": 1}},  # no linear: skipped
+        }
+    )  # fmt: skip
+    rows = backbones(doc)
+    assert list(rows["backbone"]) == [
+        "ResNet-18",
+        "C4-equivariant ResNet-18",
+    ]  # plain first, whatever the file
+    assert list(rows["rotation acc"]) == ["—", "0.550 ± 0.020"] and list(rows["seeds"]) == [1, 3]
+    assert backbones(None).empty
 
 
 def test_tidy_keeps_arm_order_and_leaves_out_what_was_not_measured():
