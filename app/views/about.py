@@ -277,23 +277,29 @@ if transforms is None or inv_vs_eq is None:
         "then `python -m engine study report runs/study-transforms --out docs/study-transforms` (and the same for "
         "`invariance_vs_equivariance`)."
     )
-ea = explaining_away(read_summary(DOCS / "study-explaining_away" / "summary.json"))
-if len(ea):
-    st.subheader("Explaining away: does class information help predict rotation?")
-    st.caption(
-        "Rotation prediction on shapes_upright alone, with the class cross-entropy added (λ = 1), with it "
-        "subtracted through a separately trained classifier, as in the authors' verification script, and with "
-        "that classifier's output pulled to uniform instead (`confuse`, the bounded form of the subtraction) "
-        "(`python -m engine study run explaining_away`; docs/study-explaining_away). The online linear classifier "
-        "reads the class from the detached backbone during training."
-    )
-    st.dataframe(ea, hide_index=True, width="stretch")
-eqb = backbones(read_summary(DOCS / "study-rotation_backbones" / "summary.json"))
-if len(eqb):
-    st.subheader("Model equivariance: does a rotation-equivariant backbone predict rotation better?")
-    st.caption(
-        "Rotation prediction alone on shapes_upright with the plain ResNet-18 and with C4- and D4-equivariant "
-        "ResNet-18s (group convolutions; regular pooling keeps the orientation readable), same settings "
-        "(`python -m engine study run rotation_backbones`; docs/study-rotation_backbones)."
-    )
-    st.dataframe(eqb, hide_index=True, width="stretch")
+
+
+def study_table(frame, title: str, caption: str) -> None:
+    """A study's table under its question, when the study has been reported into docs/."""
+    if len(frame):
+        st.subheader(title)
+        st.caption(caption)
+        st.dataframe(frame, hide_index=True, width="stretch")
+
+
+study_table(
+    explaining_away(read_summary(DOCS / "study-explaining_away" / "summary.json")),
+    "Explaining away: does class information help predict rotation?",
+    "Rotation prediction on shapes_upright alone, with the class cross-entropy added (λ = 1), with it subtracted "
+    "through a separately trained classifier, as in the authors' verification script, and with that classifier's "
+    "output pulled to uniform instead (`confuse`, the bounded form of the subtraction) (`python -m engine study run "
+    "explaining_away`; docs/study-explaining_away). The online linear classifier reads the class from the detached "
+    "backbone during training.",
+)
+study_table(
+    backbones(read_summary(DOCS / "study-rotation_backbones" / "summary.json")),
+    "Model equivariance: does a rotation-equivariant backbone predict rotation better?",
+    "Rotation prediction alone on shapes_upright with the plain ResNet-18 and with C4- and D4-equivariant "
+    "ResNet-18s (group convolutions; regular pooling keeps the orientation readable), same settings "
+    "(`python -m engine study run rotation_backbones`; docs/study-rotation_backbones).",
+)

@@ -58,52 +58,55 @@ def task_table(transforms: dict | None = None, inv_vs_eq: dict | None = None) ->
     return pd.DataFrame(rows)
 
 
-def explaining_away(summary: dict | None) -> pd.DataFrame:
-    """Rotation accuracy and the online classifier's accuracy for rotation alone, + and − the class term."""
-    rows = []
-    for term, what in (
-        ("none", "rotation alone"),
-        ("add", "+ class cross-entropy"),
-        ("eliminate", "− class CE"),
-        ("confuse", "+ KL(uniform ‖ classifier): class made unreadable, bounded"),
-    ):
-        arm = f"rotation-{term}"
-        if stat(summary, arm, "rotation_logits/rotation_acc") is None:
-            continue
-        rows.append(
-            {
-                "arm": what,
-                "rotation acc": fmt(stat(summary, arm, "rotation_logits/rotation_acc")),
-                "chance": fmt(stat(summary, arm, "rotation_logits/rotation_chance")),
-                "ceiling": fmt(stat(summary, arm, "rotation_logits/rotation_ceiling")),
-                "online linear (class)": fmt(stat(summary, arm, "online_linear/acc")),
-                "seeds": (stat(summary, arm, "rotation_logits/rotation_acc") or (0, 0, 0))[2],
-            }
-        )
+ROTATION = {  # column -> "space/metric" of a rotation-predicting arm
+    "rotation acc": "rotation_logits/rotation_acc",
+    "chance": "rotation_logits/rotation_chance",
+    "ceiling": "rotation_logits/rotation_ceiling",
+}
+
+
+def arm_rows(
+    summary: dict | None, arms: dict[str, str], first: str, columns: dict[str, str], needs: str
+) -> pd.DataFrame:
+    """One row per arm of ``arms`` (arm -> its name, in this order) that has ``needs`` measured: its name under
+    ``first``, each of ``columns`` (label -> "space/metric") formatted, and its number of seeds."""
+    rows = [
+        {
+            first: name,
+            **{label: fmt(stat(summary, arm, key)) for label, key in columns.items()},
+            "seeds": measured[2],
+        }
+        for arm, name in arms.items()
+        if (measured := stat(summary, arm, needs)) is not None
+    ]
     return pd.DataFrame(rows)
+
+
+def explaining_away(summary: dict | None) -> pd.DataFrame:
+    """Rotation accuracy and the online classifier's accuracy for rotation alone, + and − the class term, and the
+    bounded form of − (confuse)."""
+    arms = {
+        "rotation-none": "rotation alone",
+        "rotation-add": "+ class cross-entropy",
+        "rotation-eliminate": "− class CE",
+        "rotation-confuse": "+ KL(uniform ‖ classifier): class made unreadable, bounded",
+    }
+    columns = {**ROTATION, "online linear (class)": "online_linear/acc"}
+    return arm_rows(summary, arms, "arm", columns, ROTATION["rotation acc"])
 
 
 def backbones(summary: dict | None) -> pd.DataFrame:
     """Rotation prediction with each backbone of the ``rotation_backbones`` study: the rotation head's accuracy
     beside chance and the ceiling, and what the backbone knows of the classes (linear probe, online classifier)."""
-    rows = []
-    for arm, what in (
-        ("rotation-resnet18", "ResNet-18"),
-        ("rotation-c4", "C4-equivariant ResNet-18"),
-        ("rotation-d4", "D4-equivariant ResNet-18"),
-        ("none", "untrained ResNet-18 (floor)"),
-    ):
-        if stat(summary, arm, "backbone/linear_acc") is None:
-            continue
-        rows.append(
-            {
-                "backbone": what,
-                "rotation acc": fmt(stat(summary, arm, "rotation_logits/rotation_acc")),
-                "chance": fmt(stat(summary, arm, "rotation_logits/rotation_chance")),
-                "ceiling": fmt(stat(summary, arm, "rotation_logits/rotation_ceiling")),
-                "linear (class)": fmt(stat(summary, arm, "backbone/linear_acc")),
-                "online linear (class)": fmt(stat(summary, arm, "online_linear/acc")),
-                "seeds": (stat(summary, arm, "backbone/linear_acc") or (0, 0, 0))[2],
-            }
-        )
-    return pd.DataFrame(rows)
+    arms = {
+        "rotation-resnet18": "ResNet-18",
+        "rotation-c4": "C4-equivariant ResNet-18",
+        "rotation-d4": "D4-equivariant ResNet-18",
+        "none": "untrained ResNet-18 (floor)",
+    }
+    columns = {
+        **ROTATION,
+        "linear (class)": "backbone/linear_acc",
+        "online linear (class)": "online_linear/acc",
+    }
+    return arm_rows(summary, arms, "backbone", columns, "backbone/linear_acc")
