@@ -78,7 +78,9 @@ def find_store(checkpoint: Path, dataset: str, split: str, stores_root: Path) ->
     """A store under ``stores_root`` built from ``checkpoint`` (same path or weights sha256) on dataset/split.
 
     The path :func:`embed_command` writes comes first, so running the command shown for a damaged store fixes it
-    wherever the damaged one lies; manifests reached through a symlink pointing outside the root are ignored.
+    wherever the damaged one lies; then stores of the dataset's default variant (no ``--data-option``), then any
+    other variant (e.g. a 1M-item ``shapes`` store alone in its folder); manifests reached through a symlink
+    pointing outside the root are ignored.
     """
     sha = recorded_sha(checkpoint)
     base = Path(stores_root)
@@ -86,6 +88,7 @@ def find_store(checkpoint: Path, dataset: str, split: str, stores_root: Path) ->
     found = sorted([*base.glob("*/manifest.json"), *base.glob("*/*/manifest.json")])
     if canon is not None and (canon / "manifest.json") in found:
         found.insert(0, canon / "manifest.json")
+    matches = []
     for manifest in found:
         if not is_inside(manifest, base):
             continue
@@ -94,8 +97,10 @@ def find_store(checkpoint: Path, dataset: str, split: str, stores_root: Path) ->
             continue
         same_ckpt = (sha and src.get("checkpoint_sha256") == sha) or src.get("checkpoint") == str(checkpoint)
         if same_ckpt and src.get("dataset") == dataset and src.get("split") == split:
-            return manifest.parent
-    return None
+            if manifest.parent == canon or not src.get("dataset_options"):
+                return manifest.parent
+            matches.append(manifest.parent)
+    return matches[0] if matches else None
 
 
 def embed_command(checkpoint: Path, dataset: str, split: str, stores_root: Path) -> str:

@@ -38,7 +38,7 @@ def _checkpoint(stem: Path, seed: int = 0) -> Path:
     return stem.with_suffix(".safetensors")
 
 
-def _store(path: Path, ckpt: Path) -> Path:
+def _store(path: Path, ckpt: Path, options: dict | None = None) -> Path:
     ds = load_dataset("shapes", "test", size=N)
     images = np.array(ds.images)
     source = {
@@ -46,6 +46,7 @@ def _store(path: Path, ckpt: Path) -> Path:
         "checkpoint_sha256": sha256_file(ckpt),
         "dataset": "shapes",
         "split": "test",
+        **({"dataset_options": options} if options else {}),
     }
     arrays = StoreArrays(
         embeddings={"backbone": np.random.default_rng(0).normal(size=(N, 8))},
@@ -108,6 +109,15 @@ def test_find_store_prefers_the_canonical_path_and_ignores_other_data_and_links_
     real = _store(roots["outside"] / "store-of-alpha", ckpt)
     (other / "linked").symlink_to(real, target_is_directory=True)
     assert find_store(ckpt, "shapes", "test", other) is None
+
+
+def test_find_store_prefers_the_default_variant_over_another_size(roots, tmp_path):
+    ckpt = roots["checkpoints"] / "alpha.safetensors"
+    stores = tmp_path / "stores"
+    big = _store(stores / "a-million", ckpt, {"size": 1_000_000})  # sorts first; another variant of shapes
+    assert find_store(ckpt, "shapes", "test", stores) == big  # alone in its folder: still found
+    default = _store(stores / "b-default", ckpt)
+    assert find_store(ckpt, "shapes", "test", stores) == default
 
 
 def test_embed_command_is_accepted_by_the_cli_and_rebuilds_the_canonical_store(roots, tmp_path):
