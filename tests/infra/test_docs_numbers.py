@@ -24,13 +24,13 @@ DOCS = ROOT / "docs"
 STUDY_METRICS = re.compile(r"^(backbone/(knn_acc|linear_acc|r2_\w+)|rotation_logits/rotation_acc)$")
 STUDY = {
     s: DOCS / f"study-{s}" / "summary.json"
-    for s in ("shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away")
+    for s in ("shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness")
 }
-# Studies reported with the v2 measures: their pretext, online-classifier and probe rows are all citable.
-V2_STUDIES = {"transforms", "explaining_away"}
+# Studies reported with the v2 measures: their pretext, online-classifier, probe and robustness rows are citable.
+V2_STUDIES = {"transforms", "explaining_away", "clever_robustness"}
 V2_METRICS = re.compile(
     r"^(backbone/(knn_acc|linear_acc|r2_\w+|colour_class_\w+)|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)"
-    r"|online_linear/acc)$"
+    r"|online_linear/acc|(backbone|invariant_part|equivariant_part)/robust_acc/[\w+]+)$"
 )
 SHIPPED = DOCS / "shipped-shapes"
 # The v2 measures the docs cite (docs/measures.md); per-strength sweep rows, retrieval and robustness are not cited.
@@ -150,7 +150,8 @@ SECTIONS = [
     (RESULTS, "## 2.", "## 3.", lambda: study_figures("shapes_upright", "shapes")),
     (RESULTS, "## 3.", "## 4.", lambda: study_figures("cifar10_cpu")),
     (RESULTS, "## 4.", "## 5.", shipped_figures),
-    (RESULTS, "## 5.", None, lambda: study_figures("transforms", "explaining_away")),
+    (RESULTS, "## 5.", "## 6.", lambda: study_figures("transforms", "explaining_away")),
+    (RESULTS, "## 6.", None, lambda: study_figures("clever_robustness")),
 ]
 
 
