@@ -52,6 +52,15 @@ ALLOWED = {
     "0.8": "colour-jitter strength of the shapes recipe",
     "90.96": "SimCLR's published linear accuracy (docs/methods.md)",
     "92.79": "EquiMod's published linear accuracy (docs/methods.md)",
+    "89.5": "SimCLR's CIFAR-10 accuracy as quoted for Understanding-ESSL (docs/methods.md §5)",
+    "74.4": "CLeVER's README: DINO, ImageNet-100, R18, BAug, clean",
+    "46.8": "CLeVER's README: DINO, BAug, jitter + rotation",
+    "76.8": "CLeVER's README: CLeVER, BAug, clean",
+    "46.5": "CLeVER's README: CLeVER, BAug, jitter + rotation",
+    "71.5": "CLeVER's README: DINO, CAug, clean",
+    "68.7": "CLeVER's README: DINO, CAug, jitter + rotation",
+    "74.2": "CLeVER's README: CLeVER, CAug, clean",
+    "71.3": "CLeVER's README: CLeVER, CAug, jitter + rotation",
 }
 
 NUMBER = re.compile(r"(?<![\w.])[-−]?\d+\.\d+(?![\w.])")
@@ -151,7 +160,8 @@ SECTIONS = [
     (RESULTS, "## 3.", "## 4.", lambda: study_figures("cifar10_cpu")),
     (RESULTS, "## 4.", "## 5.", shipped_figures),
     (RESULTS, "## 5.", "## 6.", lambda: study_figures("transforms", "explaining_away")),
-    (RESULTS, "## 6.", None, lambda: study_figures("clever_robustness")),
+    (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
+    (RESULTS, "## 7.", None, lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness")),
 ]
 
 
