@@ -145,6 +145,23 @@ def aggregate(docs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], Sta
     return out
 
 
+FAILED = "failed.json"  # written by study run beside an arm's last good checkpoint when its training diverged
+RETRY = f"delete its {FAILED} and rerun the study to retry it, e.g. with another --set optim.lr"
+
+
+def failed_arms(study_dir: Path) -> list[dict[str, Any]]:
+    """The ``failed.json`` records of a study directory (arm, seed, reason), in name order."""
+    out = []
+    for path in sorted(Path(study_dir).glob(f"*/{FAILED}")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and {"arm", "seed", "reason"} <= set(doc):
+            out.append(doc)
+    return out
+
+
 def _md(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -432,13 +449,21 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
          "features)", robustness_table(agg, arms)),
     )  # fmt: skip
     md += [item for head, table in extra if table for item in (f"### {head}", table)]
+    failed = failed_arms(study_dir)
+    if failed:
+        md += [
+            "### not evaluated: training diverged",
+            _md(["arm", "seed", "why"], [[f["arm"], str(f["seed"]), f["reason"]] for f in failed]),
+        ]
     summary = {
         arm: {f"{sp}/{m}": vars(s) for (sp, m), s in sorted(stats.items()) if sp != "disp"}
         for arm, stats in agg.items()
     }
     paths = [
         atomic_write_text(Path(out) / "tables.md", "\n\n".join(md) + "\n"),
-        atomic_write_json(Path(out) / "summary.json", {"arms": arms, "seeds": seeds, "metrics": summary}),
+        atomic_write_json(
+            Path(out) / "summary.json", {"arms": arms, "seeds": seeds, "metrics": summary, "failed": failed}
+        ),
         plot_probes(agg, arms, Path(out) / "factor_probes.png", title),
         plot_sweeps(
             agg, arms, "backbone", INVARIANCE, Path(out) / "sweep_invariance.png",

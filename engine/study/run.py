@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,10 @@ from engine.eval.context import EvalContext
 from engine.eval.evaluate import evaluate, write_results
 from engine.store.build import EmbedJob, build_store, resolve_device
 from engine.store.format import StoreOptions, open_store
-from engine.study.report import add_report_args, training_rows
+from engine.study.report import FAILED, RETRY, add_report_args, failed_arms, training_rows
 from engine.train.checkpoint import read_info, stem_of
 from engine.train.config import build_config, parse_overrides, to_yaml
-from engine.train.loop import fit
+from engine.train.loop import NonFiniteLossError, fit
 
 log = logging.getLogger(__name__)
 
@@ -460,8 +461,16 @@ def run_study(
     results = []
     for seed in seeds:
         for arm in chosen:
+            run_dir = out / f"{arm.name}-s{seed}"
+            if (run_dir / FAILED).is_file():
+                log.warning("study %s: %s seed %d diverged before; skipped (%s)", name, arm.name, seed, RETRY)
+                continue
             log.info("study %s: %s seed %d", name, arm.name, seed)
-            results.append(run_arm(study, arm, seed, out, extra, root, sizes, device, reuse))
+            try:
+                results.append(run_arm(study, arm, seed, out, extra, root, sizes, device, reuse))
+            except NonFiniteLossError as e:  # recorded, reported, and the study goes on with the next arm
+                atomic_write_json(run_dir / FAILED, {"arm": arm.name, "seed": seed, "reason": e.reason})
+                log.warning("study %s: %s seed %d did not finish: %s", name, arm.name, seed, e.reason)
     return results
 
 
@@ -519,6 +528,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.study, args.seeds, out, args.arms, extra, args.data_root, device=args.device,
         checkpoints=args.checkpoint, reuse=args.reuse,
     )  # fmt: skip
-    print(json.dumps({"study": args.study, "out": str(out), "results": len(paths)}))
+    failed = failed_arms(out)
+    print(json.dumps({"study": args.study, "out": str(out), "results": len(paths), "failed": len(failed)}))
+    for f in failed:
+        print(f"did not finish: {f['arm']} seed {f['seed']}: {f['reason']} ({RETRY})", file=sys.stderr)
     print(f"next: python -m engine study report {out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,16 @@ import pytest
 from PIL import Image
 
 from engine.core.errors import ConfigError
-from engine.study.report import Stat, aggregate, family_table, load_results, summary_table, write_report
+from engine.study.report import (
+    FAILED,
+    Stat,
+    aggregate,
+    failed_arms,
+    family_table,
+    load_results,
+    summary_table,
+    write_report,
+)
 from engine.study.run import STUDIES, EvalSizes, arm_config, get_study, run_study, same_run, select_arms
 from engine.train.config import peak_lr
 
@@ -68,6 +78,34 @@ def test_a_finished_run_with_the_same_config_is_reused_not_retrained(tiny_study,
     other = select_arms(study, ["none"])[0]
     assert same_run(study, other, 0, extra, None, [out]) == out / "none-s0"
     assert same_run(study, arm, 0, extra, None, [tmp_path / "missing"]) is None
+
+
+DIVERGES = {**TINY, "optim.epochs": 2, "optim.warmup_epochs": 0.0, "optim.lr": 100.0,
+            "model.options.lr_scale": 1000.0}  # fmt: skip  # rotation − class CE at this step: NaN by step 3
+
+
+def test_a_diverging_arm_is_recorded_skipped_on_rerun_and_reported(tiny_study, tmp_path):
+    out, _ = tiny_study
+    study_dir = tmp_path / "study"
+    shutil.copytree(out, study_dir)  # finished arms beside the one that will diverge
+    got = run_study(
+        "explaining_away", [0], study_dir, ["rotation-eliminate"], DIVERGES, sizes=SIZES, device="cpu"
+    )
+    failed = study_dir / "rotation-eliminate-s0" / FAILED
+    assert got == [] and failed.is_file()  # no exception: the study goes on, the reason is kept
+    doc = json.loads(failed.read_text())
+    assert (doc["arm"], doc["seed"]) == ("rotation-eliminate", 0) and "non-finite loss" in doc["reason"]
+    stamp = failed.stat().st_mtime_ns
+    assert run_study("explaining_away", [0], study_dir, ["rotation-eliminate"], DIVERGES, sizes=SIZES) == []
+    assert failed.stat().st_mtime_ns == stamp  # skipped, not trained again
+    assert failed_arms(study_dir) == [doc]
+    write_report(study_dir, tmp_path / "report")
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert (
+        "### not evaluated: training diverged" in tables
+        and "| rotation-eliminate | 0 | non-finite loss" in tables
+    )
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["failed"] == [doc]
 
 
 def test_aggregate_matches_hand_computation(tiny_study):
