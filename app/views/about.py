@@ -147,6 +147,8 @@ MEASURES: tuple[tuple[str, str], ...] = (
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROTATION_CHART = "Rotation prediction (accuracy of the rotation head; chance 0.25)"
+CHART_CHANCE = {ROTATION_CHART: 0.25}  # chart title -> the chance level drawn as a dashed line
 # Charts read from the summaries `python -m engine study report ... --out docs/study-<name>` writes (docs/results.md).
 STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/metric"} of a study summary
     "What the backbone knows of the classes": {
@@ -161,7 +163,7 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "image hue (R²)": "backbone/r2_image_hue",
         "image saturation (R²)": "backbone/r2_image_saturation",
     },
-    "Rotation prediction (accuracy of the rotation head; chance 0.25)": {
+    ROTATION_CHART: {
         "rotation acc": "rotation_logits/rotation_acc",
         "online linear (class)": "online_linear/acc",
     },
@@ -253,6 +255,8 @@ else:
             title=title, labels={"mean": "mean over seeds", "measure": ""},
         )  # fmt: skip
         fig.update_layout(height=360, legend_title_text="arm", margin={"t": 40, "b": 10})
+        if title in CHART_CHANCE:  # the level a constant guess reaches, drawn so a bar can be read against it
+            fig.add_hline(y=CHART_CHANCE[title], line_dash="dash", annotation_text="chance")
         st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 
@@ -279,22 +283,31 @@ if transforms is None or inv_vs_eq is None:
     )
 
 
-def study_table(frame, title: str, caption: str) -> None:
-    """A study's table under its question, when the study has been reported into docs/."""
+def study_table(frame, title: str, caption: str, summary: dict | None = None) -> None:
+    """A study's table under its question, when the study has been reported into docs/, with the arms whose
+    training diverged (the summary's ``failed``) named under it."""
     if len(frame):
         st.subheader(title)
         st.caption(caption)
         st.dataframe(frame, hide_index=True, width="stretch")
+        failed = (summary or {}).get("failed") or []
+        if failed:
+            st.caption(
+                "Not evaluated, training diverged: "
+                + "; ".join(f"{f['arm']} (seed {f['seed']}): {f['reason'].split(';')[0]}" for f in failed)
+            )
 
 
+explaining = read_summary(DOCS / "study-explaining_away" / "summary.json")
 study_table(
-    explaining_away(read_summary(DOCS / "study-explaining_away" / "summary.json")),
+    explaining_away(explaining),
     "Explaining away: does class information help predict rotation?",
     "Rotation prediction on shapes_upright alone, with the class cross-entropy added (λ = 1), with it subtracted "
     "through a separately trained classifier, as in the authors' verification script, and with that classifier's "
     "output pulled to uniform instead (`confuse`, the bounded form of the subtraction) (`python -m engine study run "
     "explaining_away`; docs/study-explaining_away). The online linear classifier reads the class from the detached "
     "backbone during training.",
+    explaining,
 )
 study_table(
     backbones(read_summary(DOCS / "study-rotation_backbones" / "summary.json")),

@@ -182,3 +182,15 @@ def test_about_answers_which_transformation_to_predict_with_ceilings(roots):
     assert not any(
         (table[c].astype(str) == "—").all() for c in table.columns
     )  # unmeasured columns are hidden
+
+
+def test_about_names_the_arm_whose_training_diverged(roots):
+    at = app_on("about")
+    assert not at.exception
+    summary = json.loads(
+        (Path(MAIN).parents[1] / "docs" / "study-explaining_away" / "summary.json").read_text()
+    )
+    failed = summary["failed"]  # docs/results.md §5: the authors' unbounded eliminate arm diverged
+    assert [f["arm"] for f in failed] == ["rotation-eliminate"]
+    notes = [c.value for c in at.caption if c.value.startswith("Not evaluated, training diverged")]
+    assert len(notes) == 1 and "rotation-eliminate (seed 0): non-finite loss" in notes[0]
