@@ -21,6 +21,11 @@ from engine.lab.display import displayable
 from engine.lab.image import SliderValues, displacement_basis, lab_predictions, random_values, sweep_models
 from engine.lab.pretext import head_prediction, rotation_label
 
+SLIDER_HELP = {  # conventions a number on the page depends on
+    "rotation": "Counter-clockwise about the centre, bilinear, same size, zero fill: corners the turned image "
+    "leaves empty are black (torchvision v2 rotate with its default fill=None, not fill=0).",
+}
+
 CENTRE_KEYS = {"crop_cx": ("Crop centre x", "lab_cx"), "crop_cy": ("Crop centre y", "lab_cy")}
 
 
@@ -121,8 +126,9 @@ def _sliders() -> SliderValues:
             got[name] = col.checkbox(fam.label, key=key, **start(key, bool(fam.neutral)))
         else:
             got[name] = col.slider(
-                fam.label, fam.low, fam.high, step=fam.step, key=key, **start(key, fam.neutral)
-            )
+                fam.label, fam.low, fam.high, step=fam.step, key=key, help=SLIDER_HELP.get(name),
+                **start(key, fam.neutral),
+            )  # fmt: skip
         kept[key] = got[name]
         if name == "crop_scale":
             for field, (label, ckey) in CENTRE_KEYS.items():

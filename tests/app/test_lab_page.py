@@ -44,6 +44,7 @@ def test_identity_view_does_not_move_and_hue_shift_matches_the_engine(open_app, 
     assert m["cos(Δ, Δ̂)"] == ["—"]  # Δ = 0: nothing to predict
     assert any("No displacement" in i.value for i in at.info)  # no degenerate arrow plot
 
+    assert "zero fill" in at.slider(key="lab_rotation").help  # the rotation's convention, where it is set
     at.slider(key="lab_hue").set_value(0.3).run()
     assert not at.exception
     label = at.sidebar.selectbox(key="sb_model").value
