@@ -26,11 +26,13 @@ STUDY = {
     s: DOCS / f"study-{s}" / "summary.json"
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
-        "rotation_backbones",
+        "rotation_backbones", "invariance_vs_equivariance",
     )
 }  # fmt: skip
 # Studies reported with the v2 measures: their pretext, online-classifier, probe and robustness rows are citable.
-V2_STUDIES = {"transforms", "explaining_away", "clever_robustness", "rotation_backbones"}
+V2_STUDIES = {
+    "transforms", "explaining_away", "clever_robustness", "rotation_backbones", "invariance_vs_equivariance",
+}  # fmt: skip
 V2_METRICS = re.compile(
     r"^(backbone/(knn_acc|linear_acc|r2_\w+|colour_class_\w+)|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)"
     r"|online_linear/acc|(backbone|invariant_part|equivariant_part)/robust_acc/[\w+]+)$"
@@ -162,7 +164,14 @@ SECTIONS = [
     (RESULTS, "## 2.", "## 3.", lambda: study_figures("shapes_upright", "shapes")),
     (RESULTS, "## 3.", "## 4.", lambda: study_figures("cifar10_cpu")),
     (RESULTS, "## 4.", "## 5.", shipped_figures),
-    (RESULTS, "## 5.", "## 6.", lambda: study_figures("transforms", "explaining_away", "rotation_backbones")),
+    (
+        RESULTS,
+        "## 5.",
+        "## 6.",
+        lambda: study_figures(
+            "transforms", "explaining_away", "rotation_backbones", "invariance_vs_equivariance"
+        ),
+    ),
     (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
     (RESULTS, "## 7.", None, lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness")),
 ]
