@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -52,7 +53,8 @@ def shipped_shapes_models() -> list[str]:
 @pytest.fixture(scope="session")
 def shipped_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Roots holding copies of the shipped shapes checkpoints and a small store of each (built once per session,
-    through the engine's own store builder; no UMAP), and an empty data root, so CIFAR-10 is absent."""
+    through the engine's own store builder; no UMAP, except when the walk saves the README's screenshots), and an
+    empty data root, so CIFAR-10 is absent."""
     import shutil
 
     from engine.store.build import ensure_store
@@ -70,7 +72,7 @@ def shipped_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "shapes",
             "test",
             store_root=dirs["stores"],
-            options=StoreOptions(umap=False),
+            options=StoreOptions(umap=bool(os.environ.get("EQUILAB_SCREENSHOTS"))),
             data_options={"size": WALK_ITEMS},
         )
     return {
