@@ -412,14 +412,21 @@ def lassos(i: int) -> list[tuple[float, float]]:
     return [(cx + r * np.cos(a), 0.5 + r * np.sin(a)) for a in angles]
 
 
-def open_select(page, label: str) -> None:
-    """Open the drop-down of the select box labelled ``label`` (the gesture before a choice)."""
+def open_select(page, label: str, option: str | None = None) -> None:
+    """Open the drop-down of the select box labelled ``label`` (the gesture before a choice) and, given ``option``,
+    wait until that option can be clicked (Playwright's actionability checks, without clicking)."""
     page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    if option is not None:
+        _option(page, option).click(trial=True)
+
+
+def _option(page, option: str):
+    return page.get_by_role("option", name=option, exact=True).first
 
 
 def choose(page, option: str) -> None:
     """Click ``option`` in the open drop-down: the widget change."""
-    page.get_by_role("option", name=option, exact=True).first.click()
+    _option(page, option).click()
 
 
 def pick(page, label: str, option: str) -> None:
@@ -430,7 +437,9 @@ def pick(page, label: str, option: str) -> None:
 
 def timed_pick(page, label: str, option: str, predicate: str) -> float:
     """Seconds from the click on ``option`` (the drop-down opened first, untimed) to the settled change."""
-    return timed(page, lambda: choose(page, option), predicate, prepare=lambda: open_select(page, label))
+    return timed(
+        page, lambda: choose(page, option), predicate, prepare=lambda: open_select(page, label, option)
+    )
 
 
 def map_page(page, url: str, rounds: int) -> dict[str, list[float]]:
