@@ -26,12 +26,13 @@ STUDY = {
     s: DOCS / f"study-{s}" / "summary.json"
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
-        "rotation_backbones", "invariance_vs_equivariance",
+        "rotation_backbones", "invariance_vs_equivariance", "colour",
     )
 }  # fmt: skip
 # Studies reported with the v2 measures: their pretext, online-classifier, probe and robustness rows are citable.
 V2_STUDIES = {
     "transforms", "explaining_away", "clever_robustness", "rotation_backbones", "invariance_vs_equivariance",
+    "colour",
 }  # fmt: skip
 V2_METRICS = re.compile(
     r"^(backbone/(knn_acc|linear_acc|r2_\w+|colour_class_\w+)|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)"
@@ -173,7 +174,8 @@ SECTIONS = [
         ),
     ),
     (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
-    (RESULTS, "## 7.", None, lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness")),
+    (RESULTS, "## 7.", "## 8.", lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness")),
+    (RESULTS, "## 8.", None, lambda: study_figures("colour")),
 ]
 
 
