@@ -68,12 +68,20 @@ DELTA_JS = """(() => { const m = [...document.querySelectorAll('[data-testid="st
     .find(e => e.innerText.includes('|Δ|'));
     return m ? m.querySelector('[data-testid="stMetricValue"]').innerText : ''; })()"""
 # the selection's headline ("Selection: N items" on the map, "N selected; their mean overlap…" on Compare) and the
-# captions of the thumbnails shown (the selected ids), or '' when nothing is selected
+# captions of the map's thumbnail grid (the selected ids), or '' when nothing is selected or the map's grid does not
+# yet show its min(N, GRID_THUMBS) thumbnails, each drawn (a half-rendered page is not settled)
+GRID_THUMBS = 48  # app/views/map.py GRID
 SELECTION_JS = """(() => { const h = [...document.querySelectorAll('h3, p')]
     .find(e => /^(Selection: [\\d,]+ items|[\\d,]+ selected; their mean)/.test(e.innerText));
-    const caps = [...document.querySelectorAll('[data-testid="stImageCaption"], .eq-thumbs figcaption')]
-        .map(e => e.innerText);
-    return h ? h.innerText + '|' + caps.join(',') : ''; })()"""
+    if (!h) return '';
+    const thumbs = [...document.querySelectorAll('.eq-thumbs figure')];
+    const m = /^Selection: ([\\d,]+) items/.exec(h.innerText);
+    if (m && (thumbs.length !== Math.min(Number(m[1].replace(/,/g, '')), GRID)
+              || !thumbs.every(f => { const i = f.querySelector('img'); return i && i.complete && i.naturalWidth > 0; })))
+        return '';
+    return h.innerText + '|' + thumbs.map(f => f.querySelector('figcaption').innerText).join(','); })()""".replace(
+    "GRID", str(GRID_THUMBS)
+)
 COLOURBAR_JS = (
     "(() => [...document.querySelectorAll('.colorbar .cbtitle')].map(e => e.textContent).join('|'))()"
 )
