@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.augment import get_recipe
 from engine.core.errors import ConfigError
 from engine.study.report import (
     FAILED,
@@ -194,6 +195,34 @@ def test_arms_share_settings_and_essl_doubles_lr(tmp_path):
     assert peak_lr(cfgs["essl"]) == pytest.approx(2 * peak_lr(cfgs["essl-lr1"]))
     assert peak_lr(cfgs["essl-lr1"]) == pytest.approx(peak_lr(cfgs["simclr"]))
     assert cfgs["simclr"].model.options["recipe"] == "shapes"
+
+
+def test_colour_full_jitters_hue_over_the_whole_circle_on_the_palette_dataset(tmp_path):
+    study = get_study("colour_full")
+    cfgs = {a.name: arm_config(study, a, 0, tmp_path / a.name, {}, None) for a in study.arms}
+    assert {c.data.dataset for c in cfgs.values()} == {"shapes_colour"}
+    assert set(cfgs) == {
+        a.name for a in get_study("colour").arms
+    }  # the same arms as the CIFAR-strength design
+    for name in ("simclr", "essl", "equimod", "clever"):
+        assert cfgs[name].model.options["recipe"] == "shapes"
+        assert get_recipe(cfgs[name].model.options["recipe"]).hue == 0.5  # the whole hue circle
+    colour = {
+        a.name: arm_config(get_study("colour"), a, 0, tmp_path / f"c-{a.name}", {}, None)
+        for a in get_study("colour").arms
+    }
+    assert (
+        colour["simclr"].model.options["recipe"] == "shapes_colour"
+    )  # CIFAR strength: the design it answers
+    assert peak_lr(cfgs["essl"]) == pytest.approx(2 * peak_lr(cfgs["simclr"]))
+
+
+def test_cifar10_cpu_has_the_doubled_lr_simclr_control(tmp_path):
+    study = get_study("cifar10_cpu")
+    cfgs = {a.name: arm_config(study, a, 0, tmp_path / a.name, {}, None) for a in study.arms}
+    assert peak_lr(cfgs["simclr-lr2"]) == pytest.approx(2 * peak_lr(cfgs["simclr"]))
+    assert peak_lr(cfgs["simclr-lr2"]) == pytest.approx(peak_lr(cfgs["essl"]))
+    assert cfgs["simclr-lr2"].model.method == "simclr"
 
 
 def test_bad_study_arguments():
