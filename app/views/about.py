@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import ui
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_table
-from engine.lab.studies import read_summary, tidy
+from engine.lab.studies import findings, read_summary, tidy
 
 # name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -147,6 +147,16 @@ MEASURES: tuple[tuple[str, str], ...] = (
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def read_results() -> str:
+    """docs/results.md, the findings' one source; empty when this copy has no docs (the charts still show)."""
+    try:
+        return (DOCS / "results.md").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 ROTATION_CHART = "Rotation prediction (accuracy of the rotation head; chance 0.25)"
 CHART_CHANCE = {ROTATION_CHART: 0.25}  # chart title -> the chance level drawn as a dashed line
 # Charts read from the summaries `python -m engine study report ... --out docs/study-<name>` writes (docs/results.md).
@@ -172,22 +182,12 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         for c in ("clean", "jitter", "rot90", "rot180", "jitter+rot90", "jitter+rot180")
     },
 }
-STUDY_FINDINGS = """
-Measured, not assumed: eight arms with identical settings on `shapes`, 3 seeds each (tables and commands in
-`docs/results.md`).
-
-- **Every method learns shape**, far above the untrained network and the rotation-only model.
-- **Hue is erased by every contrastive method** (probe R² ≈ 0.01–0.06 against ≈ 0.6 for an untrained network);
-  EquiMod keeps slightly more than SimCLR, nowhere near the papers' story of "equivariance keeps colour".
-- **E-SSL's rotation head stays at chance (0.25) on `shapes`**, whose shapes are drawn at random angles: a rotation
-  is only predictable when images have an "up". On `shapes_upright` (ceiling 0.63) it is still near chance after
-  10 epochs; upright shapes are easier to classify.
-- **E-SSL vs SimCLR is within noise**; SimCLR at E-SSL's doubled learning rate (the `simclr-lr2` control) matches
-  it, and E-SSL at the shared rate falls below. Nothing here credits the rotation head.
-- **Displacement prediction is read against model-free guesses.** The study's old prediction and invariance figures
-  are withdrawn (docs/measures.md explains why); in the lab every prediction is drawn beside the mean displacement
-  of its family and strength and a guess from the parameters alone.
-"""
+STUDY_INTRO = (
+    "Measured, not assumed: every arm of a study has identical settings and runs for the seeds listed. Pick a "
+    "study: its findings are the ones written in `docs/results.md` (read from that file), its charts are drawn "
+    "from the summary its `study report` wrote, with the spread over seeds as error bars. A difference within "
+    "twice that spread is called noise."
+)
 
 st.title("About EquiLab")
 st.markdown(
@@ -228,8 +228,8 @@ for name, (text, example, page, settings) in METHODS.items():
             st.switch_page(f"views/{page}.py", query_params=settings)
 
 
-st.header("What the methods learn: the shapes study")
-st.markdown(STUDY_FINDINGS)
+st.header("What the methods learn: the studies")
+st.markdown(STUDY_INTRO)
 studies = {p.parent.name.removeprefix("study-"): p for p in sorted(DOCS.glob("study-*/summary.json"))}
 if not studies:
     st.info(
@@ -242,6 +242,10 @@ else:
         "Study", names, index=names.index("shapes") if "shapes" in names else 0, key="about_study"
     )
     summary = read_summary(studies[pick])
+    found = findings(read_results(), pick)
+    if found:
+        with st.container(border=True):
+            st.markdown(found)
     st.caption(
         f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; the `none` arm "
         "is the untrained network, the baseline every learned number is read against. Hover for the values."

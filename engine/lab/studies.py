@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,26 @@ def tidy(summary: dict[str, Any] | None, measures: dict[str, str]) -> pd.DataFra
         if (s := stat(summary, arm, key)) is not None
     ]
     return pd.DataFrame(rows, columns=["arm", "measure", "mean", "std", "n"])
+
+
+FINDINGS_OPEN = "<!-- findings: {name} -->"  # docs/results.md marks each study's findings with this pair
+FINDINGS_CLOSE = "<!-- /findings -->"
+
+
+def findings(markdown: str, name: str) -> str | None:
+    """The findings of study ``name`` as written in docs/results.md: the text between ``<!-- findings: name -->``
+    and the next ``<!-- /findings -->`` (HTML comments, invisible where the file is rendered), stripped; None when
+    the study has no marked findings. One text serves the write-up and the About page, so they cannot drift."""
+    start = markdown.find(FINDINGS_OPEN.format(name=name))
+    if start < 0:
+        return None
+    start += len(FINDINGS_OPEN.format(name=name))
+    end = markdown.find(FINDINGS_CLOSE, start)
+    text = markdown[start : end if end >= 0 else len(markdown)].strip()
+    return text or None
+
+
+def marked_studies(markdown: str) -> list[str]:
+    """The study names that docs/results.md marks findings for, in order of appearance."""
+    head, tail = FINDINGS_OPEN.split("{name}")
+    return re.findall(re.escape(head) + r"([A-Za-z0-9_]+)" + re.escape(tail), markdown)

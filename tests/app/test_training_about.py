@@ -11,6 +11,8 @@ import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.lab.studies import findings
+
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
@@ -137,8 +139,15 @@ def test_about_draws_the_study_summaries_as_interactive_charts(roots):
     assert summary.is_file()  # committed with docs/results.md
     at = app_on("about")
     assert not at.exception
-    assert at.header[0].value == "What the methods learn: the shapes study"
+    assert at.header[0].value == "What the methods learn: the studies"
     assert at.selectbox(key="about_study").value == "shapes"
+    results = (Path(MAIN).parents[1] / "docs" / "results.md").read_text()
+    shown = " ".join(m.value for m in at.markdown)
+    assert findings(results, "shapes") in shown  # the write-up's own findings, not a copy
+    at.selectbox(key="about_study").set_value("colour").run()
+    shown = " ".join(m.value for m in at.markdown)
+    assert findings(results, "colour") in shown and findings(results, "shapes") not in shown
+    at.selectbox(key="about_study").set_value("shapes").run()
     charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
     bars = [c for c in charts if "class" in c.layout.title.text]
     assert bars and {t.name for t in bars[0].data} >= {"simclr", "none"}  # one series per arm

@@ -1,0 +1,38 @@
+"""The study findings shared by docs/results.md and the About page (engine.lab.studies.findings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.lab.studies import findings, marked_studies
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+RESULTS = DOCS / "results.md"
+
+
+def test_findings_are_the_marked_text_of_that_study_only():
+    md = (
+        "# Results\n<!-- findings: shapes -->\n- **A** 0.5\n<!-- /findings -->\ntext\n"
+        "<!-- findings: shapes_upright -->\n- **B**\n<!-- /findings -->\n"
+    )
+    assert findings(md, "shapes") == "- **A** 0.5"
+    assert findings(md, "shapes_upright") == "- **B**"  # not the prefix's block
+    assert findings(md, "cifar10_cpu") is None
+    assert marked_studies(md) == ["shapes", "shapes_upright"]
+
+
+def test_unclosed_or_empty_blocks():
+    assert findings("<!-- findings: a -->\n- x", "a") == "- x"  # runs to the end
+    assert findings("<!-- findings: a --><!-- /findings -->", "a") is None
+
+
+def test_every_reported_study_has_its_findings_in_results():
+    md = RESULTS.read_text()
+    reported = sorted(p.parent.name.removeprefix("study-") for p in DOCS.glob("study-*/summary.json"))
+    assert reported
+    missing = [s for s in reported if not findings(md, s)]
+    assert not missing, f"docs/results.md marks no findings for {missing}"
+    assert len(marked_studies(md)) == len(set(marked_studies(md)))  # one block per study
+    for name in marked_studies(md):
+        text = findings(md, name)
+        assert "](" not in text, f"{name}: a relative link would break on the About page"
