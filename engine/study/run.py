@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ class Study:
     settings: dict[str, Any]  # shared by every arm (dotted config keys)
     arms: tuple[Arm, ...]
     description: str
+    probe_cap: int | None = (
+        None  # train items for the probes (0 = the whole split); None = the evaluation's default
+    )
 
 
 _SHAPES_SETTINGS = {  # the dataset defaults (width 0.125, 5k subset, batch 128, lr 0.5), 10 epochs, no monitor
@@ -238,7 +241,8 @@ STUDIES: dict[str, Study] = {
         _CIFAR_CPU,
         tuple(a for a in SHAPES_ARMS if a.name != "essl-lr1"),
         "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs; "
-        "simclr-lr2 is the control for E-SSL's doubled lr",
+        "simclr-lr2 is the control for E-SSL's doubled lr; kNN and probes use all 50,000 train images",
+        probe_cap=0,
     ),
     **ISSUE14_STUDIES,
     "colour": Study(
@@ -342,6 +346,8 @@ def run_arm(
     result = run_dir / "eval.json"
     if result.is_file():
         return result
+    if study.probe_cap is not None:
+        sizes = replace(sizes, probe_cap=study.probe_cap)
     if arm.checkpoint:
         return eval_arm(study, arm, seed, run_dir, root, sizes, device)
     extra = {"train.device": device, **(extra or {})}

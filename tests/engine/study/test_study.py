@@ -24,7 +24,17 @@ from engine.study.report import (
     summary_table,
     write_report,
 )
-from engine.study.run import STUDIES, EvalSizes, arm_config, get_study, run_study, same_run, select_arms
+from engine.study.run import (
+    STUDIES,
+    EvalSizes,
+    Study,
+    arm_config,
+    get_study,
+    run_arm,
+    run_study,
+    same_run,
+    select_arms,
+)
 from engine.train.config import peak_lr
 
 TINY = {"data.train_subset": 128, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625}
@@ -223,6 +233,20 @@ def test_cifar10_cpu_has_the_doubled_lr_simclr_control(tmp_path):
     assert peak_lr(cfgs["simclr-lr2"]) == pytest.approx(2 * peak_lr(cfgs["simclr"]))
     assert peak_lr(cfgs["simclr-lr2"]) == pytest.approx(peak_lr(cfgs["essl"]))
     assert cfgs["simclr-lr2"].model.method == "simclr"
+
+
+def test_a_study_can_probe_the_whole_train_split(tmp_path):
+    base = get_study("shapes")
+    none = next(a for a in base.arms if a.name == "none")
+    sizes = EvalSizes(probe_cap=50, n_fit=64, n_eval=64, n_sweep=8, store_limit=200)
+    probes = {}
+    for cap in (None, 0):
+        study = Study(base.dataset, {**base.settings, **TINY}, (none,), "probe cap", probe_cap=cap)
+        doc = json.loads(run_arm(study, none, 0, tmp_path / str(cap), sizes=sizes, device="cpu").read_text())
+        probes[cap] = doc["protocol"]["probe"]
+    assert probes[None].endswith("of 50 train items")  # the evaluation's cap (here the test's)
+    assert probes[0].endswith("of 200 train items")  # the study's: every item of the (limited) train split
+    assert get_study("cifar10_cpu").probe_cap == 0  # the CIFAR-10 study probes all 50,000 train images
 
 
 def test_bad_study_arguments():
