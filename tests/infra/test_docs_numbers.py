@@ -32,7 +32,7 @@ STUDY = {
 # Studies reported with the v2 measures: their pretext, online-classifier, probe and robustness rows are citable.
 V2_STUDIES = {
     "transforms", "explaining_away", "clever_robustness", "rotation_backbones", "invariance_vs_equivariance",
-    "colour",
+    "colour", "cifar10_cpu",
 }  # fmt: skip
 V2_METRICS = re.compile(
     r"^(backbone/(knn_acc|linear_acc|r2_\w+|colour_class_\w+)|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)"
