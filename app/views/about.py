@@ -250,13 +250,16 @@ else:
         f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; the `none` arm "
         "is the untrained network, the baseline every learned number is read against. Hover for the values."
     )
+    arms = (summary or {}).get("arms", [])
+    palette = px.colors.qualitative.D3
+    colours = {a: palette[i % len(palette)] for i, a in enumerate(arms)}  # one colour per arm in every chart
     for title, measures in STUDY_CHARTS.items():
         frame = tidy(summary, measures)
         if frame.empty:
             continue
         fig = px.bar(
             frame, x="measure", y="mean", color="arm", barmode="group", error_y="std", hover_data=["n"],
-            title=title, labels={"mean": "mean over seeds", "measure": ""},
+            title=title, labels={"mean": "mean over seeds", "measure": ""}, color_discrete_map=colours,
         )  # fmt: skip
         fig.update_layout(height=360, legend_title_text="arm", margin={"t": 40, "b": 10})
         if title in CHART_CHANCE:  # the level a constant guess reaches, drawn so a bar can be read against it

@@ -156,6 +156,13 @@ def test_about_draws_the_study_summaries_as_interactive_charts(roots):
     assert (
         abs(values(knn.y)[0] - doc["mean"]) < 1e-9 and abs(values(knn.error_y.array)[0] - doc["std"]) < 1e-9
     )
+    rotation = next(c for c in charts if c.layout.title.text.startswith("Rotation prediction"))
+    essl = {t.name: t.marker.color for c in (bars[0], rotation) for t in c.data if t.name == "essl"}
+    colour_of = {t.name: t.marker.color for t in bars[0].data}
+    assert [t.marker.color for t in rotation.data if t.name == "essl"] == [colour_of["essl"]], essl
+    assert len(set(colour_of.values())) == len(
+        colour_of
+    )  # an arm keeps its colour across charts; arms differ
     assert not at.info  # the "make the summaries" hint only shows when they are missing
 
 
