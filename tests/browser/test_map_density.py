@@ -64,6 +64,7 @@ def test_box_on_the_density_map_selects_the_items_inside(page, server, idle, app
     outer = box_ids(xy, (min(x0, x1) - sx, max(x0, x1) + sx), (min(y0, y1) - sy, max(y0, y1) + sy))
     got = int(heading.inner_text().split()[1].replace(",", ""))
     assert 1 < len(inner) <= got <= len(outer), (got, len(want), len(inner), len(outer))
+    page.locator(".eq-thumbs figcaption").first.wait_for()  # st.html's renderer can land after the run ends
     captions = page.locator(".eq-thumbs figcaption").all_inner_texts()
     shown = {int(c) for c in captions if c.strip().isdigit()}
     assert shown and shown <= set(outer.tolist())  # the grid shows selected items only
