@@ -2,9 +2,9 @@
 its section cites (rounded to the printed digits), or on a short allow-list of numbers that are not results.
 
 Each section names its sources (:data:`SECTIONS`). A table row whose first cell names an arm or model is checked
-against that arm's figures only, a "mean ± std" pair against one metric's mean and std. Multi-seed study
-summaries (made before the v2 measures) are read for the measures whose definition did not change only
-(:data:`STUDY_METRICS`), so a stale displacement, invariance or CLeVER-part figure cannot pass.
+against that arm's figures only, a "mean ± std" pair against one metric's mean and std. Study summaries are read
+for the measures the docs cite (:data:`STUDY_METRICS`), all of them with the v2 definitions (docs/measures.md);
+a summary still holding a pre-v2 measure fails :func:`test_every_study_summary_has_the_v2_measures`.
 """
 
 from __future__ import annotations
@@ -20,24 +20,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
-# Study summaries made with the pre-v2 measures: only these metrics are still produced the same way.
-STUDY_METRICS = re.compile(r"^(backbone/(knn_acc|linear_acc|r2_\w+)|rotation_logits/rotation_acc)$")
 STUDY = {
     s: DOCS / f"study-{s}" / "summary.json"
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
-        "rotation_backbones", "invariance_vs_equivariance", "colour",
+        "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full",
     )
 }  # fmt: skip
-# Studies reported with the v2 measures: their pretext, online-classifier, probe and robustness rows are citable.
-V2_STUDIES = {
-    "transforms", "explaining_away", "clever_robustness", "rotation_backbones", "invariance_vs_equivariance",
-    "colour", "cifar10_cpu",
-}  # fmt: skip
-V2_METRICS = re.compile(
-    r"^(backbone/(knn_acc|linear_acc|r2_\w+|colour_class_\w+)|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)"
-    r"|online_linear/acc|(backbone|invariant_part|equivariant_part)/robust_acc/[\w+]+)$"
+SPACE = r"(backbone|projector|equivariant|invariant_part|equivariant_part)"
+# The study measures the docs cite: probes, pretext and online heads, robustness, v2 invariance and displacement
+# (the scored space's, and per sweep strength), CLeVER's parts. Retrieval and sample counts are not cited.
+STUDY_METRICS = re.compile(
+    rf"^({SPACE}/(knn_acc|linear_acc|r2_\w+|colour_class_\w+|robust_acc/[\w+]+"
+    r"|invariance/(relative|centred_cos|between_cos|raw_cos)"
+    r"|disp/(method|mean_delta|params_only|image_only|shuffled_params|gain)/(cos|r2)|disp/image/\w+"
+    r"|sweep/[\w.@-]+/invariance/relative|sweep/[\w.@-]+/disp/(method|gain)/cos)"
+    r"|(ir_head|ef_head|invariant_part|equivariant_part)/(cross_view_cos|between_image_cos)"
+    r"|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)|online_linear/acc)$"
 )
+# How the measures were named before v2 (uncentred invariance, displacement without baselines).
+PRE_V2 = re.compile(r"/(disp_\w+|shuffled_disp_\w+)$|/sweep/[^/]+/(cos|invariance)$")
 SHIPPED = DOCS / "shipped-shapes"
 # The v2 measures the docs cite (docs/measures.md); per-strength sweep rows, retrieval and robustness are not cited.
 SHIPPED_METRICS = re.compile(
@@ -94,8 +96,7 @@ def study_figures(*names: str) -> Figures:
         doc = json.loads(STUDY[name].read_text())
         for arm, metrics in doc["metrics"].items():
             for key, s in metrics.items():
-                citable = V2_METRICS if name in V2_STUDIES else STUDY_METRICS
-                if citable.match(key) and s["n"]:
+                if STUDY_METRICS.match(key) and s["n"]:
                     figs.add(arm, f"{name}:{key}", s["mean"], s["std"] if s["n"] > 1 else None)
     return figs
 
@@ -175,7 +176,8 @@ SECTIONS = [
     ),
     (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
     (RESULTS, "## 7.", "## 8.", lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness")),
-    (RESULTS, "## 8.", None, lambda: study_figures("colour")),
+    (RESULTS, "## 8.", "## 9.", lambda: study_figures("colour")),
+    (RESULTS, "## 9.", None, lambda: study_figures("colour_full", "colour")),
 ]
 
 
@@ -224,9 +226,17 @@ def test_a_pair_must_be_one_metrics_mean_and_std():
     assert unexplained(f"kNN {mean:.3f} ± {std + 0.1:.3f}", figs)
 
 
-def test_stale_study_measures_are_not_sources():
-    """The study's old displacement cosine (EquiMod 0.850) is not a citable figure any more."""
-    doc = json.loads(STUDY["shapes"].read_text())
-    old = doc["metrics"]["equimod"]["equivariant/disp_cos"]["mean"]
-    figs = study_figures("shapes")
-    assert not any(matches(f"{old:.3f}", v) for v, _ in figs.values("equimod"))
+def test_every_study_summary_has_the_v2_measures():
+    """A study reported before the v2 definitions (e.g. ``equivariant/disp_cos``) must be re-run, not cited."""
+    for name, path in STUDY.items():
+        doc = json.loads(path.read_text())
+        stale = sorted({k for m in doc["metrics"].values() for k in m if PRE_V2.search(k)})
+        assert not stale, f"{name}: pre-v2 measures {stale[:3]}: re-run the study and its report"
+    for old in ("equivariant/disp_cos", "backbone/disp_eqgain", "backbone/sweep/hue@0.5/invariance"):
+        assert PRE_V2.search(old) and not STUDY_METRICS.match(old)
+    for new in (
+        "equivariant/disp/method/cos",
+        "backbone/sweep/hue@-0.25/invariance/relative",
+        "ef_head/cross_view_cos",
+    ):
+        assert STUDY_METRICS.match(new) and not PRE_V2.search(new)
