@@ -158,7 +158,11 @@ def read_results() -> str:
 
 
 ROTATION_CHART = "Rotation prediction (accuracy of the rotation head; chance 0.25)"
-CHART_CHANCE = {ROTATION_CHART: 0.25}  # chart title -> the chance level drawn as a dashed line
+INVARIANCE_CHART = (
+    "Relative invariance of the backbone (1 = a view is its image, 0 = as far as another image)"
+)
+# chart title -> (level, label) drawn as a dashed line: what a constant guess, or another image, scores
+CHART_BASELINE = {ROTATION_CHART: (0.25, "chance"), INVARIANCE_CHART: (0.0, "another image")}
 # Charts read from the summaries `python -m engine study report ... --out docs/study-<name>` writes (docs/results.md).
 STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/metric"} of a study summary
     "What the backbone knows of the classes": {
@@ -172,6 +176,13 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "colour class (accuracy)": "backbone/colour_class_acc",
         "image hue (R²)": "backbone/r2_image_hue",
         "image saturation (R²)": "backbone/r2_image_saturation",
+    },
+    INVARIANCE_CHART: {
+        "recipe views": "backbone/invariance/relative",
+        "hue ¼ turn": "backbone/sweep/hue@0.25/invariance/relative",
+        "grayscale": "backbone/sweep/grayscale@1/invariance/relative",
+        "crop scale 0.4": "backbone/sweep/crop_scale@0.4/invariance/relative",
+        "rotation 90°": "backbone/sweep/rotation@90/invariance/relative",
     },
     ROTATION_CHART: {
         "rotation acc": "rotation_logits/rotation_acc",
@@ -262,8 +273,9 @@ else:
             title=title, labels={"mean": "mean over seeds", "measure": ""}, color_discrete_map=colours,
         )  # fmt: skip
         fig.update_layout(height=360, legend_title_text="arm", margin={"t": 40, "b": 10})
-        if title in CHART_CHANCE:  # the level a constant guess reaches, drawn so a bar can be read against it
-            fig.add_hline(y=CHART_CHANCE[title], line_dash="dash", annotation_text="chance")
+        if title in CHART_BASELINE:  # the level a bar is read against
+            level, label = CHART_BASELINE[title]
+            fig.add_hline(y=level, line_dash="dash", annotation_text=label)
         st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 

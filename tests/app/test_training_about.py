@@ -165,6 +165,17 @@ def test_about_draws_the_study_summaries_as_interactive_charts(roots):
     )  # an arm keeps its colour across charts; arms differ
     assert not at.info  # the "make the summaries" hint only shows when they are missing
 
+    # The colour_full finding (EquiMod is not invariant to grayscale) is a chart read against "another image" = 0.
+    at.selectbox(key="about_study").set_value("colour_full").run()
+    assert findings(results, "colour_full") in " ".join(m.value for m in at.markdown)
+    charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    inv = next(c for c in charts if c.layout.title.text.startswith("Relative invariance of the backbone"))
+    assert [(s.y0, s.line.dash) for s in inv.layout.shapes] == [(0.0, "dash")]
+    equimod = next(t for t in inv.data if t.name == "equimod")
+    doc = json.loads((summary.parents[1] / "study-colour_full" / "summary.json").read_text())
+    gray = doc["metrics"]["equimod"]["backbone/sweep/grayscale@1/invariance/relative"]["mean"]
+    assert abs(values(equimod.y)[list(equimod.x).index("grayscale")] - gray) < 1e-9
+
 
 def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
     d = roots["runs"] / "u"
