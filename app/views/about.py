@@ -161,8 +161,9 @@ ROTATION_CHART = "Rotation prediction (accuracy of the rotation head; chance 0.2
 INVARIANCE_CHART = (
     "Relative invariance of the backbone (1 = a view is its image, 0 = as far as another image)"
 )
-# chart title -> (level, label) drawn as a dashed line: what a constant guess, or another image, scores
-CHART_BASELINE = {ROTATION_CHART: (0.25, "chance"), INVARIANCE_CHART: (0.0, "another image")}
+# chart title -> (level, label) drawn as a dashed line: what a constant guess, or another image, scores (the
+# invariance chart's title names its level; a label at 0 would sit on the bars)
+CHART_BASELINE = {ROTATION_CHART: (0.25, "chance"), INVARIANCE_CHART: (0.0, None)}
 # Charts read from the summaries `python -m engine study report ... --out docs/study-<name>` writes (docs/results.md).
 STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/metric"} of a study summary
     "What the backbone knows of the classes": {
@@ -275,7 +276,7 @@ else:
         fig.update_layout(height=360, legend_title_text="arm", margin={"t": 40, "b": 10})
         if title in CHART_BASELINE:  # the level a bar is read against
             level, label = CHART_BASELINE[title]
-            fig.add_hline(y=level, line_dash="dash", annotation_text=label)
+            fig.add_hline(y=level, line_dash="dash", **({"annotation_text": label} if label else {}))
         st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 
