@@ -11,75 +11,107 @@ from app import ui
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_table
 from engine.lab.studies import findings, read_summary, tidy
 
-# name -> (explanation, example caption, target page, URL/session settings for the example). Each example opens a
+# name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
 # name -> strength) and the sweep is run. The numbers quoted come from `python -m engine eval` on the shapes test
 # split with the shipped checkpoints (docs/shipped-shapes/<model>/eval.json, relative invariance as in
-# docs/measures.md); the lab shows one image, which varies around them.
-METHODS: dict[str, tuple[str, str, str, dict[str, str]]] = {
+# docs/measures.md; tests/app/test_training_about.py checks each against those files); the lab shows one image,
+# which varies around them.
+Example = tuple[str, str, dict[str, str]]
+METHODS: dict[str, tuple[str, tuple[Example, ...]]] = {
     "SimCLR": (
         "Contrastive instance discrimination: two random views of an image are pulled together and pushed away "
         "from the other images of the batch (NT-Xent). It learns **invariance** to every augmentation it uses — "
         "including colour jitter, so the hue of a shape is deliberately erased from the projector embedding.",
-        "SimCLR erases hue: a hue shift leaves its embedding where it was (relative invariance 0.989 in the "
-        "projector at a +0.25 hue shift; 0.895 for the untrained network's backbone), all along the hue sweep.",
-        "lab",
-        {
-            "model": "shapes-simclr",
-            "dataset": "shapes",
-            "space": "projector",
-            "sweep": "hue shift",
-            "hue": "0.25",
-        },
+        (
+            (
+                "SimCLR erases hue: a hue shift leaves its embedding where it was (relative invariance 0.989 in "
+                "the projector at a +0.25 hue shift; 0.895 for the untrained network's backbone), all along the "
+                "hue sweep.",
+                "lab",
+                {
+                    "model": "shapes-simclr",
+                    "dataset": "shapes",
+                    "space": "projector",
+                    "sweep": "hue shift",
+                    "hue": "0.25",
+                },
+            ),
+        ),
     ),
     "E-SSL": (
         "SimCLR plus a 4-way rotation head on the **backbone** that predicts which of 0/90/180/270° was applied "
         "to a small extra view: the backbone should stay *sensitive* to rotation (the transformation stays "
         "recoverable) while the projector stays invariant. On `shapes`, drawn at random angles, no rotation can be "
         "told apart, and the head stays at chance (0.25).",
-        "E-SSL on shapes: its rotation head at chance leaves no trace — a 90° rotation moves its backbone no more "
-        "than SimCLR's (relative invariance 0.901 vs 0.854). Rotation is not encoded by the parameter vector, so "
-        "there is no prediction arrow.",
-        "lab",
-        {
-            "model": "shapes-essl",
-            "dataset": "shapes",
-            "space": "backbone",
-            "sweep": "rotation angle",
-            "rotation": "90",
-        },
+        (
+            (
+                "E-SSL on shapes: its rotation head at chance leaves no trace — a 90° rotation moves its backbone "
+                "no more than SimCLR's (relative invariance 0.901 vs 0.854). Rotation is not encoded by the "
+                "parameter vector, so there is no prediction arrow.",
+                "lab",
+                {
+                    "model": "shapes-essl",
+                    "dataset": "shapes",
+                    "space": "backbone",
+                    "sweep": "rotation angle",
+                    "rotation": "90",
+                },
+            ),
+        ),
     ),
     "EquiMod": (
         "SimCLR plus a separate equivariant head y and a predictor u(y(x), p) that, given the augmentation "
         "parameter vector p, predicts the embedding of the augmented view: Δ̂ = u(y0, p) − y0 should match "
         "the actual displacement Δ = y(t(x)) − y0. The lab shows both arrows beside two model-free guesses.",
-        "EquiMod's equivariant head moves under a crop (relative invariance 0.202 at crop scale 0.4, vs 0.832 in "
-        "its projector). Its predicted arrow is no better than a parameters-only guess on recipe views (cos 0.861 "
-        "vs 0.862): the lab shows both, and which is closer for this image.",
-        "lab",
-        {
-            "model": "shapes-equimod",
-            "dataset": "shapes",
-            "space": "equivariant",
-            "sweep": "crop scale",
-            "crop_scale": "0.4",
-        },
+        (
+            (
+                "EquiMod's equivariant head moves under a crop (relative invariance 0.202 at crop scale 0.4, vs "
+                "0.832 in its projector). Its predicted arrow is no better than a parameters-only guess on recipe "
+                "views (cos 0.861 vs 0.862): the lab shows both, and which is closer for this image.",
+                "lab",
+                {
+                    "model": "shapes-equimod",
+                    "dataset": "shapes",
+                    "space": "equivariant",
+                    "sweep": "crop scale",
+                    "crop_scale": "0.4",
+                },
+            ),
+            (
+                "The colour EquiMod keeps is saturation, not hue: grayscale moves its backbone (relative invariance "
+                "0.584; SimCLR 0.991, untrained 0.940) while a +0.25 hue shift barely does (0.993). Over three "
+                "seeds, on shapes and with whole-circle hue jitter, the studies find the same (results §1, §9).",
+                "lab",
+                {
+                    "model": "shapes-equimod",
+                    "dataset": "shapes",
+                    "space": "backbone",
+                    "sweep": "grayscale",
+                    "grayscale": "1",
+                },
+            ),
+        ),
     ),
     "CLeVER": (
         "Splits the backbone output channel-wise into an invariant part (IR, first 80 %) trained with the usual "
         "view-agreement loss and an equivariant factor (EF, the rest) whose views are pushed apart "
         "(orthogonal), with a weight-norm balance to keep EF from collapsing. No augmentation parameters are used.",
-        "CLeVER's two parts: a crop to scale 0.4 moves the equivariant part further than another image "
-        "is (relative invariance −0.431) and the invariant part little (0.761); switch the space in the sidebar "
-        "to compare.",
-        "lab",
-        {
-            "model": "shapes-clever",
-            "dataset": "shapes",
-            "space": "equivariant_part",
-            "sweep": "crop scale",
-            "crop_scale": "0.4",
-        },
+        (
+            (
+                "CLeVER's two parts: a crop to scale 0.4 moves the equivariant part further than another image "
+                "is (relative invariance −0.431) and the invariant part little (0.761); switch the space in the "
+                "sidebar to compare.",
+                "lab",
+                {
+                    "model": "shapes-clever",
+                    "dataset": "shapes",
+                    "space": "equivariant_part",
+                    "sweep": "crop scale",
+                    "crop_scale": "0.4",
+                },
+            ),
+        ),
     ),
 }
 
@@ -222,22 +254,22 @@ with st.expander("Every measure, with its baseline", expanded=False):
     st.caption("Definitions and constructed test cases: docs/measures.md.")
 
 models = ui.discover_models()
-for name, (text, example, page, settings) in METHODS.items():
+for name, (text, examples) in METHODS.items():
     with st.container(border=True):
         st.subheader(name)
         st.markdown(text)
-        if st.button(example, key=f"example_{name}", icon=":material/play_arrow:"):
-            if settings.get("model") not in models:
-                settings = {k: v for k, v in settings.items() if k != "model"}
-                st.session_state["example_note"] = (
-                    f"{name}'s shipped checkpoint is not present; using the current model."
-                )
-            st.session_state["example"] = settings
-            st.session_state["example_pending"] = (
-                True  # the lab applies the augmentation and runs the sweep once
-            )
-            st.session_state["apply_qp"] = True  # the sidebar adopts model/space from the URL once
-            st.switch_page(f"views/{page}.py", query_params=settings)
+        for i, (caption, page, settings) in enumerate(examples):
+            key = f"example_{name}" if i == 0 else f"example_{name}_{i + 1}"
+            if st.button(caption, key=key, icon=":material/play_arrow:"):
+                if settings.get("model") not in models:
+                    settings = {k: v for k, v in settings.items() if k != "model"}
+                    st.session_state["example_note"] = (
+                        f"{name}'s shipped checkpoint is not present; using the current model."
+                    )
+                st.session_state["example"] = settings
+                st.session_state["example_pending"] = True  # the lab applies the view and runs the sweep once
+                st.session_state["apply_qp"] = True  # the sidebar adopts model/space from the URL once
+                st.switch_page(f"views/{page}.py", query_params=settings)
 
 
 st.header("What the methods learn: the studies")

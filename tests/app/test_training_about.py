@@ -79,12 +79,18 @@ def test_training_page_without_runs_says_how_to_start_one(roots):
 def test_about_example_button_switches_page_with_url_state(roots):
     at = app_on("about")
     assert at.title[0].value == "About EquiLab"
-    assert len(at.button) == 4
+    assert len(at.button) == 5  # one per method, and EquiMod's colour example
     at.button(key="example_SimCLR").click().run()
     assert not at.exception
     assert at.query_params["sweep"] == "hue shift"
     assert at.session_state["example"]["sweep"] == "hue shift"
     assert at.title[0].value == "Augmentation lab"
+    at = app_on("about")
+    at.button(key="example_EquiMod_2").click().run()
+    assert not at.exception and at.title[0].value == "Augmentation lab"
+    assert at.session_state["example"] == {
+        **at.session_state["example"], "sweep": "grayscale", "grayscale": "1", "space": "backbone"
+    }  # fmt: skip
 
 
 def test_about_defines_every_measure_with_its_baseline_and_claims_what_the_numbers_show(roots):

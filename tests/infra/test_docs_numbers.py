@@ -9,6 +9,7 @@ a summary still holding a pre-v2 measure fails :func:`test_every_study_summary_h
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -45,7 +46,7 @@ SHIPPED = DOCS / "shipped-shapes"
 SHIPPED_METRICS = re.compile(
     r"^(knn_acc|linear_acc|r2_\w+|rotation_acc|invariance/\w+|cross_view_cos|between_image_cos"
     r"|disp/(method|mean_delta|params_only|image_only|shuffled_params|gain)/(cos|r2)"
-    r"|sweep/disp/(gain/(cos|r2)|image/\w+))$"
+    r"|sweep/disp/(gain/(cos|r2)|image/\w+)|sweep/[\w.@-]+/invariance/relative)$"
 )
 
 # Numbers that are not results: settings, chance levels, ceilings computed elsewhere, the papers' figures.
@@ -240,3 +241,25 @@ def test_every_study_summary_has_the_v2_measures():
         "ef_head/cross_view_cos",
     ):
         assert STUDY_METRICS.match(new) and not PRE_V2.search(new)
+
+
+def about_methods() -> dict:
+    """The About page's METHODS literal (explanations and one-click example captions), read without running it."""
+    tree = ast.parse((ROOT / "app" / "views" / "about.py").read_text())
+    node = next(
+        n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "METHODS"
+    )
+    return ast.literal_eval(node.value)
+
+
+def test_about_examples_quote_the_shipped_models_figures():
+    """Every number an About explanation or example caption quotes is a figure of docs/shipped-shapes/*/eval.json."""
+    figs = shipped_figures()
+    methods = about_methods()
+    assert sum(len(examples) for _, examples in methods.values()) >= 5
+    for name, (text, examples) in methods.items():
+        for caption in (text, *(c for c, _, _ in examples)):
+            bad = unexplained(caption, figs)
+            assert not bad, f"{name}: " + "; ".join(bad)
+    made_up = _absent(figs)
+    assert unexplained(f"grayscale moves its backbone (relative invariance {made_up})", figs)
