@@ -15,7 +15,7 @@ from engine.lab.studies import findings, read_summary, tidy
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
 # name -> strength) and the sweep is run. The numbers quoted come from `python -m engine eval` on the shapes test
 # split with the shipped checkpoints (docs/shipped-shapes/<model>/eval.json, relative invariance as in
-# docs/measures.md; tests/app/test_training_about.py checks each against those files); the lab shows one image,
+# docs/measures.md; tests/infra/test_docs_numbers.py checks each against those files); the lab shows one image,
 # which varies around them.
 Example = tuple[str, str, dict[str, str]]
 METHODS: dict[str, tuple[str, tuple[Example, ...]]] = {
