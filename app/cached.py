@@ -24,6 +24,7 @@ from engine.lab.image import Basis2D
 from engine.lab.precompute import add_umap, missing_umap, precompute_store, umap_path
 from engine.lab.predictors import LabPredictors, ensure_predictors
 from engine.lab.runs import EVAL_FILE, factor_probes, read_eval
+from engine.lab.studies import read_summary
 from engine.store import discovery, items
 from engine.store.build import ensure_store
 from engine.store.format import StoreOptions, open_store
@@ -334,6 +335,17 @@ def neighbours(ref: StoreRef, space: str, k: int) -> np.ndarray:
 def _factor_probes(path: str, stamp: float, space: str) -> list[dict] | None:
     rows = read_eval(Path(path))
     return None if rows is None else factor_probes(rows, space)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _study_summary(path: str, stamp: float) -> dict[str, Any] | None:
+    return read_summary(Path(path))
+
+
+def study_summary(path: Path) -> dict[str, Any] | None:
+    """A ``study report`` summary.json (engine.lab.studies.read_summary), parsed once per version of the file
+    rather than on every rerun of the About page (the summaries run to a few MB each)."""
+    return _study_summary(str(path), ui._stamp(Path(path)))
 
 
 def probes(ref: StoreRef, space: str) -> list[dict] | None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from app import ui
+from app import cached, ui
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_table
-from engine.lab.studies import findings, read_summary, tidy
+from engine.lab.studies import findings, tidy
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -285,7 +285,7 @@ else:
     pick = st.selectbox(
         "Study", names, index=names.index("shapes") if "shapes" in names else 0, key="about_study"
     )
-    summary = read_summary(studies[pick])
+    summary = cached.study_summary(studies[pick])
     found = findings(read_results(), pick)
     if found:
         with st.container(border=True):
@@ -320,8 +320,8 @@ st.markdown(
     "Carlo; **chance** is one over the number of labels. The authors' three principles:"
 )
 st.markdown("\n".join(f"- **{name}**: {text}" for name, text in PRINCIPLES))
-transforms = read_summary(DOCS / "study-transforms" / "summary.json")
-inv_vs_eq = read_summary(DOCS / "study-invariance_vs_equivariance" / "summary.json")
+transforms = cached.study_summary(DOCS / "study-transforms" / "summary.json")
+inv_vs_eq = cached.study_summary(DOCS / "study-invariance_vs_equivariance" / "summary.json")
 table = st.cache_data(task_table, show_spinner=False)(transforms, inv_vs_eq)  # the ceilings take ~0.3 s
 table = table[
     [c for c in table.columns if not (table[c].astype(str) == "—").all()]
@@ -350,7 +350,7 @@ def study_table(frame, title: str, caption: str, summary: dict | None = None) ->
             )
 
 
-explaining = read_summary(DOCS / "study-explaining_away" / "summary.json")
+explaining = cached.study_summary(DOCS / "study-explaining_away" / "summary.json")
 study_table(
     explaining_away(explaining),
     "Explaining away: does class information help predict rotation?",
@@ -362,7 +362,7 @@ study_table(
     explaining,
 )
 study_table(
-    backbones(read_summary(DOCS / "study-rotation_backbones" / "summary.json")),
+    backbones(cached.study_summary(DOCS / "study-rotation_backbones" / "summary.json")),
     "Model equivariance: does a rotation-equivariant backbone predict rotation better?",
     "Rotation prediction alone on shapes_upright with the plain ResNet-18 and with C4- and D4-equivariant "
     "ResNet-18s (group convolutions; regular pooling keeps the orientation readable), same settings "
