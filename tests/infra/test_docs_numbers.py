@@ -42,7 +42,8 @@ STUDY_METRICS = re.compile(
 # How the measures were named before v2 (uncentred invariance, displacement without baselines).
 PRE_V2 = re.compile(r"/(disp_\w+|shuffled_disp_\w+)$|/sweep/[^/]+/(cos|invariance)$")
 SHIPPED = DOCS / "shipped-shapes"
-# The v2 measures the docs cite (docs/measures.md); per-strength sweep rows, retrieval and robustness are not cited.
+# The v2 measures the docs cite (docs/measures.md): per-strength sweep rows for invariance only; retrieval and
+# robustness are not cited.
 SHIPPED_METRICS = re.compile(
     r"^(knn_acc|linear_acc|r2_\w+|rotation_acc|invariance/\w+|cross_view_cos|between_image_cos"
     r"|disp/(method|mean_delta|params_only|image_only|shuffled_params|gain)/(cos|r2)"
