@@ -63,6 +63,10 @@ ROTATION = {  # column -> "space/metric" of a rotation-predicting arm
     "chance": "rotation_logits/rotation_chance",
     "ceiling": "rotation_logits/rotation_ceiling",
 }
+TASK_PROPERTIES = {
+    "chance",
+    "ceiling",
+}  # columns fixed by the task, the same for every seed: shown without a spread
 
 
 def arm_rows(
@@ -73,7 +77,10 @@ def arm_rows(
     rows = [
         {
             first: name,
-            **{label: fmt(stat(summary, arm, key)) for label, key in columns.items()},
+            **{
+                label: fmt(stat(summary, arm, key), spread=label not in TASK_PROPERTIES)
+                for label, key in columns.items()
+            },
             "seeds": measured[2],
         }
         for arm, name in arms.items()

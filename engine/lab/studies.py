@@ -34,12 +34,13 @@ def stat(summary: dict[str, Any] | None, arm: str, key: str) -> Stat | None:
     return float(s["mean"]), float(s.get("std", 0.0)), int(s.get("n", 0))
 
 
-def fmt(s: Stat | None) -> str:
-    """ "0.532 ± 0.010" (several seeds), "0.532" (one), "—" (not measured)."""
+def fmt(s: Stat | None, spread: bool = True) -> str:
+    """ "0.532 ± 0.010" (several seeds), "0.532" (one, or ``spread=False`` for a property of the task such as its
+    chance level, the same for every seed), "—" (not measured)."""
     if s is None:
         return "—"
     mean, std, n = s
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if n > 1 else "")
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if spread and n > 1 else "")
 
 
 def tidy(summary: dict[str, Any] | None, measures: dict[str, str]) -> pd.DataFrame:

@@ -73,6 +73,16 @@ def test_backbone_rows_follow_the_study_and_skip_unmeasured_arms():
         "C4-equivariant ResNet-18",
     ]  # plain first, whatever the file
     assert list(rows["rotation acc"]) == ["—", "0.550 ± 0.020"] and list(rows["seeds"]) == [1, 3]
+
+
+def test_chance_and_ceiling_are_task_properties_shown_without_a_spread():
+    doc = _summary(
+        {"rotation-none": {"rotation_logits/rotation_acc": {"mean": 0.356, "std": 0.089, "n": 3},
+                           "rotation_logits/rotation_chance": {"mean": 0.25, "std": 0.0, "n": 3},
+                           "rotation_logits/rotation_ceiling": {"mean": 0.632, "std": 0.0, "n": 3}}}
+    )  # fmt: skip
+    row = explaining_away(doc).iloc[0]
+    assert (row["rotation acc"], row["chance"], row["ceiling"]) == ("0.356 ± 0.089", "0.250", "0.632")
     assert backbones(None).empty
 
 
