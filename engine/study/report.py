@@ -120,12 +120,9 @@ def _values(doc: dict[str, Any]) -> dict[tuple[str, str], float]:
     return vals
 
 
-def arm_order(docs: list[dict[str, Any]], study_dir: Path | None = None) -> list[str]:
-    """Arms in the study's declared order (study.json), else first-seen order."""
-    declared = []
-    if study_dir is not None and (Path(study_dir) / "study.json").is_file():
-        declared = json.loads((Path(study_dir) / "study.json").read_text()).get("arms", [])
-    seen = list(dict.fromkeys(d["arm"] for d in docs))
+def arm_order(declared: list[str], seen: list[str]) -> list[str]:
+    """The ``seen`` arms in the study's declared order (study.json), then the undeclared ones as first seen."""
+    seen = list(dict.fromkeys(seen))
     return [a for a in declared if a in seen] + [a for a in seen if a not in declared]
 
 
@@ -143,6 +140,51 @@ def aggregate(docs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], Sta
             std = float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
             out[arm][k] = Stat(float(xs.mean()) if len(xs) else math.nan, std, len(xs))
     return out
+
+
+def summary_stats(summary: dict[str, Any]) -> dict[str, dict[tuple[str, str], Stat]]:
+    """arm -> (space, metric) -> Stat read back from a ``summary.json`` of :func:`write_report` (its inverse)."""
+    out = {}
+    for arm, metrics in summary.get("metrics", {}).items():
+        stats = {
+            tuple(key.split("/", 1)): Stat(float(v["mean"]), float(v["std"]), int(v["n"]))
+            for key, v in metrics.items()
+        }
+        disp = disp_space(stats)
+        stats.update({("disp", m): s for (sp, m), s in list(stats.items()) if sp == disp})
+        out[arm] = stats
+    return out
+
+
+# The study.json fields a summary records and a merge checks.
+PROVENANCE = ("study", "dataset", "settings", "extra")
+
+
+def carry_over(
+    path: Path, here: set[str], seeds: list[int], record: dict[str, Any]
+) -> tuple[dict[str, dict[tuple[str, str], Stat]], list[dict[str, Any]]]:
+    """The arms of an earlier report's ``summary.json`` at ``path`` that are not ``here`` (arms with results or
+    failure records in this study directory), and their failure records. ConfigError when the summary cannot be
+    read, was run on other seeds or (where it records them) another study, dataset or settings: a table that
+    mixed them would compare unlike runs."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--merge {path}: not a readable summary.json ({e})") from None
+    if not isinstance(old, dict) or not isinstance(old.get("metrics"), dict):
+        raise ConfigError(f"--merge {path}: not a summary.json written by `study report` (no metrics)")
+    if sorted(old.get("seeds", [])) != seeds:
+        raise ConfigError(
+            f"--merge {path}: its seeds {old.get('seeds')} differ from this study's {seeds}; "
+            "run the same seeds so every row is a mean over the same seeds"
+        )
+    for key in PROVENANCE:
+        if key in old and key in record and old[key] != record[key]:
+            raise ConfigError(
+                f"--merge {path}: its {key} {old[key]!r} differs from this study's {record[key]!r}"
+            )
+    carried = {a: s for a, s in summary_stats(old).items() if a not in here}
+    return carried, [f for f in old.get("failed", []) if isinstance(f, dict) and f.get("arm") not in here]
 
 
 FAILED = "failed.json"  # written by study run beside an arm's last good checkpoint when its training diverged
@@ -417,16 +459,26 @@ def _save(fig, path: Path) -> Path:
         plt.close(fig)
 
 
-def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[Path]:
-    """Tables (``tables.md``), the aggregate (``summary.json``) and three PNG plots of one study into ``out``."""
+def write_report(
+    study_dir: Path, out: Path, title: str | None = None, merge: Path | None = None
+) -> list[Path]:
+    """Tables (``tables.md``), the aggregate (``summary.json``) and three PNG plots of one study into ``out``;
+    ``merge``: an earlier report's summary.json whose arms this study directory has no results for are kept."""
 
     docs = load_results(study_dir)
-    arms = arm_order(docs, study_dir)
     agg = aggregate(docs)
     declared = Path(study_dir) / "study.json"
-    name = json.loads(declared.read_text()).get("study") if declared.is_file() else None
+    record = json.loads(declared.read_text()) if declared.is_file() else {}
+    name = record.get("study")
     title = title or f"study {name or docs[0].get('study', Path(study_dir).name)}"
     seeds = sorted({d["seed"] for d in docs})
+    failed = failed_arms(study_dir)
+    carried: dict[str, dict[tuple[str, str], Stat]] = {}
+    if merge is not None:
+        here = {*agg, *(f["arm"] for f in failed)}
+        carried, old_failed = carry_over(merge, here, seeds, record)
+        agg, failed = {**agg, **carried}, failed + old_failed
+    arms = arm_order(record.get("arms", []), [d["arm"] for d in docs] + list(carried))
     md = [
         f"### {title}: summary (mean ± std over seeds {seeds})",
         summary_table(agg, arms),
@@ -449,7 +501,8 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
          "features)", robustness_table(agg, arms)),
     )  # fmt: skip
     md += [item for head, table in extra if table for item in (f"### {head}", table)]
-    failed = failed_arms(study_dir)
+    if carried:
+        md += [f"### carried over from {merge} (not re-run here; same seeds {seeds}): " + ", ".join(carried)]
     if failed:
         md += [
             "### not evaluated: training diverged",
@@ -462,7 +515,12 @@ def write_report(study_dir: Path, out: Path, title: str | None = None) -> list[P
     paths = [
         atomic_write_text(Path(out) / "tables.md", "\n\n".join(md) + "\n"),
         atomic_write_json(
-            Path(out) / "summary.json", {"arms": arms, "seeds": seeds, "metrics": summary, "failed": failed}
+            Path(out) / "summary.json",
+            {
+                "arms": arms, "seeds": seeds, "metrics": summary, "failed": failed,
+                **{k: record[k] for k in PROVENANCE if k in record},
+                **({"carried": {"from": str(merge), "arms": list(carried)}} if carried else {}),
+            },
         ),
         plot_probes(agg, arms, Path(out) / "factor_probes.png", title),
         plot_sweeps(
@@ -488,12 +546,17 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_dir", type=Path, help="directory written by `study run`")
     p.add_argument("--out", type=Path, default=None, help="where to write (default: <study_dir>/report)")
     p.add_argument("--title", default=None, help="figure and table title (default: the study name)")
+    p.add_argument(
+        "--merge", type=Path, default=None, metavar="SUMMARY_JSON",
+        help="an earlier report's summary.json of the same study and seeds: its arms that study_dir has no "
+        "results for are kept (e.g. after `study run ... --arms X` added one arm); the tables name them",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     out = args.out or args.study_dir / "report"
-    for path in write_report(args.study_dir, out, args.title):
+    for path in write_report(args.study_dir, out, args.title, args.merge):
         print(f"wrote {path}")
     print((out / "tables.md").read_text())
     return 0

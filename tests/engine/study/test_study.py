@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from engine.study.report import (
     failed_arms,
     family_table,
     load_results,
+    summary_stats,
     summary_table,
     write_report,
 )
@@ -153,6 +155,62 @@ def test_report_files(tiny_study, tmp_path):
     assert "| essl | 2 | rotation |" in md and "| none | 2 | — |" in md  # the pretext table: a head or a dash
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and summary["arms"] == ["essl", "none"]
+
+
+def test_summary_stats_reads_back_what_the_report_aggregated(tiny_study, tmp_path):
+    out, _ = tiny_study
+    write_report(out, tmp_path / "report")
+    back = summary_stats(json.loads((tmp_path / "report" / "summary.json").read_text()))
+    agg = aggregate(load_results(out))
+    assert set(back) == set(agg) == {"essl", "none"}
+    for arm, stats in agg.items():
+        for key, st in stats.items():
+            got = back[arm][key]  # the scored-space "disp" rows too: recomputed from the spaces read back
+            assert got.n == st.n and (got.mean == st.mean or (math.isnan(got.mean) and math.isnan(st.mean)))
+            assert got.std == st.std
+
+
+def test_a_report_merges_an_earlier_summary_for_the_arms_it_did_not_rerun(tiny_study, tmp_path):
+    out, _ = tiny_study
+    write_report(out, tmp_path / "full")
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert full["study"] == "shapes" and full["dataset"] == "shapes" and full["extra"]["optim.epochs"] == 1
+    part = tmp_path / "part"  # the study dir after a run of one arm (`study run ... --arms essl`)
+    shutil.copytree(out, part, ignore=shutil.ignore_patterns("none-s*"))
+    write_report(part, tmp_path / "merged", merge=tmp_path / "full" / "summary.json")
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert merged["arms"] == ["essl", "none"] and merged["seeds"] == [0, 1]  # the declared order, both arms
+    assert merged["carried"] == {"from": str(tmp_path / "full" / "summary.json"), "arms": ["none"]}
+    none = lambda s: json.dumps(s["metrics"]["none"], sort_keys=True)  # noqa: E731
+    assert none(merged) == none(full)  # carried as written, to the last digit
+    md = (tmp_path / "merged" / "tables.md").read_text()
+    assert "| none | 2 |" in md and "not re-run here; same seeds [0, 1]): none" in md
+    # an arm re-run here is taken from here, not from the summary
+    write_report(out, tmp_path / "again", merge=tmp_path / "merged" / "summary.json")
+    assert "carried" not in json.loads((tmp_path / "again" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (lambda s: {**s, "seeds": [0, 1, 2]}, "seeds [0, 1, 2] differ"),
+        (lambda s: {**s, "study": "colour"}, "its study 'colour' differs"),
+        (lambda s: {**s, "extra": {**s["extra"], "optim.epochs": 20}}, "its extra"),
+        (lambda s: {"arms": []}, "no metrics"),
+        (None, "not a readable summary.json"),
+    ],
+)
+def test_merge_refuses_a_summary_of_other_seeds_settings_or_no_summary(tiny_study, tmp_path, edit, why):
+    out, _ = tiny_study
+    write_report(out, tmp_path / "full")
+    path = tmp_path / "full" / "summary.json"
+    if edit is None:
+        path.write_text("{ not json")
+    else:
+        path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(ConfigError, match=re.escape(f"--merge {path}: ") + ".*" + re.escape(why)):
+        write_report(out, tmp_path / "merged", merge=path)
+    assert not (tmp_path / "merged").exists()  # nothing written
 
 
 def test_tables_format_mean_and_std():
