@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -16,6 +18,20 @@ def _fixture_module():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _plotly_array(v) -> np.ndarray:
+    """A Plotly JSON array as numbers: a list, or plotly 6's typed array {"dtype", "bdata" (base64)}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    arr = np.asarray(v)
+    return np.asarray(v, dtype=np.float64) if arr.dtype == object else arr  # JSON null (a gap) -> NaN
+
+
+@pytest.fixture(scope="session")
+def plotly_array():
+    """The decoder of a chart's data arrays (:func:`_plotly_array`), for tests that read a figure's JSON."""
+    return _plotly_array
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ coordinates the store builder would."""
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import threading
@@ -55,7 +54,7 @@ def test_add_umap_writes_the_builders_coordinates(own_roots):
     open_store(path)  # the manifest still verifies in full
 
 
-def drawn_x(at, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def drawn_x(at, plotly_array, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(ids, x) of the points of chart ``i`` (the traces with ids in customdata)."""
     ids, xs = [], []
     for t in json.loads(at.get("plotly_chart")[i].proto.spec)["data"]:
@@ -65,14 +64,7 @@ def drawn_x(at, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids).astype(np.int64), np.concatenate(xs)
 
 
-def plotly_array(v) -> np.ndarray:
-    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
-
-
-def test_compare_maps_show_pca_with_progress_then_switch_to_umap(own_roots, page_runner):
+def test_compare_maps_show_pca_with_progress_then_switch_to_umap(plotly_array, own_roots, page_runner):
     from app import cached
 
     stores = sorted(Path(own_roots["EQUILAB_STORES"]).glob("*/manifest.json"))
@@ -90,7 +82,7 @@ def test_compare_maps_show_pca_with_progress_then_switch_to_umap(own_roots, page
         label_a = at.sidebar.selectbox(key="sb_model").value
         path_a = next(p for p in jobs if p.name.startswith(f"{label_a}-"))
         space = at.sidebar.selectbox(key="sb_space").value
-        ids, x = drawn_x(at, 0)
+        ids, x = drawn_x(at, plotly_array, 0)
         np.testing.assert_allclose(x, open_store(path_a).coords(space, "pca2")[ids, 0], rtol=1e-6)
         gate.set()
         for path, job in jobs.items():
@@ -100,7 +92,7 @@ def test_compare_maps_show_pca_with_progress_then_switch_to_umap(own_roots, page
         at.run()
         assert not at.exception
         assert not any("UMAP is being computed" in p.proto.text for p in at.get("progress"))
-        ids, x = drawn_x(at, 0)
+        ids, x = drawn_x(at, plotly_array, 0)
         np.testing.assert_allclose(x, open_store(path_a).coords(space, "umap")[ids, 0], rtol=1e-6)
     finally:
         gate.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from pathlib import Path
@@ -20,13 +19,6 @@ from engine.lab.image import SliderValues, lab_views, random_values
 from engine.methods import build_method
 from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
 from engine.train.checkpoint import load_model, save_checkpoint
-
-
-def array(v) -> np.ndarray:
-    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v, dtype=np.float64)
 
 
 def metrics(at) -> dict[str, list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
@@ -12,13 +11,7 @@ def _trace(at) -> dict:
     return json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
 
 
-def _array(v) -> np.ndarray:
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v, dtype=np.float64)
-
-
-def test_map_colours_items_by_the_gain_over_the_strongest_baseline(open_app):
+def test_map_colours_items_by_the_gain_over_the_strongest_baseline(plotly_array, open_app):
     at = open_app("map")
     at.selectbox(key="map_colour").set_value("gain over the strongest baseline").run()
     at.selectbox(key="map_family").set_value("hue").run()
@@ -29,12 +22,12 @@ def test_map_colours_items_by_the_gain_over_the_strongest_baseline(open_app):
     assert (
         title.startswith("gain in cos(Δ, Δ̂)") and "over" in title
     )  # a titled colour bar naming the baseline
-    gain = _array(trace["marker"]["color"])
+    gain = plotly_array(trace["marker"]["color"])
     assert np.isfinite(gain).any() and np.nanmax(np.abs(gain)) <= 2.0
     assert any("strongest model-free guess" in c.value for c in at.caption)
 
 
-def test_rotation_opens_on_a_non_identity_strength_and_says_it_is_not_encoded(open_app):
+def test_rotation_opens_on_a_non_identity_strength_and_says_it_is_not_encoded(plotly_array, open_app):
     at = open_app("map")
     at.selectbox(key="map_colour").set_value("gain over the strongest baseline").run()
     at.selectbox(key="map_family").set_value("rotation").run()
@@ -43,5 +36,5 @@ def test_rotation_opens_on_a_non_identity_strength_and_says_it_is_not_encoded(op
     assert any("not encoded" in i.value for i in at.info)
     at.selectbox(key="map_colour").set_value("relative invariance").run()
     assert not at.exception
-    inv = _array(_trace(at)["marker"]["color"])
+    inv = plotly_array(_trace(at)["marker"]["color"])
     assert np.isfinite(inv).all() and (inv <= 1.0 + 1e-9).all()

@@ -70,22 +70,14 @@ def _bars(at, key: str) -> list[dict]:
     return [t for t in json.loads(chart.proto.spec)["data"] if t.get("type") == "bar"]
 
 
-def _array(v) -> np.ndarray:
-    if isinstance(v, dict):  # Plotly's typed array
-        import base64
-
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
-    return np.asarray(v, dtype=float)
-
-
-def test_lab_shows_the_rotation_heads_probabilities_and_the_views_label(env, page_runner):
+def test_lab_shows_the_rotation_heads_probabilities_and_the_views_label(plotly_array, env, page_runner):
     at = page_runner("lab", model="shapes-essl", idx="3")
     assert any("Pretext head" in s.value for s in at.subheader)
     at.slider(key="lab_rotation").set_value(100.0).run()
     assert not at.exception, [e.message for e in at.exception]
     (bar,) = _bars(at, "lab_pretext_0")
     assert list(bar["x"]) == ["0°", "90°", "180°", "270°"]
-    assert _array(bar["y"]).sum() == pytest.approx(1.0, abs=1e-6)
+    assert plotly_array(bar["y"]).sum() == pytest.approx(1.0, abs=1e-6)
     text = " ".join(c.value for c in at.caption)
     assert "the view is **90°**, rounded from 100°" in text
     assert ": right" in text or ": wrong" in text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import shutil
@@ -26,14 +25,7 @@ def store_emb(env: dict[str, str], label: str, space: str = "backbone") -> np.nd
     return np.asarray(open_store(Path(env["EQUILAB_STORES"]) / f"{label}-shapes-test").embeddings(space))
 
 
-def array(v) -> np.ndarray:
-    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v)
-
-
-def test_map_draws_every_item_once_with_ids_in_customdata(open_app, app_env):
+def test_map_draws_every_item_once_with_ids_in_customdata(plotly_array, open_app, app_env):
     at = open_app("map")
     assert any("Showing 160 of 160" in c.value for c in at.caption)
     fig = spec(at)
@@ -41,12 +33,12 @@ def test_map_draws_every_item_once_with_ids_in_customdata(open_app, app_env):
     model = at.sidebar.selectbox(key="sb_model").value
     store = open_store(Path(app_env["EQUILAB_STORES"]) / f"{model}-shapes-test")
     assert [t["name"] for t in fig["data"]] == list(store.classes)  # one trace per class, coloured by label
-    ids = np.concatenate([array(t["customdata"]) for t in fig["data"]])
+    ids = np.concatenate([plotly_array(t["customdata"]) for t in fig["data"]])
     assert sorted(ids.tolist()) == list(range(N))  # global row ids, each once
     for t in fig["data"]:  # the x of each point is that id's coordinate
         xy = store.coords("backbone", "pca2")
-        assert np.allclose(array(t["x"]), xy[array(t["customdata"]), 0], atol=1e-5)
-        assert (store.labels[array(t["customdata"])] == store.classes.index(t["name"])).all()
+        assert np.allclose(plotly_array(t["x"]), xy[plotly_array(t["customdata"]), 0], atol=1e-5)
+        assert (store.labels[plotly_array(t["customdata"])] == store.classes.index(t["name"])).all()
     at.selectbox(key="map_colour").set_value("kNN-correctness").run()
     assert not at.exception
     assert len(spec(at)["data"]) == 1 and spec(at)["data"][0]["marker"]["showscale"]
@@ -144,7 +136,7 @@ def copy_roots(
     return roots
 
 
-def test_compare_charts_the_factor_probes_of_both_models(store_roots, tmp_path, monkeypatch):
+def test_compare_charts_the_factor_probes_of_both_models(plotly_array, store_roots, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     roots = copy_roots(store_roots, tmp_path, monkeypatch)
@@ -162,7 +154,7 @@ def test_compare_charts_the_factor_probes_of_both_models(store_roots, tmp_path, 
     at.run()
     at.switch_page("views/compare.py").run()
     assert not at.exception
-    bars = {t["name"]: dict(zip(t["x"], array(t["y"]).tolist())) for t in spec(at, 2)["data"]}
+    bars = {t["name"]: dict(zip(t["x"], plotly_array(t["y"]).tolist())) for t in spec(at, 2)["data"]}
     assert bars == {
         "shapes-none-b": {"hue": 0.75, "scale": 0.125},
         "shapes-none": {"hue": 0.25, "scale": 0.5},
@@ -213,7 +205,7 @@ def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_pat
     assert "python -m engine train" in at.code[0].value
 
 
-def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app_env):
+def test_map_colours_by_the_displacement_of_an_augmentation_family(plotly_array, open_app, app_env):
     from engine.data import load_dataset
     from engine.lab.image import family_displacements
     from engine.train.checkpoint import load_model
@@ -228,8 +220,8 @@ def test_map_colours_by_the_displacement_of_an_augmentation_family(open_app, app
     model, _ = load_model(Path(app_env["EQUILAB_CHECKPOINTS"]) / f"{model_label}.safetensors")
     images = np.array(load_dataset("shapes", "test", size=N).images)
     norm, _ = family_displacements(model, images, "hue", 0.25, "backbone")
-    ids = array(trace["customdata"])
-    assert np.allclose(array(trace["marker"]["color"]), norm[ids], atol=1e-5)
+    ids = plotly_array(trace["customdata"])
+    assert np.allclose(plotly_array(trace["marker"]["color"]), norm[ids], atol=1e-5)
 
 
 def record_dataset(checkpoints: Path, label: str, dataset: str) -> None:
@@ -331,7 +323,7 @@ def test_map_colours_classes_from_the_shared_palette_and_hue_cyclically(open_app
     assert CYCLIC_SCALE == "Twilight"
 
 
-def test_compare_selection_in_one_map_dims_the_other_without_hiding_it(open_app):
+def test_compare_selection_in_one_map_dims_the_other_without_hiding_it(plotly_array, open_app):
     from app.ui import class_colour
 
     at = open_app("compare")
@@ -344,10 +336,10 @@ def test_compare_selection_in_one_map_dims_the_other_without_hiding_it(open_app)
     assert not at.exception
     a = spec(at, 0)
     *classes, top = a["data"]
-    assert top["name"] == "selected in the other map" and len(array(top["x"])) == 3
+    assert top["name"] == "selected in the other map" and len(plotly_array(top["x"])) == 3
     assert "customdata" not in top  # the highlight is not a selectable set of ids
     assert all(t["marker"]["opacity"] == 0.2 for t in classes)  # dimmed, still drawn
-    assert sum(len(array(t["customdata"])) for t in classes) == N
+    assert sum(len(plotly_array(t["customdata"])) for t in classes) == N
     assert all("opacity" not in t["marker"] or t["marker"]["opacity"] == 1 for t in spec(at, 1)["data"])
 
 
@@ -362,14 +354,14 @@ def test_compare_changed_most_table_is_ranked_with_ties_ordered(open_app, app_en
     assert np.allclose(t["overlap@50"], [float(f"{v:.3g}") for v in wide[t["id"]]])
 
 
-def test_compare_computes_factor_probes_from_the_page(open_app, app_env):
+def test_compare_computes_factor_probes_from_the_page(plotly_array, open_app, app_env):
     from engine.lab.compare import probe_factors
 
     at = open_app("compare")
     assert len(at.get("plotly_chart")) == 2  # no eval.json beside the fixture stores: no probe chart yet
     at.button(key="cmp_probe_go").click().run()
     assert not at.exception
-    bars = {t["name"]: dict(zip(t["x"], array(t["y"]).tolist())) for t in spec(at, 2)["data"]}
+    bars = {t["name"]: dict(zip(t["x"], plotly_array(t["y"]).tolist())) for t in spec(at, 2)["data"]}
     a = at.sidebar.selectbox(key="sb_model").value
     store = open_store(Path(app_env["EQUILAB_STORES"]) / f"{a}-shapes-test")
     want = probe_factors(np.asarray(store.embeddings("backbone")), store.meta)

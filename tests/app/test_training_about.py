@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
-import numpy as np
 import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -132,14 +130,7 @@ def test_live_refresh_defaults_on_only_for_a_run_being_written(roots):
     assert at.toggle(key="train_live").value is True
 
 
-def values(v) -> np.ndarray:
-    """A plotly data array as numbers: plain lists, or plotly 6's typed arrays ({"dtype", "bdata": base64})."""
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v, dtype=float)
-
-
-def test_about_draws_the_study_summaries_as_interactive_charts(roots):
+def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roots):
     summary = Path(MAIN).parents[1] / "docs" / "study-shapes" / "summary.json"
     assert summary.is_file()  # committed with docs/results.md
     at = app_on("about")
@@ -159,7 +150,8 @@ def test_about_draws_the_study_summaries_as_interactive_charts(roots):
     knn = next(t for t in bars[0].data if t.name == "simclr")
     doc = json.loads(summary.read_text())["metrics"]["simclr"]["backbone/knn_acc"]
     assert (
-        abs(values(knn.y)[0] - doc["mean"]) < 1e-9 and abs(values(knn.error_y.array)[0] - doc["std"]) < 1e-9
+        abs(plotly_array(knn.y)[0] - doc["mean"]) < 1e-9
+        and abs(plotly_array(knn.error_y.array)[0] - doc["std"]) < 1e-9
     )
     rotation = next(c for c in charts if c.layout.title.text.startswith("Rotation prediction"))
     essl = {t.name: t.marker.color for c in (bars[0], rotation) for t in c.data if t.name == "essl"}
@@ -179,7 +171,7 @@ def test_about_draws_the_study_summaries_as_interactive_charts(roots):
     equimod = next(t for t in inv.data if t.name == "equimod")
     doc = json.loads((summary.parents[1] / "study-colour_full" / "summary.json").read_text())
     gray = doc["metrics"]["equimod"]["backbone/sweep/grayscale@1/invariance/relative"]["mean"]
-    assert abs(values(equimod.y)[list(equimod.x).index("grayscale")] - gray) < 1e-9
+    assert abs(plotly_array(equimod.y)[list(equimod.x).index("grayscale")] - gray) < 1e-9
 
 
 def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
