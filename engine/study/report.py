@@ -501,8 +501,10 @@ def write_report(
          "features)", robustness_table(agg, arms)),
     )  # fmt: skip
     md += [item for head, table in extra if table for item in (f"### {head}", table)]
-    if carried:
-        md += [f"### carried over from {merge} (not re-run here; same seeds {seeds}): " + ", ".join(carried)]
+    kept = [a for a in arms if a in carried]
+    if kept:
+        md += [f"### carried over from an earlier report, {merge} (not re-run here; same seeds {seeds}): "
+               + ", ".join(kept)]  # fmt: skip
     if failed:
         md += [
             "### not evaluated: training diverged",
@@ -519,7 +521,7 @@ def write_report(
             {
                 "arms": arms, "seeds": seeds, "metrics": summary, "failed": failed,
                 **{k: record[k] for k in PROVENANCE if k in record},
-                **({"carried": {"from": str(merge), "arms": list(carried)}} if carried else {}),
+                **({"carried": {"from": str(merge), "arms": kept}} if kept else {}),
             },
         ),
         plot_probes(agg, arms, Path(out) / "factor_probes.png", title),

@@ -184,7 +184,11 @@ def test_a_report_merges_an_earlier_summary_for_the_arms_it_did_not_rerun(tiny_s
     none = lambda s: json.dumps(s["metrics"]["none"], sort_keys=True)  # noqa: E731
     assert none(merged) == none(full)  # carried as written, to the last digit
     md = (tmp_path / "merged" / "tables.md").read_text()
-    assert "| none | 2 |" in md and "not re-run here; same seeds [0, 1]): none" in md
+    assert (
+        "| none | 2 |" in md
+        and "carried over from an earlier report, " in md
+        and "same seeds [0, 1]): none" in md
+    )
     # an arm re-run here is taken from here, not from the summary
     write_report(out, tmp_path / "again", merge=tmp_path / "merged" / "summary.json")
     assert "carried" not in json.loads((tmp_path / "again" / "summary.json").read_text())
