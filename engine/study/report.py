@@ -183,7 +183,10 @@ def carry_over(
             raise ConfigError(
                 f"--merge {path}: its {key} {old[key]!r} differs from this study's {record[key]!r}"
             )
-    carried = {a: s for a, s in summary_stats(old).items() if a not in here}
+    try:
+        carried = {a: s for a, s in summary_stats(old).items() if a not in here}
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"--merge {path}: a metric is not a mean/std/n record ({e!r})") from None
     return carried, [f for f in old.get("failed", []) if isinstance(f, dict) and f.get("arm") not in here]
 
 

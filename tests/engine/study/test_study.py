@@ -201,6 +201,7 @@ def test_a_report_merges_an_earlier_summary_for_the_arms_it_did_not_rerun(tiny_s
         (lambda s: {**s, "study": "colour"}, "its study 'colour' differs"),
         (lambda s: {**s, "extra": {**s["extra"], "optim.epochs": 20}}, "its extra"),
         (lambda s: {"arms": []}, "no metrics"),
+        (lambda s: {**s, "metrics": {"x": {"backbone/knn_acc": {"mean": 0.5}}}}, "not a mean/std/n record"),
         (None, "not a readable summary.json"),
     ],
 )
