@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import cached, ui
+from engine.eval.robustness import PERTURBATION_LABELS
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_table
 from engine.lab.studies import findings, tidy
 
@@ -222,8 +223,7 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "online linear (class)": "online_linear/acc",
     },
     "Robustness: linear-probe accuracy under test-time perturbations (probe fitted on clean features)": {
-        c: f"backbone/robust_acc/{c}"
-        for c in ("clean", "jitter", "rot90", "rot180", "jitter+rot90", "jitter+rot180")
+        label: f"backbone/robust_acc/{c}" for c, label in PERTURBATION_LABELS.items()
     },
 }
 STUDY_INTRO = (

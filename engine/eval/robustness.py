@@ -37,6 +37,15 @@ PERTURBATIONS: dict[str, Recipe | None] = {
     "jitter+rot90": Recipe(gray_p=0.0, flip_p=0.0, rotations=_ROT90, **_JITTER),
     "jitter+rot180": Recipe(gray_p=0.0, flip_p=0.0, rotations=_ROT180, **_JITTER),
 }
+# name -> what a chart or table calls it (the rotation is an angle drawn within the range, not a fixed turn)
+PERTURBATION_LABELS = {
+    "clean": "clean",
+    "jitter": "colour jitter",
+    "rot90": "rotation ±90°",
+    "rot180": "rotation ±180°",
+    "jitter+rot90": "jitter + rotation ±90°",
+    "jitter+rot180": "jitter + rotation ±180°",
+}
 BATCH = 256
 
 

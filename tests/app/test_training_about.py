@@ -9,6 +9,7 @@ import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.eval.robustness import PERTURBATION_LABELS
 from engine.lab.studies import findings
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -161,6 +162,8 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
         colour_of
     )  # an arm keeps its colour across charts; arms differ
     assert not at.info  # the "make the summaries" hint only shows when they are missing
+    robust = next(c for c in charts if c.layout.title.text.startswith("Robustness"))
+    assert list(robust.data[0].x) == list(PERTURBATION_LABELS.values())  # "rotation ±90°", not "rot90"
 
     # The colour_full finding (EquiMod is not invariant to grayscale) is a chart read against "another image" = 0.
     at.selectbox(key="about_study").set_value("colour_full").run()

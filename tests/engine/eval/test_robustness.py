@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.eval.robustness import PERTURBATIONS, embed_perturbed, robustness_rows
+from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS, embed_perturbed, robustness_rows
 
 N, S = 120, 32
 
@@ -67,3 +67,10 @@ def test_results_are_seeded():
     c = embed_perturbed(model, imgs, "jitter+rot90", 8)["backbone"]
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert "rotation_logits" not in embed_perturbed(model, imgs, "clean", 0)  # logits are not a space
+
+
+def test_every_perturbation_has_a_label_that_names_its_range():
+    assert list(PERTURBATION_LABELS) == list(PERTURBATIONS)
+    for name, recipe in PERTURBATIONS.items():
+        if recipe is not None and len(recipe.rotations) > 1:  # an angle drawn within ±max, said as such
+            assert f"±{max(recipe.rotations):.0f}°" in PERTURBATION_LABELS[name], name
