@@ -19,6 +19,7 @@ import streamlit as st
 from app import ui
 from engine.core.errors import EquiLabError, StoreError
 from engine.eval.displacement import load_predictor, store_reference
+from engine.lab import pretext_choice
 from engine.lab.compare import knn_ids, label_agreement
 from engine.lab.image import Basis2D
 from engine.lab.precompute import add_umap, missing_umap, precompute_store, umap_path
@@ -346,6 +347,19 @@ def study_summary(path: Path) -> dict[str, Any] | None:
     """A ``study report`` summary.json (engine.lab.studies.read_summary), parsed once per version of the file
     rather than on every rerun of the About page (the summaries run to a few MB each)."""
     return _study_summary(str(path), ui._stamp(Path(path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _task_table(transforms: str, t_stamp: float, inv_vs_eq: str, i_stamp: float):
+    return pretext_choice.task_table(study_summary(Path(transforms)), study_summary(Path(inv_vs_eq)))
+
+
+def task_table(transforms: Path, inv_vs_eq: Path):
+    """engine.lab.pretext_choice.task_table of two study summaries (the ceilings take ~0.3 s), made once per
+    version of the files: keyed by path and time stamp, not by hashing the summaries on every rerun."""
+    return _task_table(
+        str(transforms), ui._stamp(Path(transforms)), str(inv_vs_eq), ui._stamp(Path(inv_vs_eq))
+    )
 
 
 def probes(ref: StoreRef, space: str) -> list[dict] | None:

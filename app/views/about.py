@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
-from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_table
+from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away
 from engine.lab.studies import findings, tidy
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
@@ -320,9 +320,10 @@ st.markdown(
     "Carlo; **chance** is one over the number of labels. The authors' three principles:"
 )
 st.markdown("\n".join(f"- **{name}**: {text}" for name, text in PRINCIPLES))
-transforms = cached.study_summary(DOCS / "study-transforms" / "summary.json")
-inv_vs_eq = cached.study_summary(DOCS / "study-invariance_vs_equivariance" / "summary.json")
-table = st.cache_data(task_table, show_spinner=False)(transforms, inv_vs_eq)  # the ceilings take ~0.3 s
+transforms_path = DOCS / "study-transforms" / "summary.json"
+inv_vs_eq_path = DOCS / "study-invariance_vs_equivariance" / "summary.json"
+transforms, inv_vs_eq = cached.study_summary(transforms_path), cached.study_summary(inv_vs_eq_path)
+table = cached.task_table(transforms_path, inv_vs_eq_path)
 table = table[
     [c for c in table.columns if not (table[c].astype(str) == "—").all()]
 ]  # hide unmeasured columns
