@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from engine.core.errors import ConfigError
-from engine.eval.robustness import PERTURBATIONS, embed_perturbed, fit_probe
+from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS, embed_perturbed, fit_probe
 from engine.store.items import store_images
 
 PREFIX = "robust_acc/"
@@ -78,10 +78,11 @@ def compute_robustness(
 
 
 def robustness_table(per_model: dict[str, list[dict]]) -> pd.DataFrame:
-    """condition x model accuracy (conditions in ``PERTURBATIONS`` order, unknown ones after; NaN where missing)."""
+    """condition x model accuracy (conditions in ``PERTURBATIONS`` order, named by ``PERTURBATION_LABELS``;
+    unknown ones after, by their own name; NaN where missing)."""
     cols = {m: {r["condition"]: r["accuracy"] for r in rows} for m, rows in per_model.items()}
     conds = [c for c in PERTURBATIONS if any(c in v for v in cols.values())]
     conds += sorted({c for v in cols.values() for c in v} - set(conds))
     df = pd.DataFrame({m: [v.get(c, np.nan) for c in conds] for m, v in cols.items()}, dtype=float)
-    df.insert(0, "condition", conds)
+    df.insert(0, "condition", [PERTURBATION_LABELS.get(c, c) for c in conds])  # "rotation ±90°", as measured
     return df

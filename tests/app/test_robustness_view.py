@@ -15,7 +15,7 @@ import torch
 from app.ui import sig3
 from engine.core.io import sha256_file
 from engine.data import load_dataset
-from engine.eval.robustness import PERTURBATIONS
+from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.methods.protocol import LOGIT_KEYS
 from engine.train.checkpoint import load_model
 
@@ -101,7 +101,7 @@ def test_compare_reads_eval_json_and_computes_the_missing_model(env, page_runner
         assert not at.exception, [e.message for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         df = at.dataframe[-1].value
-        assert list(df["condition"]) == list(PERTURBATIONS)
+        assert list(df["condition"]) == [PERTURBATION_LABELS[c] for c in PERTURBATIONS]
         assert list(df["shapes-essl"]) == [sig3(v) for v in stored.values()]
         computed = [float(v) for v in df["shapes-none"]]
         assert all(0.0 <= v <= 1.0 for v in computed)
