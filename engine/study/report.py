@@ -23,7 +23,9 @@ from engine.data import DataSpec
 from engine.eval.displacement import scored_space
 from engine.eval.evaluate import TABLE_COLUMNS, pretext_baselines
 from engine.eval.measures import not_encoded_families
+from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.lab.runs import METRICS_FILE, read_metrics
+from engine.lab.studies import read_summary
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -36,7 +38,7 @@ GAIN = "disp/gain/cos"  # the predictor's cos minus its strongest baseline's
 NOT_ENCODED_MARK = " (not encoded)"
 ONLINE = "online_linear"  # the space of the trainer's online linear classifier row (train.online_linear)
 PRETEXT_SPACES = ("rotation_logits", "pretext_logits")  # engine.methods.protocol.logits_key
-ROBUSTNESS = ("clean", "jitter", "rot90", "rot180", "jitter+rot90", "jitter+rot180")  # engine.eval.robustness
+ROBUSTNESS = tuple(PERTURBATIONS)  # engine.eval.robustness: the conditions, headed by PERTURBATION_LABELS
 # Arm-name prefixes of studies that pair one transformation two ways: (prefix a, prefix b, label a, label b).
 PAIRINGS = (
     ("inv-", "eq-", "as invariance (SimCLR + it)", "as equivariance (E-SSL head)"),
@@ -113,11 +115,14 @@ def disp_space(keys) -> str:
     return scored_space(s for s, _ in keys)
 
 
-def _values(doc: dict[str, Any]) -> dict[tuple[str, str], float]:
-    vals = {(r["space"], r["metric"]): float(r["value"]) for r in doc["results"]}
+def with_disp(vals: dict[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+    """``vals`` plus the entries of its scored displacement space again under the space name "disp"."""
     disp = disp_space(vals)
-    vals.update({("disp", m): v for (s, m), v in list(vals.items()) if s == disp})
-    return vals
+    return {**vals, **{("disp", m): v for (s, m), v in vals.items() if s == disp}}
+
+
+def _values(doc: dict[str, Any]) -> dict[tuple[str, str], float]:
+    return with_disp({(r["space"], r["metric"]): float(r["value"]) for r in doc["results"]})
 
 
 def arm_order(declared: list[str], seen: list[str]) -> list[str]:
@@ -144,16 +149,15 @@ def aggregate(docs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], Sta
 
 def summary_stats(summary: dict[str, Any]) -> dict[str, dict[tuple[str, str], Stat]]:
     """arm -> (space, metric) -> Stat read back from a ``summary.json`` of :func:`write_report` (its inverse)."""
-    out = {}
-    for arm, metrics in summary.get("metrics", {}).items():
-        stats = {
-            tuple(key.split("/", 1)): Stat(float(v["mean"]), float(v["std"]), int(v["n"]))
-            for key, v in metrics.items()
-        }
-        disp = disp_space(stats)
-        stats.update({("disp", m): s for (sp, m), s in list(stats.items()) if sp == disp})
-        out[arm] = stats
-    return out
+    return {
+        arm: with_disp(
+            {
+                tuple(k.split("/", 1)): Stat(float(v["mean"]), float(v["std"]), int(v["n"]))
+                for k, v in metrics.items()
+            }
+        )
+        for arm, metrics in summary.get("metrics", {}).items()
+    }
 
 
 # The study.json fields a summary records and a merge checks.
@@ -167,12 +171,11 @@ def carry_over(
     failure records in this study directory), and their failure records. ConfigError when the summary cannot be
     read, was run on other seeds or (where it records them) another study, dataset or settings: a table that
     mixed them would compare unlike runs."""
-    try:
-        old = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"--merge {path}: not a readable summary.json ({e})") from None
-    if not isinstance(old, dict) or not isinstance(old.get("metrics"), dict):
-        raise ConfigError(f"--merge {path}: not a summary.json written by `study report` (no metrics)")
+    old = read_summary(path)
+    if old is None:
+        raise ConfigError(
+            f"--merge {path}: not a readable summary.json written by `study report` (missing, not JSON, or no metrics)"
+        )
     if sorted(old.get("seeds", [])) != seeds:
         raise ConfigError(
             f"--merge {path}: its seeds {old.get('seeds')} differ from this study's {seeds}; "
@@ -303,7 +306,7 @@ def robustness_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str
     if not any(("backbone", "robust_acc/clean") in agg[a] for a in arms):
         return ""
     rows = [[arm, *(_cell(agg[arm], ("backbone", f"robust_acc/{c}")) for c in ROBUSTNESS)] for arm in arms]
-    return _md(["arm", *ROBUSTNESS], rows)
+    return _md(["arm", *(PERTURBATION_LABELS[c] for c in ROBUSTNESS)], rows)
 
 
 def sweep_keys(agg: dict[str, dict[tuple[str, str], Stat]], space: str, kind: str) -> dict[str, list[float]]:
