@@ -27,6 +27,19 @@ def test_every_issue14_study_has_its_cifar_variant():
     assert len(STUDIES["transforms"].arms) == 16 and len(STUDIES["invariance_vs_equivariance"].arms) == 15
 
 
+def test_head_vs_lr_arms_are_the_invariance_vs_equivariance_arms_plus_the_lr_control():
+    """Its rows must be comparable with invariance_vs_equivariance's: the same settings and the same arm configs,
+    plus SimCLR at E-SSL's doubled lr (the shapes study's control, unchanged)."""
+    head, inv = STUDIES["head_vs_lr"], STUDIES["invariance_vs_equivariance"]
+    assert (head.dataset, head.settings) == (inv.dataset, inv.settings)
+    by_name = {a.name: a for a in inv.arms}
+    extra = [a for a in head.arms if a.name not in by_name]
+    assert [a.name for a in extra] == ["simclr-lr2"] and extra[0] in STUDIES["shapes"].arms
+    assert extra[0].overrides == {"model.options.lr_scale": 2.0}
+    assert all(a == by_name[a.name] for a in head.arms if a.name in by_name)
+    assert {"simclr", "eq-rotation", "inv-grayscale", "eq-grayscale"} <= {a.name for a in head.arms}
+
+
 @pytest.mark.parametrize("study", sorted(ARMS))
 def test_one_tiny_arm_runs(study, tmp_path):
     st = get_study(study)
