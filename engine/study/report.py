@@ -266,15 +266,15 @@ def pretext_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) 
 
 
 def noise_word(a: Stat | None, b: Stat | None) -> str:
-    """ "noise" when |b − a| is within two standard deviations of the difference (from the seed spreads), "n/a"
-    with fewer than two seeds on either side, else "b > a" or "b < a" (the docs' rule for findings)."""
+    """ "noise" when |b − a| is at most twice the larger of the two seed standard deviations (the rule
+    docs/results.md states and its findings use), "1 seed: spread unknown" with fewer than two seeds on either
+    side, else "higher" or "lower" (b against a)."""
     if a is None or b is None or a.n == 0 or b.n == 0:
         return "—"
     if min(a.n, b.n) < 2:
         return "1 seed: spread unknown"
-    spread = 2.0 * math.sqrt(a.std**2 + b.std**2)
     diff = b.mean - a.mean
-    return "noise" if abs(diff) <= spread else ("higher" if diff > 0 else "lower")
+    return "noise" if abs(diff) <= 2.0 * max(a.std, b.std) else ("higher" if diff > 0 else "lower")
 
 
 def pairing_table(
@@ -283,7 +283,7 @@ def pairing_table(
     key: tuple[str, str] = ("backbone", "linear_acc"),
 ) -> str:
     """Each transformation used two ways (:data:`PAIRINGS`), side by side on ``key``, with the difference and
-    whether it exceeds two standard deviations; "" when the study has no such pairs."""
+    whether it is beyond noise (:func:`noise_word`); "" when the study has no such pairs."""
     rows = []
     for pa, pb, la, lb in PAIRINGS:
         for arm in arms:
@@ -298,6 +298,41 @@ def pairing_table(
     if not rows:
         return ""
     return _md(["transformation", "a", "b", "b − a", "b vs a"], rows)
+
+
+CONTROLS = (
+    "simclr",
+    "simclr-lr2",
+)  # SimCLR at its own lr and at E-SSL's doubled lr (the shapes study's control)
+
+
+def control_table(
+    agg: dict[str, dict[tuple[str, str], Stat]],
+    arms: list[str],
+    key: tuple[str, str] = ("backbone", "linear_acc"),
+) -> str:
+    """Each trained arm against both :data:`CONTROLS` on ``key``: the difference and whether it is beyond noise,
+    so a gain over SimCLR that SimCLR at the doubled lr also gets is seen as the lr's; "" unless the study has
+    both controls."""
+    if not all(c in agg and key in agg[c] for c in CONTROLS):
+        return ""
+    rows = []
+    for arm in arms:
+        a = agg[arm].get(key)
+        if arm in (*CONTROLS, "none") or a is None:
+            continue
+        cells = []
+        for c in CONTROLS:
+            ref = agg[c][key]
+            cells += [f"{a.mean - ref.mean:+.3f}", noise_word(ref, a)]
+        rows.append([arm, _cell(agg[arm], key), *cells])
+    if not rows:
+        return ""
+    head = [
+        f"{key[1]} ({key[0]})",
+        *(x for c in CONTROLS for x in (f"− {c} ({_cell(agg[c], key)})", f"vs {c}")),
+    ]
+    return _md(["arm", *head], rows)
 
 
 def robustness_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
@@ -501,8 +536,11 @@ def write_report(
     extra = (
         ("pretext heads: accuracy beside chance and the identifiability ceiling; what the backbone knows of the "
          "classes", pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
-        ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within two standard "
-         "deviations of the seed spread", pairing_table(agg, arms)),
+        ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within twice the larger "
+         "seed standard deviation", pairing_table(agg, arms)),
+        ("against the learning-rate control: linear-probe accuracy (backbone) minus SimCLR's and minus SimCLR's "
+         "at E-SSL's doubled lr (simclr-lr2); \"noise\" = within twice the larger seed standard deviation",
+         control_table(agg, arms)),
         ("robustness: linear-probe accuracy under test-time perturbations (backbone; probe fitted on clean "
          "features)", robustness_table(agg, arms)),
     )  # fmt: skip

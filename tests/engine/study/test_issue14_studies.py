@@ -84,4 +84,31 @@ def test_pretext_pairing_and_robustness_tables():
     assert "| hflip | pretext alone: 0.500 ± 0.010 | E-SSL head: 0.600 ± 0.010 | +0.100 | higher |" in pairs
     assert "| simclr | 0.700 | — |" in robustness_table(agg, arms)
     assert noise_word(Stat(0.5, 0, 1), Stat(0.9, 0, 3)) == "1 seed: spread unknown"
+    # results.md's rule: beyond noise once the gap exceeds twice the LARGER std (0.07 > 0.06), even where twice
+    # the std of the difference (2·√2·0.03 ≈ 0.085) would not call it
+    assert noise_word(Stat(0.5, 0.03, 3), Stat(0.57, 0.03, 3)) == "higher"
+    assert noise_word(Stat(0.5, 0.03, 3), Stat(0.44, 0.01, 3)) == "noise"
+    assert noise_word(Stat(0.5, 0.03, 3), Stat(0.43, 0.01, 3)) == "lower"
     assert robustness_table({"a": {}}, ["a"]) == "" and pairing_table({"a": {}}, ["a"]) == ""
+
+
+def test_control_table_reads_each_arm_against_simclr_and_the_doubled_lr():
+    from engine.study.report import Stat, control_table
+
+    lin = ("backbone", "linear_acc")
+    agg = {
+        "simclr": {lin: Stat(0.70, 0.01, 3)},
+        "simclr-lr2": {lin: Stat(0.80, 0.01, 3)},
+        "eq-rotation": {lin: Stat(0.81, 0.02, 3)},  # above SimCLR, level with the lr control: the lr's gain
+        "eq-blur": {lin: Stat(0.90, 0.01, 3)},  # above both: the head's
+        "none": {lin: Stat(0.2, 0.01, 3)},
+    }
+    table = control_table(agg, list(agg))
+    assert (
+        "| arm | linear_acc (backbone) | − simclr (0.700 ± 0.010) | vs simclr | − simclr-lr2 (0.800 ± 0.010) |"
+        in table
+    )
+    assert "| eq-rotation | 0.810 ± 0.020 | +0.110 | higher | +0.010 | noise |" in table
+    assert "| eq-blur | 0.900 ± 0.010 | +0.200 | higher | +0.100 | higher |" in table
+    assert "| none |" not in table and "| simclr |" not in table
+    assert control_table({k: v for k, v in agg.items() if k != "simclr-lr2"}, ["simclr", "eq-blur"]) == ""
