@@ -10,11 +10,34 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
-Stat = tuple[float, float, int]  # (mean, sample std over seeds, number of seeds)
+
+class Stat(NamedTuple):
+    """One measure of one arm over seeds: the mean, the sample standard deviation (0 for one seed), the seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def fmt(self, digits: int = 3) -> str:
+        if self.n == 0:
+            return "—"
+        return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
+
+
+def noise_word(a: Stat | None, b: Stat | None) -> str:
+    """ "noise" when |b − a| is at most twice the larger of the two seed standard deviations (the rule
+    docs/results.md states and its findings use), "1 seed: spread unknown" with fewer than two seeds on either
+    side, else "higher" or "lower" (b against a)."""
+    if a is None or b is None or a.n == 0 or b.n == 0:
+        return "—"
+    if min(a.n, b.n) < 2:
+        return "1 seed: spread unknown"
+    diff = b.mean - a.mean
+    return "noise" if abs(diff) <= 2.0 * max(a.std, b.std) else ("higher" if diff > 0 else "lower")
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:
@@ -31,7 +54,7 @@ def stat(summary: dict[str, Any] | None, arm: str, key: str) -> Stat | None:
     s = ((summary or {}).get("metrics") or {}).get(arm, {}).get(key)
     if not isinstance(s, dict) or not isinstance(s.get("mean"), int | float) or not math.isfinite(s["mean"]):
         return None
-    return float(s["mean"]), float(s.get("std", 0.0)), int(s.get("n", 0))
+    return Stat(float(s["mean"]), float(s.get("std", 0.0)), int(s.get("n", 0)))
 
 
 def fmt(s: Stat | None, spread: bool = True) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from engine.eval.evaluate import TABLE_COLUMNS, pretext_baselines
 from engine.eval.measures import not_encoded_families
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.lab.runs import METRICS_FILE, read_metrics
-from engine.lab.studies import read_summary
+from engine.lab.studies import Stat, noise_word, read_summary
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -50,18 +49,6 @@ def family_header(family: str, kind: str) -> str:
     """A family's column or panel name; displacement kinds mark the families the 15-d vector cannot encode."""
     mark = kind.startswith("disp/") and family in not_encoded_families()
     return family + (NOT_ENCODED_MARK if mark else "")
-
-
-@dataclass(frozen=True)
-class Stat:
-    mean: float
-    std: float  # sample standard deviation over seeds (0 for a single seed)
-    n: int
-
-    def fmt(self, digits: int = 3) -> str:
-        if self.n == 0:
-            return "—"
-        return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
 
 
 def training_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -263,18 +250,6 @@ def pretext_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) 
         )  # fmt: skip
     header = ["arm", "seeds", "task", "pretext acc", "chance", "ceiling", "online linear", "linear", "kNN"]
     return _md(header, rows)
-
-
-def noise_word(a: Stat | None, b: Stat | None) -> str:
-    """ "noise" when |b − a| is at most twice the larger of the two seed standard deviations (the rule
-    docs/results.md states and its findings use), "1 seed: spread unknown" with fewer than two seeds on either
-    side, else "higher" or "lower" (b against a)."""
-    if a is None or b is None or a.n == 0 or b.n == 0:
-        return "—"
-    if min(a.n, b.n) < 2:
-        return "1 seed: spread unknown"
-    diff = b.mean - a.mean
-    return "noise" if abs(diff) <= 2.0 * max(a.std, b.std) else ("higher" if diff > 0 else "lower")
 
 
 def pairing_table(
@@ -555,7 +530,7 @@ def write_report(
             _md(["arm", "seed", "why"], [[f["arm"], str(f["seed"]), f["reason"]] for f in failed]),
         ]
     summary = {
-        arm: {f"{sp}/{m}": vars(s) for (sp, m), s in sorted(stats.items()) if sp != "disp"}
+        arm: {f"{sp}/{m}": s._asdict() for (sp, m), s in sorted(stats.items()) if sp != "disp"}
         for arm, stats in agg.items()
     }
     paths = [

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from engine.lab.studies import Stat, noise_word
+from engine.study.report import control_table, pairing_table, pretext_table, robustness_table
 from engine.study.run import STUDIES, EvalSizes, get_study, run_arm, select_arms
 
 TINY = {"data.train_subset": 64, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625,
@@ -57,8 +59,6 @@ def test_one_tiny_arm_runs(study, tmp_path):
 
 
 def test_pretext_pairing_and_robustness_tables():
-    from engine.study.report import Stat, noise_word, pairing_table, pretext_table, robustness_table
-
     agg = {
         "pretext-hflip": {("pretext_logits", "hflip_acc"): Stat(0.53, 0.01, 3),
                           ("pretext_logits", "hflip_chance"): Stat(0.5, 0, 3),
@@ -93,8 +93,6 @@ def test_pretext_pairing_and_robustness_tables():
 
 
 def test_control_table_reads_each_arm_against_simclr_and_the_doubled_lr():
-    from engine.study.report import Stat, control_table
-
     lin = ("backbone", "linear_acc")
     agg = {
         "simclr": {lin: Stat(0.70, 0.01, 3)},
