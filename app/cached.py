@@ -350,15 +350,17 @@ def study_summary(path: Path) -> dict[str, Any] | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _task_table(transforms: str, t_stamp: float, inv_vs_eq: str, i_stamp: float):
-    return pretext_choice.task_table(study_summary(Path(transforms)), study_summary(Path(inv_vs_eq)))
+def _task_table(
+    transforms: str, t_stamp: float, inv_vs_eq: str, i_stamp: float, head_vs_lr: str, h_stamp: float
+):
+    return pretext_choice.task_table(*(study_summary(Path(p)) for p in (transforms, inv_vs_eq, head_vs_lr)))
 
 
-def task_table(transforms: Path, inv_vs_eq: Path):
-    """engine.lab.pretext_choice.task_table of two study summaries (the ceilings take ~0.3 s), made once per
+def task_table(transforms: Path, inv_vs_eq: Path, head_vs_lr: Path):
+    """engine.lab.pretext_choice.task_table of three study summaries (the ceilings take ~0.3 s), made once per
     version of the files: keyed by path and time stamp, not by hashing the summaries on every rerun."""
     return _task_table(
-        str(transforms), ui._stamp(Path(transforms)), str(inv_vs_eq), ui._stamp(Path(inv_vs_eq))
+        *(x for p in (transforms, inv_vs_eq, head_vs_lr) for x in (str(p), ui._stamp(Path(p))))
     )
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
-from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away
+from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_baselines
 from engine.lab.studies import findings, tidy
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
@@ -322,12 +322,21 @@ st.markdown(
 st.markdown("\n".join(f"- **{name}**: {text}" for name, text in PRINCIPLES))
 transforms_path = DOCS / "study-transforms" / "summary.json"
 inv_vs_eq_path = DOCS / "study-invariance_vs_equivariance" / "summary.json"
+head_vs_lr_path = DOCS / "study-head_vs_lr" / "summary.json"
 transforms, inv_vs_eq = cached.study_summary(transforms_path), cached.study_summary(inv_vs_eq_path)
-table = cached.task_table(transforms_path, inv_vs_eq_path)
+table = cached.task_table(transforms_path, inv_vs_eq_path, head_vs_lr_path)
 table = table[
     [c for c in table.columns if not (table[c].astype(str) == "—").all()]
 ]  # hide unmeasured columns
 st.dataframe(table, hide_index=True, width="stretch")
+baselines = task_baselines(inv_vs_eq, cached.study_summary(head_vs_lr_path))
+if baselines:
+    st.caption(
+        baselines
+        + " \"E-SSL head − SimCLR at its lr\": the head's linear accuracy minus SimCLR's at the same "
+        'doubled lr, with "noise" when within twice the larger seed spread: the part of the gain that is the '
+        "head's, not the learning rate's."
+    )
 if transforms is None or inv_vs_eq is None:
     st.caption(
         "Measured columns appear once the studies are reported into docs/: `python -m engine study run transforms` "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from engine.augment.pretext import PRETEXT_TASKS
 from engine.data.ceilings import ceilings
-from engine.lab.studies import fmt, stat
+from engine.lab.studies import fmt, noise_word, stat
 from engine.methods.protocol import logits_key
 
 # Understanding-ESSL's three principles for choosing the task (methods.md §4.1), each with what it asks of a task.
@@ -34,10 +34,40 @@ PRINCIPLES: tuple[tuple[str, str], ...] = (
 )
 
 
-def task_table(transforms: dict | None = None, inv_vs_eq: dict | None = None) -> pd.DataFrame:
+LINEAR = "backbone/linear_acc"
+LR_CONTROL = "simclr-lr2"  # SimCLR at E-SSL's doubled lr: the baseline an E-SSL head's gain is read against
+
+
+def head_vs_lr_cell(head_vs_lr: dict | None, task: str) -> str:
+    """E-SSL's head predicting ``task`` against SimCLR at the same doubled lr, linear probe (the ``head_vs_lr``
+    study): "+0.012 (noise)", "+0.080 (higher)", "—" when either arm is not measured."""
+    eq, ctrl = stat(head_vs_lr, f"eq-{task}", LINEAR), stat(head_vs_lr, LR_CONTROL, LINEAR)
+    if eq is None or ctrl is None:
+        return "—"
+    return f"{eq.mean - ctrl.mean:+.3f} ({noise_word(ctrl, eq)})"
+
+
+def task_baselines(inv_vs_eq: dict | None, head_vs_lr: dict | None) -> str:
+    """The linear-probe levels the table's columns are read against, each with the study and seeds it comes
+    from; "" when neither study is reported."""
+    parts = []
+    for label, study, doc, arm in (
+        ("SimCLR alone", "invariance_vs_equivariance", inv_vs_eq, "simclr"),
+        ("SimCLR alone", "head_vs_lr", head_vs_lr, "simclr"),
+        ("SimCLR at E-SSL's doubled lr", "head_vs_lr", head_vs_lr, LR_CONTROL),
+    ):
+        s = stat(doc, arm, LINEAR)
+        if s is not None:
+            parts.append(f"{label} {fmt(s)} ({study}, seeds {doc.get('seeds', [])})")
+    return "Baselines, backbone linear probe: " + "; ".join(parts) + "." if parts else ""
+
+
+def task_table(
+    transforms: dict | None = None, inv_vs_eq: dict | None = None, head_vs_lr: dict | None = None
+) -> pd.DataFrame:
     """One row per pretext task: labels, chance, ceilings, and (when the studies exist) the pretext accuracy of the
-    task alone and as E-SSL's head, and the backbone's linear accuracy with the task as an invariance (SimCLR + it)
-    and as an equivariance (E-SSL head)."""
+    task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it)
+    and as an equivariance (E-SSL head), and that head against SimCLR at its doubled lr (:func:`head_vs_lr_cell`)."""
     ceil = {o: ceilings(o) for o in ("uniform", "upright")}
     rows = []
     for task, spec in PRETEXT_TASKS.items():
@@ -51,8 +81,9 @@ def task_table(transforms: dict | None = None, inv_vs_eq: dict | None = None) ->
                 "ceiling shapes_upright": round(ceil["upright"][task], 3),
                 "pretext acc (alone)": fmt(stat(transforms, f"pretext-{task}", acc)),
                 "pretext acc (E-SSL head)": fmt(stat(transforms, f"essl-{task}", acc)),
-                "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", "backbone/linear_acc")),
-                "linear, as equivariance": fmt(stat(inv_vs_eq, f"eq-{task}", "backbone/linear_acc")),
+                "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", LINEAR)),
+                "linear, as equivariance": fmt(stat(inv_vs_eq, f"eq-{task}", LINEAR)),
+                "E-SSL head − SimCLR at its lr": head_vs_lr_cell(head_vs_lr, task),
             }
         )
     return pd.DataFrame(rows)

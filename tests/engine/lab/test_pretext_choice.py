@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.lab.pretext_choice import backbones, explaining_away, task_table
+from engine.lab.pretext_choice import backbones, explaining_away, task_baselines, task_table
 from engine.lab.studies import fmt, read_summary, stat, tidy
 
 
@@ -38,6 +38,33 @@ def test_study_cells_come_from_the_summaries():
     assert t.loc["hflip", "pretext acc (E-SSL head)"] == "0.530"
     assert t.loc["blur", "linear, as invariance"] == "—"  # NaN is not a measurement
     assert fmt(None) == "—" and stat(None, "a", "b") is None
+
+
+def test_the_head_is_read_against_simclr_at_its_doubled_lr():
+    m = {"backbone/linear_acc": {"mean": 0.90, "std": 0.01, "n": 3}}
+    head = _summary(
+        {
+            "simclr": {"backbone/linear_acc": {"mean": 0.80, "std": 0.02, "n": 3}},
+            "simclr-lr2": {"backbone/linear_acc": {"mean": 0.88, "std": 0.02, "n": 3}},
+            "eq-rotation": m,  # +0.02 over the control, within 2 × 0.02: the lr's gain, not the head's
+            "eq-blur": {"backbone/linear_acc": {"mean": 0.95, "std": 0.01, "n": 3}},  # +0.07: beyond
+        }
+    )
+    inv = {
+        "arms": ["simclr"],
+        "seeds": [0],
+        "metrics": {"simclr": {"backbone/linear_acc": {"mean": 0.795, "std": 0, "n": 1}}},
+    }
+    t = task_table(None, inv, head).set_index("task")
+    col = "E-SSL head − SimCLR at its lr"
+    assert t.loc["rotation", col] == "+0.020 (noise)" and t.loc["blur", col] == "+0.070 (higher)"
+    assert t.loc["jigsaw", col] == "—"  # not in the study: blank, never a guess
+    assert task_baselines(inv, head) == (
+        "Baselines, backbone linear probe: SimCLR alone 0.795 (invariance_vs_equivariance, seeds [0]); "
+        "SimCLR alone 0.800 ± 0.020 (head_vs_lr, seeds [0, 1, 2]); "
+        "SimCLR at E-SSL's doubled lr 0.880 ± 0.020 (head_vs_lr, seeds [0, 1, 2])."
+    )
+    assert task_baselines(None, None) == "" and (task_table()[col] == "—").all()
 
 
 def test_explaining_away_rows_and_unreadable_files(tmp_path):
