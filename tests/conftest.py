@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CIFAR10_JPEG = (REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg").resolve()
@@ -13,7 +14,6 @@ CIFAR10_JPEG = (REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg").resolve()
 
 @pytest.fixture(scope="session", autouse=True)
 def _small_and_deterministic(tmp_path_factory: pytest.TempPathFactory) -> None:
-    import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     torch.use_deterministic_algorithms(True, warn_only=True)

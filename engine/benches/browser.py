@@ -107,7 +107,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415 (a dev-only dependency)
     except ImportError:
         print("error: bench browser needs playwright (pip install -r requirements-dev.txt)", file=sys.stderr)
         return 2
@@ -248,7 +248,7 @@ def timed(page, act: Callable[[], None], predicate: str, prepare: Callable[[], N
     """Seconds from ``act()`` to :func:`settle` on ``predicate`` (``prepare()``, e.g. the moves of a drag before
     its release, runs first, untimed); NaN when the page does not settle with the expected change within
     INTERACTION_TIMEOUT_S."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: PLC0415 (dev-only)
 
     if prepare is not None:
         prepare()

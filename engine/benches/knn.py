@@ -137,7 +137,7 @@ def _size_bytes(index) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import faiss
+    import faiss  # noqa: PLC0415 (heavy: imported by the command that uses it)
 
     x, what = _vectors(args)
     print(f"vectors: {what}", flush=True)

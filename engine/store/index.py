@@ -68,7 +68,7 @@ class SearchResult:
 
 def _faiss() -> Any:
     try:
-        import faiss
+        import faiss  # noqa: PLC0415 (heavy: imported on the first search)
     except ImportError as e:  # pragma: no cover - faiss-cpu is a pinned requirement
         raise ImportError("FAISS is needed for retrieval: pip install faiss-cpu") from e
     return faiss

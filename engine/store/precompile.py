@@ -15,7 +15,7 @@ import numpy as np
 
 def precompile() -> float:
     """Fit a tiny UMAP so numba compiles and caches its kernels; returns the seconds it took."""
-    import umap
+    import umap  # noqa: PLC0415 (heavy: numba compiles on import)
 
     t0 = time.perf_counter()
     x = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)

@@ -101,7 +101,7 @@ def umap_2d(
     ``umap_transform``.
     """
     try:
-        import umap
+        import umap  # noqa: PLC0415 (heavy: numba compiles on import)
     except ImportError as e:  # pragma: no cover - umap-learn is a pinned requirement
         raise ImportError("UMAP maps need umap-learn: pip install umap-learn") from e
     n = len(x)

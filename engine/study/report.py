@@ -376,10 +376,10 @@ def _distinct(family: str, strengths: list[float], skip_neutral: bool = True) ->
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (the backend is chosen before pyplot is imported)
 
     matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     return plt
 

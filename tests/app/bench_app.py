@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from streamlit.testing.v1 import AppTest
+
 REPO = Path(__file__).resolve().parents[2]
 MAIN = str(REPO / "app" / "main.py")
 
@@ -34,7 +36,6 @@ CHANGES: dict[str, tuple[str, str, tuple]] = {
 
 def first_render() -> float:
     """Seconds from a cold AppTest start to the default page rendered (stores built if missing)."""
-    from streamlit.testing.v1 import AppTest
 
     t0 = time.perf_counter()
     at = AppTest.from_file(MAIN, default_timeout=1800).run()
@@ -45,7 +46,6 @@ def first_render() -> float:
 
 
 def rerun_times(page: str, repeats: int) -> list[float]:
-    from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(MAIN, default_timeout=600).run()
     at.switch_page(f"views/{page}.py").run()

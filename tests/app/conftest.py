@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 HERE = Path(__file__).resolve().parent
 MAIN = str(HERE.parents[1] / "app" / "main.py")
@@ -55,7 +56,6 @@ def app_env(store_roots: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dic
 
 def run_page(page: str, **query: str):
     """An AppTest of the whole app (router + sidebar) with ``query`` in the URL, switched to ``page`` and run."""
-    from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(MAIN, default_timeout=180)
     for k, v in query.items():

@@ -10,13 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from engine.core.io import sha256_file
+from engine.data import load_dataset
+from engine.methods import build_method
+from engine.store.format import StoreArrays, StoreOptions, write_store
+from engine.train.checkpoint import save_checkpoint
 
 N_ITEMS = 160
 MODELS = {"shapes-none": 0, "shapes-none-b": 1}  # label -> init seed
 
 
 def _embed(model, images: np.ndarray) -> dict[str, np.ndarray]:
-    import torch
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     with torch.no_grad():
@@ -26,12 +32,6 @@ def _embed(model, images: np.ndarray) -> dict[str, np.ndarray]:
 
 def build(root: Path) -> dict[str, str]:
     """Create checkpoints/, runs/, stores/ under ``root``; return the env vars that point the app at them."""
-    import torch
-
-    from engine.core.io import sha256_file
-    from engine.data import load_dataset
-    from engine.methods import build_method
-    from engine.train.checkpoint import save_checkpoint
 
     dirs = {k: root / k for k in ("checkpoints", "runs", "stores")}
     for d in dirs.values():
@@ -60,7 +60,6 @@ def write_item_store(
     dirs: dict[str, Path], label: str, embeddings, ds, images: np.ndarray, source: dict
 ) -> None:
     """The store ``<label>-shapes-test`` of ``embeddings`` (space -> [N, D]) for the items of ``ds``, without UMAP."""
-    from engine.store.format import StoreArrays, StoreOptions, write_store
 
     arrays = StoreArrays(
         embeddings=embeddings,

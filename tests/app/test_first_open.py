@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app import cached
 from engine.lab.precompute import add_umap, missing_umap, umap_path
 from engine.store.format import StoreOptions, open_store
 from engine.store.projection import umap_2d
@@ -65,7 +66,6 @@ def drawn_x(at, plotly_array, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_compare_maps_show_pca_with_progress_then_switch_to_umap(plotly_array, own_roots, page_runner):
-    from app import cached
 
     stores = sorted(Path(own_roots["EQUILAB_STORES"]).glob("*/manifest.json"))
     jobs, gate = {}, threading.Event()

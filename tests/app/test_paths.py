@@ -7,8 +7,10 @@ the same values through AppTest while a Python audit hook records every file the
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,9 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import ui
+from app.ui import thumb_grid_html
 from engine.core.paths import UnsafePathError, is_inside, resolve_inside
+from engine.store.discovery import find_store
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = str(REPO / "app" / "main.py")
@@ -173,7 +179,6 @@ def test_training_page_refuses_typed_paths_and_reads_nothing_outside(tree, acces
     ids=lambda q: next(iter(q)),
 )
 def test_url_values_are_refused_and_read_nothing(store_roots, tree, accessed, monkeypatch, query):
-    import shutil
 
     for k, v in store_roots.items():  # a copy of the fixture roots, plus a checkpoint link pointing out
         copy = tree["outside"].parents[1] / "fx" / k
@@ -202,7 +207,6 @@ def test_url_values_are_refused_and_read_nothing(store_roots, tree, accessed, mo
 
 def test_store_link_pointing_outside_is_never_opened(store_roots, tree, accessed, monkeypatch):
     """A store directory that is a symlink to elsewhere is skipped even when its manifest matches."""
-    import shutil
 
     monkeypatch.setenv("EQUILAB_CHECKPOINTS", store_roots["EQUILAB_CHECKPOINTS"])
     monkeypatch.setenv("EQUILAB_STORES", str(tree["stores"]))
@@ -210,7 +214,6 @@ def test_store_link_pointing_outside_is_never_opened(store_roots, tree, accessed
     shutil.copytree(real, tree["outside"] / "store")
     (tree["stores"] / "evil-store").unlink()
     (tree["stores"] / "evil-store").symlink_to(tree["outside"] / "store", target_is_directory=True)
-    from engine.store.discovery import find_store
 
     accessed.clear()  # setup wrote the outside copy; from here on nothing may touch it
     ckpts = Path(store_roots["EQUILAB_CHECKPOINTS"])
@@ -233,7 +236,6 @@ def test_app_renders_no_raw_html_but_the_escaped_thumbnail_grid():
     ]
     # every string goes through Streamlit's escaping markdown/text elements, except the thumbnail grid's HTML
     assert uses == ["app/ui.py: st.html(thumb_grid_html(images, captions, width))"]
-    from app.ui import thumb_grid_html
 
     img = np.zeros((4, 4, 3), np.uint8)
     out = thumb_grid_html([img, img], ["<script>alert(1)</script>", '" onerror="x'], width=56)
@@ -242,7 +244,6 @@ def test_app_renders_no_raw_html_but_the_escaped_thumbnail_grid():
 
 
 def test_config_binds_localhost_and_caps_uploads():
-    from app import ui
 
     cfg = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["address"] == "127.0.0.1"
@@ -273,9 +274,6 @@ def test_upload_over_the_cap_is_refused(open_app):
 
 def test_upload_name_is_only_a_caption_never_a_path(tree, accessed, open_app):  # open_app last: its roots win
     """An upload is decoded from memory: a hostile file name is shown as text and opens nothing."""
-    import io
-
-    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (24, 20), (10, 200, 30)).save(buf, format="PNG")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.cli import build_parser
 from engine.store.build import store_path
 from engine.store.format import MANIFEST_VERSION
 
@@ -79,7 +80,6 @@ def open_page(page: str) -> AppTest:
 
 
 def assert_refused_with_command(at: AppTest, store: Path, reason: str, checkpoint: Path) -> None:
-    from engine.cli import build_parser
 
     assert not at.exception, [e.message for e in at.exception]
     assert at.error, "no error box"
@@ -154,7 +154,6 @@ def test_the_command_fixes_a_damaged_store_outside_the_canonical_layout(roots):
 
 def test_cifar10_absent_says_it_is_not_shipped_and_how_to_point_at_it(store_roots, tmp_path, monkeypatch):
     """No CIFAR-10 under the data root: no stale building box, the reason, the env var, the layout, --data-root."""
-    from engine.cli import build_parser
 
     for k, v in store_roots.items():
         monkeypatch.setenv(k, v)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from streamlit.elements.lib import policies
+from streamlit.testing.v1 import AppTest
 
-from engine.lab.compare import overlap_at_k
+from app.ui import CLASS_COLOURS, CYCLIC_SCALE, class_colour
+from engine.data import load_dataset
+from engine.lab.compare import overlap_at_k, probe_factors
+from engine.lab.image import family_displacements
 from engine.store.format import open_store
+from engine.train.checkpoint import load_model
 
 N = 160
 
@@ -112,7 +119,6 @@ def test_compare_overlap_matches_engine_compare(open_app, app_env):
 
 
 def test_damaged_store_shows_the_problem_and_the_fixing_command(store_roots, tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
 
     roots = copy_roots(store_roots, tmp_path, monkeypatch)
     for store in roots["EQUILAB_STORES"].iterdir():
@@ -137,7 +143,6 @@ def copy_roots(
 
 
 def test_compare_charts_the_factor_probes_of_both_models(plotly_array, store_roots, tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
 
     roots = copy_roots(store_roots, tmp_path, monkeypatch)
     stores = sorted(roots["EQUILAB_STORES"].iterdir())
@@ -193,7 +198,6 @@ def test_unusual_but_valid_uploads_are_converted_not_refused(open_app, name):
 
 
 def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
 
     roots = copy_roots(store_roots, tmp_path, monkeypatch)
     for w in roots["EQUILAB_CHECKPOINTS"].glob("*.safetensors"):
@@ -206,9 +210,6 @@ def test_damaged_checkpoint_shows_the_problem_and_a_command(store_roots, tmp_pat
 
 
 def test_map_colours_by_the_displacement_of_an_augmentation_family(plotly_array, open_app, app_env):
-    from engine.data import load_dataset
-    from engine.lab.image import family_displacements
-    from engine.train.checkpoint import load_model
 
     at = open_app("map")
     at.selectbox(key="map_colour").set_value("displacement |Δ|").run()
@@ -234,7 +235,6 @@ def record_dataset(checkpoints: Path, label: str, dataset: str) -> None:
 
 def test_compare_default_b_is_trained_on_the_same_dataset(store_roots, tmp_path, monkeypatch):
     """shapes-none-b would be the first other model; it says cifar10, so B is the other shapes model."""
-    from streamlit.testing.v1 import AppTest
 
     roots = copy_roots(store_roots, tmp_path, monkeypatch)
     ckpts = roots["EQUILAB_CHECKPOINTS"]
@@ -277,10 +277,6 @@ def test_about_examples_set_the_sidebar_without_a_session_state_warning(
     """Streamlit logs "created with a default value but also had its value set via the Session State API" once
     per process; the flag is reset and the log recorded around one example click. The examples' checkpoints
     are copies of the fixture's, so the sidebar really switches model."""
-    import logging
-
-    from streamlit.elements.lib import policies
-    from streamlit.testing.v1 import AppTest
 
     roots = copy_roots(store_roots, tmp_path, monkeypatch)
     ckpts = roots["EQUILAB_CHECKPOINTS"]
@@ -306,7 +302,6 @@ def test_about_examples_set_the_sidebar_without_a_session_state_warning(
 
 
 def test_map_colours_classes_from_the_shared_palette_and_hue_cyclically(open_app):
-    from app.ui import CLASS_COLOURS, CYCLIC_SCALE
 
     at = open_app("map")
     fig = spec(at)
@@ -324,7 +319,6 @@ def test_map_colours_classes_from_the_shared_palette_and_hue_cyclically(open_app
 
 
 def test_compare_selection_in_one_map_dims_the_other_without_hiding_it(plotly_array, open_app):
-    from app.ui import class_colour
 
     at = open_app("compare")
     a = spec(at, 0)
@@ -355,7 +349,6 @@ def test_compare_changed_most_table_is_ranked_with_ties_ordered(open_app, app_en
 
 
 def test_compare_computes_factor_probes_from_the_page(plotly_array, open_app, app_env):
-    from engine.lab.compare import probe_factors
 
     at = open_app("compare")
     assert len(at.get("plotly_chart")) == 2  # no eval.json beside the fixture stores: no probe chart yet

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import plotly.io
@@ -118,7 +119,6 @@ def test_sidebar_without_checkpoints_shows_the_training_command(roots):
 
 
 def test_live_refresh_defaults_on_only_for_a_run_being_written(roots):
-    import os
 
     write_run(roots["runs"] / "old", 3, 0.1)
     old = roots["runs"] / "old" / "metrics.jsonl"

@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from conftest import ARGS, CHROMIUM, start_server, wait_app_idle  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
 
 from engine.benches.browser import roots_env  # noqa: E402
 from engine.core.io import atomic_dir, open_memmap  # noqa: E402
@@ -128,7 +129,6 @@ def drag_box(page, f0: float = 0.3, f1: float = 0.6) -> None:
 
 
 def measure(root: Path, rounds: int) -> dict:
-    from playwright.sync_api import sync_playwright
 
     env = roots_env(root)
     proc, url = start_server(env)

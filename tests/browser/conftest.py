@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from engine.benches.browser import CHROMIUM, CHROMIUM_ARGS
 from engine.benches.browser import start_server as bench_start_server
+from engine.store.build import ensure_store
+from engine.store.format import StoreOptions
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -55,10 +59,6 @@ def shipped_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Roots holding copies of the shipped shapes checkpoints and a small store of each (built once per session,
     through the engine's own store builder; no UMAP, except when the walk saves the README's screenshots), and an
     empty data root, so CIFAR-10 is absent."""
-    import shutil
-
-    from engine.store.build import ensure_store
-    from engine.store.format import StoreOptions
 
     root = tmp_path_factory.mktemp("walk-roots")
     dirs = {k: root / k for k in ("checkpoints", "runs", "stores", "no-data")}
@@ -114,7 +114,6 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)

@@ -14,11 +14,15 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from app.ui import ROOT_ENV
+from engine.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's bin: what /venv/bin on the image PATH is
@@ -178,7 +182,6 @@ def answers(host: str, port: int, timeout_s: float = 90) -> bool:
 
 def wait_listening(proc: subprocess.Popen, port: int) -> None:
     """Block until the server accepts on 127.0.0.1 (it binds one socket: all addresses or this one)."""
-    import time
 
     end = time.monotonic() + 90
     while time.monotonic() < end:
@@ -248,7 +251,6 @@ def test_non_root_user_can_write_what_the_image_writes():
     ]
     writable = [Path(p) for group in made for p in group]
     env = dict(kv.split("=", 1) for s in runtime if s.op == "ENV" for kv in s.args.split())
-    from app.ui import ROOT_ENV
 
     need = [Path(env["NUMBA_CACHE_DIR"]), Path(env["EQUILAB_CACHE"])]
     need += [Path(workdir) / k for k in ROOT_ENV if k != "checkpoints"]  # app's default store/run roots
@@ -270,7 +272,6 @@ def test_engine_target_entry_point_runs_here():
     # the image's build step and the header's example, parsed by the same CLI the entry point runs
     (precompile,) = [s.args for s in stage("runtime") if s.op == "RUN" and "engine" in s.args]
     assert shlex.split(precompile)[:3] == entry
-    from engine.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(shlex.split(precompile)[3:]).command == "precompile"

@@ -27,6 +27,7 @@ from engine.augment import (
     training_recipe,
 )
 from engine.core.errors import ConfigError
+from engine.methods import build_method
 
 HW = (32, 32)
 # EquiMod's hard-coded CIFAR SimCLR z-score constants (docs/methods.md §2.3, src/main.py)
@@ -181,7 +182,6 @@ def test_compose_sets_every_named_family_like_the_single_family_params():
 
 
 def test_recipes_by_name_size_and_training_recipe_of_a_method():
-    from engine.methods import build_method
 
     assert get_recipe("simclr", 16).size == 16 and get_recipe("simclr") is RECIPES["simclr"]
     light = light_recipe(24)

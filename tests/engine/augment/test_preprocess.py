@@ -8,6 +8,8 @@ import torch
 
 from engine.augment import apply, identity_params, identity_view, preprocess
 from engine.core.errors import ConfigError
+from engine.lab.image import SliderValues, lab_views
+from engine.methods import build_method
 
 
 def _images(hw, n=3, seed=0):
@@ -47,8 +49,6 @@ def test_read_only_memmap_and_bad_shapes(tmp_path):
 
 @pytest.mark.parametrize("hw", [(64, 32), (32, 64), (7, 5), (32, 32)])
 def test_lab_identity_view_moves_no_embedding(hw):
-    from engine.lab.image import SliderValues, lab_views
-    from engine.methods import build_method
 
     torch.manual_seed(0)
     model = build_method("equimod", width=0.0625, image_size=32).eval()

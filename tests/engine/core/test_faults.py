@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from engine.core.errors import StoreError
+from engine.data import load_dataset
 from engine.methods import build_method
 from engine.store.build import EmbedJob, build_store, ensure_store, store_path
 from engine.store.format import StoreOptions, open_store
@@ -256,7 +257,6 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(kind, fails_
 @pytest.fixture(scope="module")
 def none_checkpoint(tmp_path_factory) -> Path:
     """A random-init ``none`` checkpoint (backbone space only: the fastest to embed)."""
-    from engine.data import load_dataset
 
     load_dataset("shapes", "test")  # generate the split once; children read it from the shared cache
     return _checkpoint(tmp_path_factory.mktemp("ck") / "none", method="none").with_suffix(".safetensors")
@@ -403,7 +403,6 @@ def test_store_build_killed_midway_leaves_no_store_and_a_rerun_completes_it(none
     )
     s = open_store(final)
     assert s.n == 5000 and s.manifest["source"]["limit"] is None
-    from engine.data import load_dataset
 
     model, _ = load_model(none_checkpoint)
     x = (

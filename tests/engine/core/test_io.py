@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from engine.core.errors import EquiLabError
-from engine.core.io import atomic_dir, atomic_write_text
+from engine.core.io import atomic_dir, atomic_write, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path) -> None:
@@ -22,8 +22,6 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path) -> No
     def boom(path):
         path.write_text("half")
         raise RuntimeError("killed mid-write")
-
-    from engine.core.io import atomic_write
 
     with pytest.raises(RuntimeError):
         atomic_write(f, boom)

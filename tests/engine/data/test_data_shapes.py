@@ -7,11 +7,22 @@ import re
 import numpy as np
 import pytest
 
+from engine.augment.recipes import dataset_recipe, get_recipe
 from engine.core.errors import ConfigError
 from engine.data import FACTOR_RANGES, SHAPE_CLASSES, SYMMETRY, ShapeFactors, load_dataset, render_shape
 from engine.data import shapes as shapes_mod
 from engine.data.dataset import Arrays, cache_path
-from engine.data.shapes import angle_mod_symmetry, generate, hsv_to_rgb, sample_factors
+from engine.data.shapes import (
+    COLOUR_PALETTE,
+    ORIENTATIONS,
+    PALETTE_WOBBLE,
+    angle_mod_symmetry,
+    generate,
+    hsv_to_rgb,
+    palette_index,
+    rotation_ceiling,
+    sample_factors,
+)
 
 
 @pytest.fixture()
@@ -183,7 +194,6 @@ def test_upright_variant_keeps_a_canonical_orientation():
 
 
 def test_rotation_ceiling_matches_a_monte_carlo_bayes_classifier():
-    from engine.data.shapes import ORIENTATIONS, rotation_ceiling
 
     assert rotation_ceiling("uniform") == pytest.approx(0.25, abs=1e-3)  # uniform angles: chance
     rng = np.random.default_rng(0)
@@ -203,8 +213,6 @@ def test_rotation_ceiling_matches_a_monte_carlo_bayes_classifier():
 
 
 def test_shapes_colour_draws_hues_from_the_palette_and_labels_the_colour_class():
-    from engine.augment.recipes import dataset_recipe, get_recipe
-    from engine.data.shapes import COLOUR_PALETTE, PALETTE_WOBBLE, palette_index
 
     d = load_dataset("shapes_colour", "test", size=400)
     assert d.name == "shapes_colour" and set(np.unique(d.meta["colour_class"])) == set(range(COLOUR_PALETTE))

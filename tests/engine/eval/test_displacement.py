@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from engine.augment import FAMILIES, cat_params, identity_params
 from engine.core.errors import ConfigError, StoreError
+from engine.data import load_dataset
 from engine.eval.displacement import (
     SCORED_SPACES,
     PosthocPredictor,
@@ -15,11 +17,16 @@ from engine.eval.displacement import (
     displacement,
     fit_posthoc,
     load_predictor,
+    resolve_predictor,
+    sample_pairs,
     save_predictor,
     scored_space,
     sweep_grid,
 )
 from engine.eval.measures import Views, displacement_report, fit_reference
+from engine.train.checkpoint import load_model
+from engine.train.config import load_config
+from engine.train.loop import fit
 
 
 def _planted(n: int, seed: int, d: int = 12):
@@ -93,9 +100,6 @@ def test_save_load_round_trip(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from engine.train.checkpoint import load_model
-    from engine.train.config import load_config
-    from engine.train.loop import fit
 
     out = tmp_path_factory.mktemp("equimod") / "run"
     tiny = [
@@ -117,17 +121,11 @@ def trained(tmp_path_factory):
 
 
 def _uint8(split: str, n: int):
-    import torch
-
-    from engine.data import load_dataset
 
     return torch.from_numpy(np.array(load_dataset("shapes", split, size=600).images[:n])).permute(0, 3, 1, 2)
 
 
 def test_posthoc_beats_shuffled_control_on_shapes(trained):
-    import torch
-
-    from engine.eval.displacement import resolve_predictor, sample_pairs
 
     model, _ = trained
     g = torch.Generator().manual_seed(0)

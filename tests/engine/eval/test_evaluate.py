@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from engine.augment.pretext import get_task
+from engine.cli import main
 from engine.core.errors import ConfigError
+from engine.data import DataSpec, load_dataset
 from engine.eval.context import EvalContext
-from engine.eval.evaluate import ARRAY_ONLY, evaluate, write_results
+from engine.eval.displacement import load_predictor
+from engine.eval.evaluate import (
+    ARRAY_ONLY,
+    TABLE_COLUMNS,
+    add_commands,
+    evaluate,
+    pretext_accuracy,
+    pretext_baselines,
+    results_table,
+    write_results,
+)
+from engine.methods import build_method
+from engine.methods.protocol import logits_key
+from engine.store.build import EmbedJob, build_store
 from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
+from engine.train.checkpoint import save_checkpoint
 
 
 def _store(path, n: int, seed: int):
@@ -58,7 +77,6 @@ def test_array_evaluators_separate_good_from_noise(tmp_path):
 
 
 def test_eval_cli_on_stores(tmp_path, capsys):
-    from engine.cli import main
 
     _store(tmp_path / "te", 120, 1)
     _store(tmp_path / "tr", 200, 0)
@@ -72,12 +90,6 @@ def test_eval_cli_on_stores(tmp_path, capsys):
 @pytest.mark.parametrize("method", ["essl", "clever", "equimod", "none"])
 def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
     """Rotation / CLeVER / displacement evaluators end to end on --limit stores of an untrained model."""
-    import torch
-
-    from engine.eval.displacement import load_predictor
-    from engine.methods import build_method
-    from engine.store.build import EmbedJob, build_store
-    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method(method, width=0.0625, image_size=32)
@@ -135,9 +147,6 @@ def test_model_evaluators_run_on_tiny_stores(tmp_path, method):
 
 
 def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
-    import json
-
-    from engine.eval.evaluate import TABLE_COLUMNS, results_table
 
     def doc(name, rows):
         f = tmp_path / f"{name}.json"
@@ -169,10 +178,6 @@ def test_results_table_picks_each_models_displacement_space(tmp_path) -> None:
 
 
 def test_eval_cli_sizes_default_to_the_eval_context():
-    import argparse
-    import dataclasses
-
-    from engine.eval.evaluate import add_commands
 
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers())
@@ -190,15 +195,12 @@ class _Head(torch.nn.Module):
         self.task, self.rule = task, rule
 
     def embed(self, x):
-        from engine.methods.protocol import logits_key
 
         return {logits_key(self.task): self.rule(x)}
 
 
 @pytest.mark.parametrize("task", ["hflip", "rotation", "grayscale", "blur", "jigsaw"])
 def test_a_constant_guess_scores_exactly_chance(task):
-    from engine.augment.pretext import get_task
-    from engine.eval.evaluate import pretext_accuracy
 
     k = get_task(task).n_labels
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (10, 3, 32, 32), dtype=np.uint8))
@@ -207,8 +209,6 @@ def test_a_constant_guess_scores_exactly_chance(task):
 
 
 def test_a_grayscale_detector_scores_one_and_baselines_come_from_the_dataset():
-    from engine.data import DataSpec, load_dataset
-    from engine.eval.evaluate import pretext_accuracy, pretext_baselines
 
     def is_gray(x):  # label 1 = grayscale: every pixel's channels are equal
         gray = (x.amax(1) - x.amin(1)).flatten(1).amax(1) < 1e-6

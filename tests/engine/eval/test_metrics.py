@@ -8,6 +8,7 @@ from engine.eval.metrics import (
     displacement_scores,
     eqgain,
     factor_probe,
+    knn_eval,
     linear_probe,
     r2_score,
     rel_error,
@@ -74,7 +75,6 @@ def test_displacement_metrics_hand_example():
 
 
 def test_knn_eval_hand_computation():
-    from engine.eval.metrics import knn_eval
 
     # Bank: two class-0 items near +x, one class-1 item at +y; query (0.6, 0.8) labelled 1, k=3.
     # T=0.1: class 0 weight exp(6.0)+exp(6.08) = 840 < class 1 weight exp(8.0) = 2981 -> predicts 1 (right).

@@ -7,10 +7,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.augment import get_recipe
-from engine.eval.displacement import eval_recipe, recipe_name
-from engine.eval.evaluate import clever_rows
+from engine.augment import FAMILIES, equimod_vector, get_recipe
+from engine.eval.context import EvalContext, sample_images
+from engine.eval.displacement import displace, eval_recipe, fit_space_predictors, recipe_name, store_reference
+from engine.eval.evaluate import clever_rows, evaluate
+from engine.eval.measures import PREDICTORS
+from engine.eval.metrics import probe_accuracy, sgd_probe_for, train_sgd_probes
 from engine.methods import build_method
+from engine.store.build import EmbedJob, build_store
+from engine.store.format import StoreOptions, open_store
+from engine.train.checkpoint import save_checkpoint
 
 
 def test_an_arm_without_a_recipe_field_gets_its_datasets_recipe():
@@ -59,7 +65,6 @@ def test_clever_head_level_ef_cosine_is_zero_where_the_raw_slice_is_not():
 
 def test_sgd_probe_beats_chance_in_two_epochs_on_planted_features():
     """Fresh noisy 'views' of class-separable features every epoch: 2 epochs of the E-SSL probe beat chance."""
-    from engine.eval.metrics import probe_accuracy, sgd_probe_for, train_sgd_probes
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(10, 32)) * 2
@@ -80,11 +85,6 @@ def test_sgd_probe_beats_chance_in_two_epochs_on_planted_features():
 
 def test_sgd_probe_runs_on_a_tiny_store_and_records_its_protocol(tmp_path):
     """End to end (an untrained network's features carry little class information: only the wiring is tested)."""
-    from engine.eval.context import EvalContext
-    from engine.eval.evaluate import evaluate
-    from engine.store.build import EmbedJob, build_store
-    from engine.store.format import StoreOptions, open_store
-    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method("equimod", width=0.0625, image_size=32)
@@ -108,13 +108,6 @@ def test_sgd_probe_runs_on_a_tiny_store_and_records_its_protocol(tmp_path):
 
 def test_lab_api_fits_the_baselines_of_a_space(tmp_path):
     """fit_space_predictors + store_reference: what the lab calls for one model, store and space."""
-    from engine.augment import FAMILIES, equimod_vector
-    from engine.eval.context import sample_images
-    from engine.eval.displacement import displace, fit_space_predictors, store_reference
-    from engine.eval.measures import PREDICTORS
-    from engine.store.build import EmbedJob, build_store
-    from engine.store.format import StoreOptions, open_store
-    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method("equimod", width=0.0625, image_size=32).eval()

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.augment import FAMILIES, RECIPES, apply, sample_params
+from engine.augment import FAMILIES, RECIPES, apply, identity_params, sample_params
 from engine.core.errors import ConfigError
 from engine.lab.image import (
+    Basis2D,
     SliderValues,
     compose_params,
     crop_box,
@@ -24,6 +25,7 @@ from engine.lab.image import (
     sweep_values,
 )
 from engine.methods import build_method
+from engine.store.projection import pca
 
 
 def test_crop_box_centre_and_clamping():
@@ -94,8 +96,6 @@ def test_slider_values_read_back_sampled_params():
 
 def test_store_pca_basis_recovers_the_dominant_plane():
     # The lab draws its arrows in the store's PCA plane (engine.store.projection.pca, fitted at store build).
-    from engine.lab.image import Basis2D
-    from engine.store.projection import pca
 
     rng = np.random.default_rng(0)
     x = np.zeros((200, 5))
@@ -125,7 +125,6 @@ def test_displacement_basis_first_axis_is_the_mean_displacement():
 
 
 def test_compose_params_reproduces_the_sliders_through_the_shared_pipeline():
-    from engine.augment import identity_params
 
     img = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ident = compose_params(SliderValues(), (32, 32), 32)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from engine.cli import main
+
 
 def test_precompute_command_is_registered_and_refuses_a_missing_folder(tmp_path, capsys):
-    from engine.cli import main
 
     assert main(["precompute", "--stores", str(tmp_path)]) == 0  # an empty folder: nothing to do
     assert "nothing to do" in capsys.readouterr().out

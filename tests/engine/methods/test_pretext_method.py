@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from engine.augment.pretext import PRETEXT_TASKS
 from engine.core.errors import ConfigError
 from engine.methods import LOGIT_KEYS, build_method, method_config
+from engine.methods.pretext import confusion
 from engine.train.config import load_config
 from engine.train.loop import fit
 
@@ -121,7 +122,6 @@ def test_class_terms_add_and_eliminate_have_the_right_gradients():
 
 
 def test_confuse_is_the_bounded_form_of_eliminate():
-    from engine.methods.pretext import confusion
 
     rows = torch.tensor([True, True, False])
     uniform = torch.zeros(3, 4)

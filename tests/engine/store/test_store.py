@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from engine.core.errors import StoreError
+from engine.data import load_dataset
+from engine.methods import build_method
+from engine.store.build import EmbedJob, build_store, ensure_store, merge_shards, shard_range, store_path
 from engine.store.format import MANIFEST_VERSION, StoreArrays, StoreOptions, open_store, write_store
+from engine.train.checkpoint import save_checkpoint
 
 SHA = "ab" * 32
 
@@ -31,7 +37,6 @@ def built(tmp_path_factory):
 
 
 def _copy(built, tmp_path):
-    import shutil
 
     dst = tmp_path / "copy"
     shutil.copytree(built[0], dst)
@@ -120,7 +125,6 @@ def test_existing_store_needs_overwrite(built):
 
 
 def test_shard_merge_equals_single_pass(tmp_path):
-    from engine.store.build import merge_shards, shard_range
 
     assert [shard_range(10, r, 3) for r in range(3)] == [(0, 4), (4, 7), (7, 10)]
     x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
@@ -136,11 +140,6 @@ def test_shard_merge_equals_single_pass(tmp_path):
 
 
 def test_build_and_ensure_store_from_checkpoint(tmp_path):
-    import torch
-
-    from engine.methods import build_method
-    from engine.store.build import EmbedJob, build_store, ensure_store, store_path
-    from engine.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_method("clever", width=0.0625, image_size=32).eval()
@@ -156,7 +155,6 @@ def test_build_and_ensure_store_from_checkpoint(tmp_path):
     assert path == store_path(ckpt, "shapes", "test", tmp_path / "stores")
     s = open_store(path)
     assert set(s.spaces) == {"backbone", "projector", "invariant_part", "equivariant_part"} and s.n == 80
-    from engine.data import load_dataset
 
     data = load_dataset("shapes", "test")
     with torch.no_grad():

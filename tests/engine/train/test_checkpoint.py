@@ -11,8 +11,17 @@ import pytest
 import torch
 
 from engine.core.errors import CheckpointError
+from engine.core.io import sha256_file
+from engine.data import DataSpec
 from engine.methods import build_method
-from engine.train.checkpoint import export, load_model, load_train_state, read_info, save_checkpoint
+from engine.train.checkpoint import (
+    data_spec,
+    export,
+    load_model,
+    load_train_state,
+    read_info,
+    save_checkpoint,
+)
 
 
 def _model(width: float = 0.0625):
@@ -241,7 +250,6 @@ def test_truncated_safetensors_at_every_stage(saved, keep) -> None:
 )
 def test_weights_of_another_architecture_with_a_matching_sha(saved, tmp_path: Path, other, needle) -> None:
     """The real case: a genuine safetensors file of another model, sidecar sha256 updated to match it."""
-    from engine.core.io import sha256_file
 
     _, stem, _ = saved
     kw = {"name": "simclr", "width": 0.0625, "image_size": 16, **other}
@@ -307,8 +315,6 @@ def test_wrong_resume_state_entries(saved, state, needle) -> None:
 
 
 def test_sidecar_records_the_train_data_spec_and_old_sidecars_fall_back_to_the_config(tmp_path: Path) -> None:
-    from engine.data import DataSpec
-    from engine.train.checkpoint import data_spec
 
     data = {"dataset": "shapes", "root": None, "options": {"seed": 3, "size": 50}, "train_subset": 0}
     side = save_checkpoint(tmp_path / "ck", _model(), config={"data": data}, epoch=0, step=0)
@@ -326,8 +332,6 @@ def test_sidecar_records_the_train_data_spec_and_old_sidecars_fall_back_to_the_c
 
 @pytest.mark.parametrize("name", ["shapes-equimod", "cifar10-simclr"])
 def test_shipped_checkpoints_give_their_default_variant(name: str) -> None:
-    from engine.data import DataSpec
-    from engine.train.checkpoint import data_spec
 
     info = read_info(Path(__file__).resolve().parents[3] / "checkpoints" / f"{name}.json")
     assert "data" not in info  # shipped in the format before the spec; not regenerated

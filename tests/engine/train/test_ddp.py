@@ -102,7 +102,7 @@ def test_two_gloo_ranks_match_single_process(tmp_path: Path) -> None:
     # Single-process reference on the same global batch, same per-rank views, BN per shard.
     sys.path.insert(0, str(tmp_path))
     try:
-        from test_ddp_common import global_batch, make_model
+        from test_ddp_common import global_batch, make_model  # noqa: PLC0415 (written into tmp_path by this test)
     finally:
         sys.path.remove(str(tmp_path))
     model = make_model()
