@@ -62,8 +62,7 @@ def fmt(s: Stat | None, spread: bool = True) -> str:
     chance level, the same for every seed), "—" (not measured)."""
     if s is None:
         return "—"
-    mean, std, n = s
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if spread and n > 1 else "")
+    return s.fmt() if spread else f"{s.mean:.3f}"
 
 
 def tidy(summary: dict[str, Any] | None, measures: dict[str, str]) -> pd.DataFrame:

@@ -275,10 +275,8 @@ def pairing_table(
     return _md(["transformation", "a", "b", "b − a", "b vs a"], rows)
 
 
-CONTROLS = (
-    "simclr",
-    "simclr-lr2",
-)  # SimCLR at its own lr and at E-SSL's doubled lr (the shapes study's control)
+# SimCLR at its own lr and at E-SSL's doubled lr (the shapes study's control)
+CONTROLS = ("simclr", "simclr-lr2")
 
 
 def control_table(
