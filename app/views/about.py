@@ -290,11 +290,19 @@ else:
     if found:
         with st.container(border=True):
             st.markdown(found)
-    st.caption(
-        f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; the `none` arm "
-        "is the untrained network, the baseline every learned number is read against. Hover for the values."
-    )
     arms = (summary or {}).get("arms", [])
+    if "none" in arms:
+        baseline = (
+            "the `none` arm is the untrained network, the baseline every learned number is read against"
+        )
+    elif {"simclr", "simclr-lr2"} <= set(arms):
+        baseline = "no untrained arm here: each arm is read against `simclr` and `simclr-lr2` (SimCLR at E-SSL's doubled lr)"
+    else:
+        baseline = "no untrained arm in this study"
+    st.caption(
+        f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; {baseline}. "
+        "Hover for the values."
+    )
     palette = px.colors.qualitative.D3
     colours = {a: palette[i % len(palette)] for i, a in enumerate(arms)}  # one colour per arm in every chart
     for title, measures in STUDY_CHARTS.items():

@@ -176,6 +176,15 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     gray = doc["metrics"]["equimod"]["backbone/sweep/grayscale@1/invariance/relative"]["mean"]
     assert abs(plotly_array(equimod.y)[list(equimod.x).index("grayscale")] - gray) < 1e-9
 
+    # head_vs_lr has no untrained arm: the caption names the baselines it does have, not a `none` arm
+    at.selectbox(key="about_study").set_value("head_vs_lr").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "each arm is read against `simclr` and `simclr-lr2`" in captions
+    assert (
+        "docs/study-head_vs_lr/summary.json" in captions and "the `none` arm is the untrained" not in captions
+    )
+    assert "SimCLR at E-SSL's doubled lr 0.890 ± 0.046 (head_vs_lr, seeds [0, 1, 2])" in captions
+
 
 def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
     d = roots["runs"] / "u"

@@ -25,7 +25,7 @@ STUDY = {
     s: DOCS / f"study-{s}" / "summary.json"
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
-        "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full",
+        "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full", "head_vs_lr",
     )
 }  # fmt: skip
 SPACE = r"(backbone|projector|equivariant|invariant_part|equivariant_part)"
@@ -173,7 +173,7 @@ SECTIONS = [
         "## 5.",
         "## 6.",
         lambda: study_figures(
-            "transforms", "explaining_away", "rotation_backbones", "invariance_vs_equivariance"
+            "transforms", "explaining_away", "rotation_backbones", "invariance_vs_equivariance", "head_vs_lr"
         ),
     ),
     (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
