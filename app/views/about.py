@@ -10,7 +10,7 @@ import streamlit as st
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_baselines
-from engine.lab.studies import findings, tidy
+from engine.lab.studies import baseline_note, findings, tidy
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -291,14 +291,7 @@ else:
         with st.container(border=True):
             st.markdown(found)
     arms = (summary or {}).get("arms", [])
-    if "none" in arms:
-        baseline = (
-            "the `none` arm is the untrained network, the baseline every learned number is read against"
-        )
-    elif {"simclr", "simclr-lr2"} <= set(arms):
-        baseline = "no untrained arm here: each arm is read against `simclr` and `simclr-lr2` (SimCLR at E-SSL's doubled lr)"
-    else:
-        baseline = "no untrained arm in this study"
+    baseline = baseline_note(arms)
     st.caption(
         f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; {baseline}. "
         "Hover for the values."

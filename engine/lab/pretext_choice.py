@@ -11,7 +11,7 @@ import pandas as pd
 
 from engine.augment.pretext import PRETEXT_TASKS
 from engine.data.ceilings import ceilings
-from engine.lab.studies import fmt, noise_word, stat
+from engine.lab.studies import CONTROLS, fmt, noise_word, stat
 from engine.methods.protocol import logits_key
 
 # Understanding-ESSL's three principles for choosing the task (methods.md §4.1), each with what it asks of a task.
@@ -35,7 +35,7 @@ PRINCIPLES: tuple[tuple[str, str], ...] = (
 
 
 LINEAR = "backbone/linear_acc"
-LR_CONTROL = "simclr-lr2"  # SimCLR at E-SSL's doubled lr: the baseline an E-SSL head's gain is read against
+LR_CONTROL = CONTROLS[1]  # SimCLR at E-SSL's doubled lr: the baseline an E-SSL head's gain is read against
 
 
 def head_vs_lr_cell(head_vs_lr: dict | None, task: str) -> str:
@@ -52,8 +52,8 @@ def task_baselines(inv_vs_eq: dict | None, head_vs_lr: dict | None) -> str:
     from; "" when neither study is reported."""
     parts = []
     for label, study, doc, arm in (
-        ("SimCLR alone", "invariance_vs_equivariance", inv_vs_eq, "simclr"),
-        ("SimCLR alone", "head_vs_lr", head_vs_lr, "simclr"),
+        ("SimCLR alone", "invariance_vs_equivariance", inv_vs_eq, CONTROLS[0]),
+        ("SimCLR alone", "head_vs_lr", head_vs_lr, CONTROLS[0]),
         ("SimCLR at E-SSL's doubled lr", "head_vs_lr", head_vs_lr, LR_CONTROL),
     ):
         s = stat(doc, arm, LINEAR)

@@ -40,6 +40,20 @@ def noise_word(a: Stat | None, b: Stat | None) -> str:
     return "noise" if abs(diff) <= 2.0 * max(a.std, b.std) else ("higher" if diff > 0 else "lower")
 
 
+# SimCLR at its own lr and at E-SSL's doubled lr (the shapes study's control): the arms a gain is read against.
+CONTROLS = ("simclr", "simclr-lr2")
+
+
+def baseline_note(arms: list[str]) -> str:
+    """What a study's numbers are read against, from the arms it has: the untrained network, else both
+    :data:`CONTROLS`, else nothing to name."""
+    if "none" in arms:
+        return "the `none` arm is the untrained network, the baseline every learned number is read against"
+    if set(CONTROLS) <= set(arms):
+        return "no untrained arm here: each arm is read against `simclr` and `simclr-lr2` (SimCLR at E-SSL's doubled lr)"
+    return "no untrained arm in this study"
+
+
 def read_summary(path: Path) -> dict[str, Any] | None:
     """A ``study report`` summary.json, or None when it is absent or unreadable (the page then shows blanks)."""
     try:

@@ -24,7 +24,7 @@ from engine.eval.evaluate import TABLE_COLUMNS, pretext_baselines
 from engine.eval.measures import not_encoded_families
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.lab.runs import METRICS_FILE, read_metrics
-from engine.lab.studies import Stat, noise_word, read_summary
+from engine.lab.studies import CONTROLS, Stat, noise_word, read_summary
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -273,10 +273,6 @@ def pairing_table(
     if not rows:
         return ""
     return _md(["transformation", "a", "b", "b − a", "b vs a"], rows)
-
-
-# SimCLR at its own lr and at E-SSL's doubled lr (the shapes study's control)
-CONTROLS = ("simclr", "simclr-lr2")
 
 
 def control_table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.lab.studies import findings, marked_studies
+from engine.lab.studies import baseline_note, findings, marked_studies
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 RESULTS = DOCS / "results.md"
@@ -36,3 +36,9 @@ def test_every_reported_study_has_its_findings_in_results():
     for name in marked_studies(md):
         text = findings(md, name)
         assert "](" not in text, f"{name}: a relative link would break on the About page"
+
+
+def test_baseline_note_names_only_the_baselines_a_study_has():
+    assert "`none` arm is the untrained network" in baseline_note(["simclr", "none"])
+    assert "read against `simclr` and `simclr-lr2`" in baseline_note(["simclr", "simclr-lr2", "eq-blur"])
+    assert baseline_note(["simclr", "eq-blur"]) == "no untrained arm in this study"
