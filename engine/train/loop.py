@@ -260,12 +260,21 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
         )
     total, warm = cfg.optim.epochs * steps_per_epoch, round(cfg.optim.warmup_epochs * steps_per_epoch)
     start_epoch, step, metrics_path = 0, 0, run / "metrics.jsonl"
+    online = None
+    if cfg.train.online_linear and is_main and data.train_labels is not None:
+        online = OnlineLinear(model.backbone.feat_dim, data.num_classes, device, cfg.train.seed)
     if resume and last.with_suffix(".json").exists():
         state, info = ckpt.load_state(last)
         ckpt.check_shapes(model, state, last.with_suffix(".safetensors"))
         model.load_state_dict(state)
         if model.trainable:
-            ckpt.load_train_state(last, optimizer)
+            saved = ckpt.load_train_state(last, optimizer)
+            if online is not None and not online.load(saved):
+                log.warning(
+                    "%s predates saving the online linear classifier: it restarts from its seeded start, so this "
+                    "run's online_linear_* figures differ from an uninterrupted run's",
+                    last,
+                )
         start_epoch, step = info["epoch"], info["step"]
         if is_main:
             _truncate_metrics(metrics_path, step)
@@ -273,9 +282,6 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
     if is_main:
         io.atomic_write_text(run / "config.yaml", to_yaml(cfg))
     fwd = _distributed_wrap(model, cfg, device, world) if model.trainable else model
-    online = None
-    if cfg.train.online_linear and is_main and data.train_labels is not None:
-        online = OnlineLinear(model.backbone.feat_dim, data.num_classes, device, cfg.train.seed)
     record = (lambda r: _append(metrics_path, r)) if is_main else (lambda r: None)
     epochs = cfg.optim.epochs if model.trainable else 0
 
@@ -283,7 +289,7 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
         if not is_main:
             return
         kw = dict(config=to_dict(cfg), epoch=epoch, step=step, metrics=metrics)
-        extra = {"rng_torch": torch.get_rng_state()}
+        extra = {"rng_torch": torch.get_rng_state(), **(online.state() if online is not None else {})}
         ckpt.save_checkpoint(last, model, optimizer=optimizer, extra_state=extra, **kw)
         if cfg.train.checkpoint_every and (epoch % cfg.train.checkpoint_every == 0 or epoch == epochs):
             ckpt.save_checkpoint(run / "checkpoints" / f"epoch_{epoch:04d}", model, **kw)

@@ -6,7 +6,8 @@ eval mode under ``no_grad``, so it never changes the method's training (no gradi
 random draws: a run is bit-identical with and without it). It has its own Adam optimiser (lr 1e-3). Per epoch
 it reports its accuracy on the batches it was trained on, each measured before that batch's update
 (``online_linear_train_acc``), and on the held-out kNN queries (``online_linear_acc``). It is a monitor, not part
-of the model: it is not checkpointed and restarts from its seeded initialisation on ``--resume``.
+of the model, but its weights and Adam state travel in the trainer's resume state (``state`` / ``load``), so a
+resumed run logs the same online accuracies as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.augment import preprocess
+from engine.core.errors import CheckpointError
 from engine.train.data import autocast, embed_backbone
 
 LR = 1e-3
@@ -81,3 +83,31 @@ class OnlineLinear:
             "online_linear_train_acc": train,
             "online_linear_acc": self.accuracy(model, images, labels, device),
         }
+
+    def state(self) -> dict[str, Tensor]:
+        """The head's weights and its Adam state as named CPU tensors (``online/head/*``, ``online/opt/<i>/*``),
+        saved with the trainer's resume state. Taken at an epoch's end, when the running accuracy is empty."""
+        out = {f"online/head/{k}": v for k, v in self.head.state_dict().items()}
+        for idx, st in self.opt.state_dict()["state"].items():
+            out.update({f"online/opt/{idx}/{name}": v for name, v in st.items() if torch.is_tensor(v)})
+        return {k: v.detach().cpu().contiguous().clone() for k, v in out.items()}
+
+    def load(self, tensors: dict[str, Tensor]) -> bool:
+        """Restore what ``state`` saved; False, keeping the seeded start, when ``tensors`` has none of it (a
+        checkpoint written before the online classifier was saved)."""
+        head = {k.removeprefix("online/head/"): v for k, v in tensors.items() if k.startswith("online/head/")}
+        if not head:
+            return False
+        opt: dict[int, dict[str, Tensor]] = {}
+        for key, v in tensors.items():
+            if key.startswith("online/opt/"):
+                idx, name = key.removeprefix("online/opt/").split("/", 1)
+                opt.setdefault(int(idx), {})[name] = v
+        try:
+            self.head.load_state_dict(head)
+            self.opt.load_state_dict({"state": opt, "param_groups": self.opt.state_dict()["param_groups"]})
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(
+                f"the resume state's online linear classifier does not fit this run: {e}"
+            ) from e
+        return True

@@ -1,5 +1,5 @@
 """The trainer on a tiny shapes subset: learning beats random init, resume (in-process stop and a real SIGKILL)
-ends with bit-identical weights, a NaN stops the run keeping the last good checkpoint, and the CLI ships models."""
+ends with bit-identical weights and the same online linear classifier, a NaN stops the run keeping the last good checkpoint, and the CLI ships models."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from engine.cli import main
-from engine.core.errors import ConfigError
+from engine.core.errors import CheckpointError, ConfigError
 from engine.train.checkpoint import load_model, load_state, read_info
 from engine.train.config import load_config
 from engine.train.loop import NonFiniteLossError, StepEvent, fit
+from engine.train.online import OnlineLinear
 
 REPO = Path(__file__).resolve().parents[3]
 STEPS_PER_EPOCH = 8  # 512 items / batch 64
@@ -88,6 +90,48 @@ def test_resume_after_stop_equals_uninterrupted(uninterrupted, tmp_path: Path) -
     assert (
         steps == sorted(steps) and len([s for s in steps if s == 2 * STEPS_PER_EPOCH]) == 2
     )  # no replayed dupes
+
+
+def _online(run: Path) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """The per-epoch online accuracies a run logged, and its online classifier's saved weights and Adam state."""
+    keys = ("epoch", "online_linear_acc", "online_linear_train_acc")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    logged = [{k: r[k] for k in keys} for r in map(json.loads, lines) if "epoch_time_s" in r]
+    saved = load_file(str(run / "checkpoints" / "last.state"))
+    return logged, {k: v for k, v in saved.items() if k.startswith("extra/online/")}
+
+
+def test_resume_keeps_the_online_linear_classifier(tmp_path: Path) -> None:
+    """The online classifier (a monitor on detached features) travels in the resume state: a run stopped in
+    epoch 2 and resumed logs the same online accuracies and ends with the same head and Adam state as an
+    uninterrupted one (it used to restart from its seeded start, so a resumed study reported other figures)."""
+    whole = fit(load_config(None, tiny(tmp_path / "whole", "train.online_linear=true")))
+    cfg = load_config(None, tiny(tmp_path / "run", "train.online_linear=true"))
+    with pytest.raises(_Stop):
+        fit(cfg, on_step=_stop_at(STEPS_PER_EPOCH + 2))
+    logged, saved = _online(fit(cfg, resume=True))
+    want_logged, want_saved = _online(whole)
+    assert logged == want_logged and [r["epoch"] for r in logged] == [1, 2]
+    assert {"extra/online/head/weight", "extra/online/opt/0/exp_avg"} <= saved.keys() == want_saved.keys()
+    for k, v in want_saved.items():
+        assert torch.equal(saved[k], v), f"{k} differs after resume"
+
+
+def test_online_state_round_trip_old_checkpoints_and_misfits() -> None:
+    cpu = torch.device("cpu")
+    a = OnlineLinear(8, 3, cpu, seed=0)
+    a.head(torch.randn(4, 8, generator=torch.Generator().manual_seed(0))).square().sum().backward()
+    a.opt.step()
+    b = OnlineLinear(8, 3, cpu, seed=1)
+    assert b.load(a.state())
+    got, want = b.state(), a.state()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], v) for k, v in want.items())
+    old = {
+        "rng_torch": torch.get_rng_state()
+    }  # the extra state of a checkpoint from before: the seeded start stays
+    assert not b.load(old)
+    with pytest.raises(CheckpointError, match="online linear classifier does not fit"):
+        OnlineLinear(8, 5, cpu).load(a.state())  # another class count
 
 
 KILL_SCRIPT = """
