@@ -26,6 +26,9 @@ def test_every_issue14_study_has_its_cifar_variant():
     for name in ("transforms", "explaining_away", "clever_robustness", "invariance_vs_equivariance"):
         cifar, shapes = STUDIES[f"{name}_cifar10"], STUDIES[name]
         assert cifar.dataset == "cifar10" and [a.name for a in cifar.arms] == [a.name for a in shapes.arms]
+        assert (
+            cifar.probe_cap == 0 == STUDIES["cifar10_cpu"].probe_cap
+        )  # the whole train split, comparable arms
     assert len(STUDIES["transforms"].arms) == 16 and len(STUDIES["invariance_vs_equivariance"].arms) == 15
 
 
