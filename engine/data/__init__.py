@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.data.dataset import ROOT_ENV, ImageDataset, resolve_root
 from engine.data.images import DEFAULT_MAX_PIXELS, decode_image, to_square
-from engine.data.registry import DATASETS, SPLITS, dataset_options, get_loader, load_dataset
+from engine.data.registry import DATASETS, IN_RANDOM_ORDER, SPLITS, dataset_options, get_loader, load_dataset
 from engine.data.shapes import (
     CLASSES as SHAPE_CLASSES,
 )
@@ -27,6 +27,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_MAX_PIXELS",
     "FACTOR_RANGES",
+    "IN_RANDOM_ORDER",
     "ROOT_ENV",
     "SHAPE_CLASSES",
     "SPLITS",

@@ -22,6 +22,11 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "imagefolder": load_imagefolder,
 }
 
+# Generated datasets draw every item independently, so any prefix of a split is already a uniform sample of it.
+# File-backed ones are often stored class by class (an ImageFolder, CIFAR-10's JPEG tree: the first 1,000 test
+# images are all airplanes), so whoever samples them must draw indices (engine.train.data.load_run_data).
+IN_RANDOM_ORDER: frozenset[str] = frozenset({"shapes", "shapes_upright", "shapes_colour"})
+
 SPLITS: dict[str, tuple[str, ...]] = {
     "shapes": ("train", "test"),
     "shapes_upright": ("train", "test"),

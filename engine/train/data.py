@@ -12,7 +12,7 @@ from torch import nn
 
 from engine.augment import preprocess
 from engine.core.errors import EquiLabError
-from engine.data import DataSpec
+from engine.data import IN_RANDOM_ORDER, DataSpec
 from engine.eval.knn import knn_accuracy
 from engine.train.config import Config
 
@@ -64,19 +64,31 @@ def run_spec(cfg: Config) -> DataSpec:
     return DataSpec(cfg.data.dataset, "train", cfg.data.root, cfg.data.options)
 
 
+def monitor_queries(n_test: int, n: int, in_random_order: bool) -> np.ndarray:
+    """Which ``n`` test items the monitor (kNN, online linear) queries, sorted: a uniform sample, the same for
+    every seed. On a generated split the first ``n`` are one (kept, so earlier runs reproduce); elsewhere a fixed
+    seeded draw, since a class-sorted folder's first items are all one class."""
+    if in_random_order:
+        return np.arange(min(n, n_test))
+    return np.sort(np.random.default_rng(np.random.SeedSequence([0, 8])).permutation(n_test)[:n])
+
+
 def load_run_data(cfg: Config) -> RunData:
     """The training subset (in RAM) and the kNN bank/queries, chosen by a seeded permutation."""
 
     d = cfg.data
     spec = run_spec(cfg)
     train = spec.load()
+    in_random_order = d.dataset in IN_RANDOM_ORDER
     order = np.random.default_rng(np.random.SeedSequence([cfg.train.seed, 7])).permutation(len(train))
     subset = np.sort(order[: d.train_subset] if d.train_subset else order)
     images = np.ascontiguousarray(train.images[subset])
-    bank = np.sort(subset[: d.knn_bank])
+    # the bank: a uniform sample of the training subset (its lowest indices are one on a generated dataset only)
+    bank = np.sort(subset[: d.knn_bank] if in_random_order else order[: min(d.knn_bank, len(subset))])
     try:
         test = spec.with_split("test").load()
-        q_img, q_lab = test.images[: d.knn_queries], test.labels[: d.knn_queries]
+        q = monitor_queries(len(test), d.knn_queries, in_random_order)
+        q_img, q_lab = test.images[q], test.labels[q]
     except EquiLabError:  # no test split: query held-out train items
         held = np.sort(order[len(subset) :][: d.knn_queries])
         q_img, q_lab = train.images[held], train.labels[held]
