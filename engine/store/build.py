@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import resource
 import shutil
@@ -38,6 +39,8 @@ from engine.store.format import Progress, StoreOptions, _thumbs, finish_store, o
 from engine.store.items import store_spec
 from engine.train.checkpoint import data_spec, load_model, read_info, stem_of
 from engine.train.config import parse_value
+
+log = logging.getLogger(__name__)
 
 CPU_CHUNK = 64
 STREAM_CHUNK = 4096  # images read (or rendered) at once: 12 MB of 32 px images, 50 MB of 64 px ones
@@ -264,6 +267,8 @@ def build_store(
     data = data if data is not None else spec.load()
     images, labels, meta = data.images, data.labels, data.meta
     n = len(labels) if job.limit is None else min(job.limit, len(labels))
+    if (note := limit_note(labels, n)) is not None:
+        log.warning("%s/%s: %s", job.dataset, job.split, note)
     labels = np.asarray(labels[:n])
     meta = {k: np.asarray(v)[:n] for k, v in meta.items()}
     done = [0]
@@ -320,6 +325,19 @@ def build_store(
     if progress:
         progress(1.0, "store ready")
     return out
+
+
+def limit_note(labels: np.ndarray, n: int) -> str | None:
+    """A warning when a ``--limit`` prefix of a split misses classes the split has (a folder stored class by class:
+    CIFAR-10's first 1,000 test images are all airplanes); None when the prefix has every class, or no labels."""
+    labels = np.asarray(labels)
+    have, want = np.unique(labels[:n][labels[:n] >= 0]), np.unique(labels[labels >= 0])
+    if n >= len(labels) or len(have) == len(want):
+        return None
+    return (
+        f"the first {n:,} items hold {len(have)} of the split's {len(want)} classes (it is stored class by class); "
+        "the store's map, retrieval and probes see only those. Drop --limit for the whole split."
+    )
 
 
 def peak_rss_bytes() -> int:

@@ -12,7 +12,15 @@ import torch
 from engine.core.errors import StoreError
 from engine.data import load_dataset
 from engine.methods import build_method
-from engine.store.build import EmbedJob, build_store, ensure_store, merge_shards, shard_range, store_path
+from engine.store.build import (
+    EmbedJob,
+    build_store,
+    ensure_store,
+    limit_note,
+    merge_shards,
+    shard_range,
+    store_path,
+)
 from engine.store.format import MANIFEST_VERSION, StoreArrays, StoreOptions, open_store, write_store
 from engine.train.checkpoint import save_checkpoint
 
@@ -202,3 +210,12 @@ def _flip_last_byte(f):
     data = bytearray(f.read_bytes())
     data[-1] ^= 0xFF
     f.write_bytes(bytes(data))
+
+
+def test_limit_note_names_the_classes_a_prefix_misses():
+    sorted_split = np.repeat(np.arange(3), 4)  # stored class by class
+    assert "hold 1 of the split's 3 classes" in limit_note(sorted_split, 4)
+    assert "hold 2 of the split's 3 classes" in limit_note(sorted_split, 5)
+    assert limit_note(sorted_split, 12) is None and limit_note(sorted_split, 50) is None  # no prefix cut
+    assert limit_note(np.tile(np.arange(3), 4), 3) is None  # shuffled: the prefix has every class
+    assert limit_note(np.full(12, -1), 4) is None  # unlabelled
