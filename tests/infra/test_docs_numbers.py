@@ -26,6 +26,7 @@ STUDY = {
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
         "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full", "head_vs_lr",
+        "explaining_away_cifar10",
     )
 }  # fmt: skip
 SPACE = r"(backbone|projector|equivariant|invariant_part|equivariant_part)"
@@ -173,7 +174,12 @@ SECTIONS = [
         "## 5.",
         "## 6.",
         lambda: study_figures(
-            "transforms", "explaining_away", "rotation_backbones", "invariance_vs_equivariance", "head_vs_lr"
+            "transforms",
+            "explaining_away",
+            "rotation_backbones",
+            "invariance_vs_equivariance",
+            "head_vs_lr",
+            "explaining_away_cifar10",
         ),
     ),
     (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
