@@ -10,7 +10,7 @@ import streamlit as st
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_baselines
-from engine.lab.studies import baseline_note, findings, tidy
+from engine.lab.studies import baseline_note, findings, measured_columns, tidy
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -326,10 +326,7 @@ inv_vs_eq_path = DOCS / "study-invariance_vs_equivariance" / "summary.json"
 head_vs_lr_path = DOCS / "study-head_vs_lr" / "summary.json"
 transforms, inv_vs_eq = cached.study_summary(transforms_path), cached.study_summary(inv_vs_eq_path)
 table = cached.task_table(transforms_path, inv_vs_eq_path, head_vs_lr_path)
-table = table[
-    [c for c in table.columns if not (table[c].astype(str) == "—").all()]
-]  # hide unmeasured columns
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(measured_columns(table), hide_index=True, width="stretch")
 baselines = task_baselines(inv_vs_eq, cached.study_summary(head_vs_lr_path))
 if baselines:
     st.caption(
@@ -352,7 +349,7 @@ def study_table(frame, title: str, caption: str, summary: dict | None = None) ->
     if len(frame):
         st.subheader(title)
         st.caption(caption)
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(measured_columns(frame), hide_index=True, width="stretch")
         failed = (summary or {}).get("failed") or []
         if failed:
             st.caption(
@@ -380,7 +377,8 @@ study_table(
     "ResNet-18 width 0.125, 10,000 train images, batch 256, 10 epochs, probes on all 50,000 train images "
     "(`python -m engine study run explaining_away_cifar10 --arms rotation-none rotation-confuse`; "
     "docs/study-explaining_away_cifar10). Rotation is learnable on these images without the class, so the "
-    "comparison is not drowned by seeds that never learn the task, as on shapes_upright.",
+    "comparison is not drowned by seeds that never learn the task, as on shapes_upright. Real images have no "
+    "computable identifiability ceiling, so none is shown; chance is 0.25.",
     explaining_cifar,
 )
 study_table(

@@ -79,6 +79,12 @@ def fmt(s: Stat | None, spread: bool = True) -> str:
     return s.fmt() if spread else f"{s.mean:.3f}"
 
 
+def measured_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the columns in which no row is measured (every cell "—"), e.g. the ceiling of a real
+    dataset, which has none: a column of blanks says nothing and reads like a missing result."""
+    return frame[[c for c in frame.columns if not (frame[c].astype(str) == "—").all()]]
+
+
 def tidy(summary: dict[str, Any] | None, measures: dict[str, str]) -> pd.DataFrame:
     """One row per (arm, measure) that the summary holds: ``arm``, ``measure`` (the label), ``mean``, ``std``,
     ``n``, in the summary's arm order and the order of ``measures`` (label -> ``space/metric``)."""

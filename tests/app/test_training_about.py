@@ -220,6 +220,23 @@ def test_about_answers_which_transformation_to_predict_with_ceilings(roots):
     )  # unmeasured columns are hidden
 
 
+def test_about_shows_no_blank_ceiling_for_real_images(roots):
+    """CIFAR-10 has no identifiability ceiling: the explaining-away table on it leaves the column out and says so."""
+    at = app_on("about")
+    assert not at.exception
+    heads = [s.value for s in at.subheader]
+    title = "Explaining away on CIFAR-10: does pushing the class out hurt rotation prediction?"
+    assert title in heads
+    tables = [d.value for d in at.dataframe if "rotation acc" in d.value.columns]
+    cifar = next(t for t in tables if "ceiling" not in t.columns)
+    assert list(cifar["arm"]) == [
+        "rotation alone",
+        "+ KL(uniform ‖ classifier): class made unreadable, bounded",
+    ]
+    assert any("no computable identifiability ceiling" in c.value for c in at.caption)
+    assert all(not (t[c].astype(str) == "—").all() for t in tables for c in t.columns)
+
+
 def test_about_names_the_arm_whose_training_diverged(roots):
     at = app_on("about")
     assert not at.exception

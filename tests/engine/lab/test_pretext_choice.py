@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.lab.pretext_choice import backbones, explaining_away, task_baselines, task_table
-from engine.lab.studies import fmt, read_summary, stat, tidy
+from engine.lab.studies import fmt, measured_columns, read_summary, stat, tidy
 
 
 def _summary(metrics: dict) -> dict:
@@ -124,3 +124,22 @@ def test_tidy_keeps_arm_order_and_leaves_out_what_was_not_measured():
     t = tidy(summary, {"kNN": "backbone/knn_acc", "R² hue": "backbone/r2_hue"})
     assert list(zip(t["arm"], t["measure"], t["mean"])) == [("b", "kNN", 0.5), ("a", "kNN", 0.7)]
     assert tidy(None, {"kNN": "backbone/knn_acc"}).empty
+
+
+def test_columns_measured_in_no_row_are_dropped_and_partly_measured_ones_kept():
+    """A real dataset has no identifiability ceiling: its explaining-away rows carry "—" there, and the column
+    goes; a column blank in one row only (an arm that did not measure it) stays."""
+    doc = _summary(
+        {
+            "rotation-none": {"rotation_logits/rotation_acc": {"mean": 0.64, "std": 0.01, "n": 3},
+                              "rotation_logits/rotation_chance": {"mean": 0.25, "std": 0, "n": 3}},
+            "rotation-confuse": {"rotation_logits/rotation_acc": {"mean": 0.65, "std": 0.01, "n": 3},
+                                 "rotation_logits/rotation_chance": {"mean": 0.25, "std": 0, "n": 3},
+                                 "online_linear/acc": {"mean": 0.19, "std": 0.001, "n": 3}},
+        }
+    )  # fmt: skip
+    rows = explaining_away(doc)
+    assert (rows["ceiling"] == "—").all()
+    kept = measured_columns(rows)
+    assert "ceiling" not in kept.columns and list(kept["online linear (class)"]) == ["—", "0.190 ± 0.001"]
+    assert list(kept.columns) == [c for c in rows.columns if c != "ceiling"]  # order kept
