@@ -331,9 +331,10 @@ baselines = task_baselines(inv_vs_eq, cached.study_summary(head_vs_lr_path))
 if baselines:
     st.caption(
         baselines
-        + " \"E-SSL head − SimCLR at its lr\": the head's linear accuracy minus SimCLR's at the same "
-        'doubled lr, with "noise" when within twice the larger seed spread: the part of the gain that is the '
-        "head's, not the learning rate's."
+        + ' "as invariance − SimCLR": SimCLR with the transformation added to its augmentations minus SimCLR '
+        "alone, same lr and seeds. \"E-SSL head − SimCLR at its lr\": the head's linear accuracy minus SimCLR's at "
+        "the same doubled lr, the part of the gain that is the head's, not the learning rate's. \"noise\" when within "
+        "twice the larger seed spread."
     )
 if transforms is None or inv_vs_eq is None:
     st.caption(

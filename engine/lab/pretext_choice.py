@@ -38,13 +38,19 @@ LINEAR = "backbone/linear_acc"
 LR_CONTROL = CONTROLS[1]  # SimCLR at E-SSL's doubled lr: the baseline an E-SSL head's gain is read against
 
 
+def delta_cell(summary: dict | None, arm: str, control: str) -> str:
+    """``arm``'s linear accuracy minus ``control``'s in the same study: "+0.012 (noise)", "+0.080 (higher)",
+    "−0.101 (1 seed: spread unknown)", "—" when either arm is not measured (:func:`noise_word`'s rule)."""
+    a, ctrl = stat(summary, arm, LINEAR), stat(summary, control, LINEAR)
+    if a is None or ctrl is None:
+        return "—"
+    return f"{a.mean - ctrl.mean:+.3f} ({noise_word(ctrl, a)})"
+
+
 def head_vs_lr_cell(head_vs_lr: dict | None, task: str) -> str:
     """E-SSL's head predicting ``task`` against SimCLR at the same doubled lr, linear probe (the ``head_vs_lr``
-    study): "+0.012 (noise)", "+0.080 (higher)", "—" when either arm is not measured."""
-    eq, ctrl = stat(head_vs_lr, f"eq-{task}", LINEAR), stat(head_vs_lr, LR_CONTROL, LINEAR)
-    if eq is None or ctrl is None:
-        return "—"
-    return f"{eq.mean - ctrl.mean:+.3f} ({noise_word(ctrl, eq)})"
+    study): the part of the ``eq-*`` arm's gain that is the head's, not the learning rate's."""
+    return delta_cell(head_vs_lr, f"eq-{task}", LR_CONTROL)
 
 
 def task_baselines(inv_vs_eq: dict | None, head_vs_lr: dict | None) -> str:
@@ -66,8 +72,9 @@ def task_table(
     transforms: dict | None = None, inv_vs_eq: dict | None = None, head_vs_lr: dict | None = None
 ) -> pd.DataFrame:
     """One row per pretext task: labels, chance, ceilings, and (when the studies exist) the pretext accuracy of the
-    task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it)
-    and as an equivariance (E-SSL head), and that head against SimCLR at its doubled lr (:func:`head_vs_lr_cell`)."""
+    task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it,
+    and that against SimCLR alone at the same lr) and as an equivariance (E-SSL head), and that head against SimCLR
+    at its doubled lr (:func:`head_vs_lr_cell`)."""
     ceil = {o: ceilings(o) for o in ("uniform", "upright")}
     rows = []
     for task, spec in PRETEXT_TASKS.items():
@@ -82,6 +89,7 @@ def task_table(
                 "pretext acc (alone)": fmt(stat(transforms, f"pretext-{task}", acc)),
                 "pretext acc (E-SSL head)": fmt(stat(transforms, f"essl-{task}", acc)),
                 "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", LINEAR)),
+                "as invariance − SimCLR": delta_cell(inv_vs_eq, f"inv-{task}", CONTROLS[0]),
                 "linear, as equivariance": fmt(stat(inv_vs_eq, f"eq-{task}", LINEAR)),
                 "E-SSL head − SimCLR at its lr": head_vs_lr_cell(head_vs_lr, task),
             }

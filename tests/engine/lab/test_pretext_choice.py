@@ -143,3 +143,27 @@ def test_columns_measured_in_no_row_are_dropped_and_partly_measured_ones_kept():
     kept = measured_columns(rows)
     assert "ceiling" not in kept.columns and list(kept["online linear (class)"]) == ["—", "0.190 ± 0.001"]
     assert list(kept.columns) == [c for c in rows.columns if c != "ceiling"]  # order kept
+
+
+def test_an_invariance_is_read_against_simclr_alone_at_the_same_lr():
+    inv = _summary(
+        {
+            "simclr": {"backbone/linear_acc": {"mean": 0.83, "std": 0.03, "n": 3}},
+            "inv-invert": {
+                "backbone/linear_acc": {"mean": 0.42, "std": 0.05, "n": 3}
+            },  # −0.41: beyond 2 × 0.05
+            "inv-grayscale": {
+                "backbone/linear_acc": {"mean": 0.91, "std": 0.07, "n": 3}
+            },  # +0.08 ≤ 0.14: noise
+        }
+    )
+    col = task_table(None, inv).set_index("task")["as invariance − SimCLR"]
+    assert col["invert"] == "-0.410 (lower)" and col["grayscale"] == "+0.080 (noise)"
+    assert col["rotation"] == "—"  # the arm is not in the summary: blank
+    one_seed = {"arms": ["simclr", "inv-blur"], "seeds": [0], "metrics": {
+        "simclr": {"backbone/linear_acc": {"mean": 0.795, "std": 0, "n": 1}},
+        "inv-blur": {"backbone/linear_acc": {"mean": 0.803, "std": 0, "n": 1}},
+    }}  # fmt: skip
+    assert task_table(None, one_seed).set_index("task").loc["blur", "as invariance − SimCLR"] == (
+        "+0.008 (1 seed: spread unknown)"
+    )
