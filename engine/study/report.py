@@ -258,21 +258,22 @@ def pairing_table(
     key: tuple[str, str] = ("backbone", "linear_acc"),
 ) -> str:
     """Each transformation used two ways (:data:`PAIRINGS`), side by side on ``key``, with the difference and
-    whether it is beyond noise (:func:`noise_word`); "" when the study has no such pairs."""
-    rows = []
+    whether it is beyond noise (:func:`noise_word`): one table per pairing the study has, its two ways named in the
+    header; "" when the study has no such pairs."""
+    tables = []
     for pa, pb, la, lb in PAIRINGS:
+        rows = []
         for arm in arms:
             if not arm.startswith(pa) or (other := pb + arm.removeprefix(pa)) not in agg:
                 continue
             a, b = agg[arm].get(key), agg[other].get(key)
             diff = "—" if a is None or b is None else f"{b.mean - a.mean:+.3f}"
             rows.append(
-                [arm.removeprefix(pa), f"{la}: {_cell(agg[arm], key)}", f"{lb}: {_cell(agg[other], key)}", diff,
-                 noise_word(a, b)]
-            )  # fmt: skip
-    if not rows:
-        return ""
-    return _md(["transformation", "a", "b", "b − a", "b vs a"], rows)
+                [arm.removeprefix(pa), _cell(agg[arm], key), _cell(agg[other], key), diff, noise_word(a, b)]
+            )
+        if rows:
+            tables.append(_md(["transformation", la, lb, "second − first", "second vs first"], rows))
+    return "\n\n".join(tables)
 
 
 def control_table(
