@@ -296,8 +296,13 @@ else:
         f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; {baseline}. "
         "Hover for the values."
     )
-    palette = px.colors.qualitative.D3
-    colours = {a: palette[i % len(palette)] for i, a in enumerate(arms)}  # one colour per arm in every chart
+    # one colour per arm in every chart, none shared: D3's ten where they suffice, else 48 (the larger studies)
+    palette = (
+        px.colors.qualitative.D3
+        if len(arms) <= 10
+        else px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+    )
+    colours = {a: palette[i % len(palette)] for i, a in enumerate(arms)}
     for title, measures in STUDY_CHARTS.items():
         frame = tidy(summary, measures)
         if frame.empty:

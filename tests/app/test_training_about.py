@@ -162,6 +162,13 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
         colour_of
     )  # an arm keeps its colour across charts; arms differ
     assert not at.info  # the "make the summaries" hint only shows when they are missing
+    at.selectbox(key="about_study").set_value(
+        "invariance_vs_equivariance"
+    ).run()  # 15 arms: more than D3's 10
+    wide = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    big = next(c for c in wide if "class" in c.layout.title.text)
+    assert len(big.data) == 15 and len({t.marker.color for t in big.data}) == 15  # no two arms share a colour
+    at.selectbox(key="about_study").set_value("shapes").run()
     robust = next(c for c in charts if c.layout.title.text.startswith("Robustness"))
     assert list(robust.data[0].x) == list(PERTURBATION_LABELS.values())  # "rotation ±90°", not "rot90"
 
