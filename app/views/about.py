@@ -202,6 +202,7 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
     "What the backbone knows of the classes": {
         "kNN": "backbone/knn_acc",
         "linear probe": "backbone/linear_acc",
+        "online linear (trained alongside)": "online_linear/acc",
     },
     "Factor probes (test R²; 0 = the train mean)": {
         f: f"backbone/r2_{f}" for f in ("hue", "scale", "rotation", "x", "y")
@@ -219,9 +220,8 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "rotation 90°": "backbone/sweep/rotation@90/invariance/relative",
     },
     ROTATION_CHART: {
-        "rotation acc": "rotation_logits/rotation_acc",
-        "online linear (class)": "online_linear/acc",
-    },
+        "rotation acc": "rotation_logits/rotation_acc"
+    },  # alone: its chance line holds for every bar
     "Robustness: linear-probe accuracy under test-time perturbations (probe fitted on clean features)": {
         label: f"backbone/robust_acc/{c}" for c, label in PERTURBATION_LABELS.items()
     },
@@ -311,7 +311,8 @@ else:
             frame, x="measure", y="mean", color="arm", barmode="group", error_y="std", hover_data=["n"],
             title=title, labels={"mean": "mean over seeds", "measure": ""}, color_discrete_map=colours,
         )  # fmt: skip
-        fig.update_layout(height=360, legend_title_text="arm", margin={"t": 40, "b": 10})
+        legend = 120 + 20 * len(arms)  # tall enough that the legend names every arm without scrolling
+        fig.update_layout(height=max(360, legend), legend_title_text="arm", margin={"t": 40, "b": 10})
         if title in CHART_BASELINE:  # the level a bar is read against
             level, label = CHART_BASELINE[title]
             fig.add_hline(y=level, line_dash="dash", **({"annotation_text": label} if label else {}))
