@@ -311,8 +311,10 @@ else:
             frame, x="measure", y="mean", color="arm", barmode="group", error_y="std", hover_data=["n"],
             title=title, labels={"mean": "mean over seeds", "measure": ""}, color_discrete_map=colours,
         )  # fmt: skip
-        legend = 120 + 20 * len(arms)  # tall enough that the legend names every arm without scrolling
+        legend = 120 + 20 * frame["arm"].nunique()  # tall enough that the legend names every arm it shows
         fig.update_layout(height=max(360, legend), legend_title_text="arm", margin={"t": 40, "b": 10})
+        if title == ROTATION_CHART:  # an accuracy on its whole scale: one arm at 0.28 is not a tall bar
+            fig.update_yaxes(range=[0, 1])
         if title in CHART_BASELINE:  # the level a bar is read against
             level, label = CHART_BASELINE[title]
             fig.add_hline(y=level, line_dash="dash", **({"annotation_text": label} if label else {}))
