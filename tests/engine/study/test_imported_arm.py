@@ -12,8 +12,9 @@ import torchvision
 
 from engine.core.errors import CheckpointError, ConfigError
 from engine.imports.convert import import_checkpoint
+from engine.study.registry import get_study
 from engine.study.report import load_results, write_report
-from engine.study.run import EvalSizes, get_study, run_study, with_checkpoints
+from engine.study.run import EvalSizes, run_study, with_checkpoints
 
 TINY = {"data.train_subset": 128, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625}
 SIZES = EvalSizes(probe_cap=120, n_fit=48, n_eval=48, n_sweep=4, store_limit=120)

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from engine.lab.studies import Stat, noise_word
+from engine.study.registry import STUDIES, get_study, select_arms
 from engine.study.report import control_table, pairing_table, pretext_table, robustness_table
-from engine.study.run import STUDIES, EvalSizes, get_study, run_arm, select_arms
+from engine.study.run import EvalSizes, run_arm
 
 TINY = {"data.train_subset": 64, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625,
         "data.knn_queries": 50, "train.log_every": 1}  # fmt: skip

@@ -15,6 +15,7 @@ from PIL import Image
 
 from engine.augment import get_recipe
 from engine.core.errors import ConfigError
+from engine.study.registry import STUDIES, Study, get_study, select_arms
 from engine.study.report import (
     FAILED,
     Stat,
@@ -26,17 +27,7 @@ from engine.study.report import (
     summary_table,
     write_report,
 )
-from engine.study.run import (
-    STUDIES,
-    EvalSizes,
-    Study,
-    arm_config,
-    get_study,
-    run_arm,
-    run_study,
-    same_run,
-    select_arms,
-)
+from engine.study.run import EvalSizes, arm_config, run_arm, run_study, same_run
 from engine.train.config import peak_lr
 
 TINY = {"data.train_subset": 128, "optim.batch_size": 64, "optim.epochs": 1, "model.width": 0.0625}

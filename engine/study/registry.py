@@ -1,0 +1,274 @@
+"""The studies: each a registry entry of one dataset, the settings every arm shares and its arms (a method plus
+the few options that make it that arm). ``engine.study.run`` trains and evaluates them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of a study: a method and the overrides that distinguish it from the shared settings, or (with
+    ``checkpoint``, a sidecar path) an existing model that is only evaluated."""
+
+    name: str
+    method: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    checkpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Study:
+    dataset: str
+    settings: dict[str, Any]  # shared by every arm (dotted config keys)
+    arms: tuple[Arm, ...]
+    description: str
+    probe_cap: int | None = (
+        None  # train items for the probes (0 = the whole split); None = the evaluation's default
+    )
+
+
+_SHAPES_SETTINGS = {  # the dataset defaults (width 0.125, 5k subset, batch 128, lr 0.5), 10 epochs, no monitor
+    "optim.epochs": 10,
+    "optim.warmup_epochs": 1.0,
+    "train.knn_every": 0,
+    "train.checkpoint_every": 0,
+}
+_ESSL_SAME_LR = {"model.options.lr_scale": 1.0}
+SIMCLR_LR2 = Arm(
+    "simclr-lr2", "simclr", {"model.options.lr_scale": 2.0}, note="control: SimCLR at E-SSL's doubled lr"
+)
+SHAPES_ARMS = (
+    Arm("simclr", "simclr"),
+    SIMCLR_LR2,
+    Arm("essl", "essl", note="E-SSL's reference recipe: doubled lr (lr_scale 2)"),
+    Arm("essl-lr1", "essl", _ESSL_SAME_LR, note="E-SSL at the shared lr"),
+    Arm("equimod", "equimod"),
+    Arm("clever", "clever"),
+    Arm("rotation", "rotation", note="rotation prediction only (RotNet-style reference)"),
+    Arm("none", "none", note="random initialisation (untrained reference)"),
+)
+
+# ------------------------------------------------------------------------- issue 14: the seed papers' experiments
+_TASKS = (
+    "hflip",
+    "vflip",
+    "invert",
+    "grayscale",
+    "rotation",
+    "blur",
+    "jigsaw",
+)  # engine.augment.pretext order
+_MONITORED = {
+    **_SHAPES_SETTINGS,
+    "train.online_linear": True,
+}  # Understanding-ESSL's online linear classifier
+
+
+def _copies(task: str) -> dict[str, Any]:
+    """The 24 jigsaws are drawn one per image (24 copies of every image would dominate the study's time)."""
+    return {"model.options.copies": "sampled"} if task == "jigsaw" else {}
+
+
+TRANSFORM_ARMS = (
+    *(
+        Arm(f"pretext-{t}", "pretext", {"model.options.task": t, **_copies(t)}, note=f"{t} prediction alone")
+        for t in _TASKS
+    ),
+    *(
+        Arm(f"essl-{t}", "essl", {"model.options.transform": t}, note=f"SimCLR + E-SSL head predicting {t}")
+        for t in _TASKS
+    ),
+    Arm("simclr", "simclr"),
+    Arm("none", "none", note="random initialisation (floor)"),
+)
+EXPLAINING_AWAY_ARMS = tuple(
+    Arm(f"rotation-{term}", "pretext", {"model.options.task": "rotation", "model.options.class_term": term},
+        note=what)
+    for term, what in (
+        ("none", "rotation prediction alone"),
+        ("add", "rotation + class cross-entropy (λ = 1)"),
+        ("eliminate", "rotation − class cross-entropy of a separately trained classifier (λ = 1)"),
+        ("confuse", "rotation + λ·KL(uniform ‖ that classifier's output): the bounded form of eliminate"),
+    )
+)  # fmt: skip
+BACKBONE_ARMS = (
+    Arm("rotation-resnet18", "rotation", {"model.backbone": "resnet18_cifar"}, note="plain ResNet-18"),
+    Arm(
+        "rotation-c4", "rotation", {"model.backbone": "resnet18_c4_cifar_regular"},
+        note="C4-equivariant ResNet-18 (regular pooling: rotation stays readable)",
+    ),
+    Arm(
+        "rotation-d4", "rotation", {"model.backbone": "resnet18_d4_cifar_regular"},
+        note="D4-equivariant ResNet-18 (quarter turns and mirrors; regular pooling)",
+    ),
+    Arm("none", "none"),
+)  # fmt: skip
+
+
+def _robustness_arms(base: str) -> tuple[Arm, ...]:
+    """SimCLR and CLeVER with the dataset's base recipe (BAug) and with CAug (+ rotation in [-90°, 90°])."""
+    return tuple(
+        Arm(f"{m}-{aug}", m, {"model.options.recipe": recipe}, note=f"{m} with {aug.upper()}")
+        for m in ("simclr", "clever")
+        for aug, recipe in (("baug", base), ("caug", f"{base}_caug"))
+    )
+
+
+INV_VS_EQ_ARMS = (
+    Arm("simclr", "simclr", note="baseline: the recipe alone"),
+    *(
+        Arm(f"inv-{t}", "simclr", {"model.options.invariance": t}, note=f"{t} added as an invariance")
+        for t in _TASKS
+    ),
+    *(
+        Arm(f"eq-{t}", "essl", {"model.options.transform": t}, note=f"{t} predicted (E-SSL head)")
+        for t in _TASKS
+    ),
+)
+
+# The invariance_vs_equivariance arms whose one-seed reading hung on E-SSL's doubled lr (rotation, vertical flip,
+# blur, jigsaw scored higher predicted than SimCLR) or was the study's one reversal (grayscale), beside SimCLR at the
+# doubled lr: is the gain the head's or the lr's?
+HEAD_VS_LR_ARMS = (
+    INV_VS_EQ_ARMS[0],
+    SIMCLR_LR2,
+    *(a for a in INV_VS_EQ_ARMS if a.name in ("eq-rotation", "eq-vflip", "eq-blur", "eq-jigsaw")),
+    *(a for a in INV_VS_EQ_ARMS if a.name in ("inv-grayscale", "eq-grayscale")),
+)
+
+_CIFAR_CPU = {
+    "model.width": 0.125,
+    "data.train_subset": 10_000,
+    "data.knn_bank": 5000,
+    "data.knn_queries": 1000,
+    "optim.batch_size": 256,
+    "optim.epochs": 10,
+    "optim.warmup_epochs": 1.0,
+    "optim.lr": 0.5,
+    "train.knn_every": 0,
+    "train.checkpoint_every": 0,
+}
+_CIFAR_MONITORED = {**_CIFAR_CPU, "train.online_linear": True}
+
+COLOUR_ARMS = (
+    Arm("simclr", "simclr"),
+    Arm("essl", "essl", note="E-SSL's reference recipe: doubled lr (lr_scale 2)"),
+    Arm("equimod", "equimod"),
+    Arm("clever", "clever"),
+    Arm("none", "none", note="random initialisation (floor)"),
+)
+
+# The colour question posed so it can be answered: the same palette dataset with hue jittered over the whole circle
+# (the `shapes` recipe). No colour survives two views, so colour cannot tell instances apart and shape must be
+# learned; invariance must erase colour, while a method that predicts the hue shift (EquiMod's parameter vector)
+# is rewarded for keeping it. The colour class stays a downstream task that needs it.
+COLOUR_FULL_ARMS = tuple(
+    Arm(a.name, a.method, {**a.overrides, **({"model.options.recipe": "shapes"} if a.method != "none" else {})},
+        note=a.note)
+    for a in COLOUR_ARMS
+)  # fmt: skip
+
+# The CIFAR-10 variants probe on the whole 50,000-image train split, as cifar10_cpu does, so their arms compare.
+ISSUE14_STUDIES: dict[str, Study] = {
+    "transforms": Study(
+        "shapes_upright", _MONITORED, TRANSFORM_ARMS,
+        "Understanding-ESSL's seven pretext tasks, each alone and as E-SSL's head, + SimCLR and none "
+        "(shapes_upright; online linear classifier on)",
+    ),
+    "transforms_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, TRANSFORM_ARMS, "the transforms study on CIFAR-10 at CPU scale", probe_cap=0
+    ),
+    "explaining_away": Study(
+        "shapes_upright", _MONITORED, EXPLAINING_AWAY_ARMS,
+        "rotation prediction alone vs + / − λ·class cross-entropy (Understanding-ESSL verification, λ = 1)",
+    ),
+    "explaining_away_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, EXPLAINING_AWAY_ARMS, "the explaining-away study on CIFAR-10 at CPU scale",
+        probe_cap=0,
+    ),
+    "rotation_backbones": Study(
+        "shapes_upright", _MONITORED, BACKBONE_ARMS,
+        "rotation prediction with a plain vs a C4- and a D4-equivariant ResNet-18 (Understanding-ESSL part 3)",
+    ),
+    "clever_robustness": Study(
+        "shapes", _SHAPES_SETTINGS, _robustness_arms("shapes"),
+        "SimCLR vs CLeVER, BAug vs CAug; the robustness evaluator scores test-time jitter and rotation",
+    ),
+    "clever_robustness_cifar10": Study(
+        "cifar10", _CIFAR_CPU, _robustness_arms("simclr"), "the CLeVER robustness study on CIFAR-10", probe_cap=0
+    ),
+    "invariance_vs_equivariance": Study(
+        "shapes_upright", _MONITORED, INV_VS_EQ_ARMS,
+        "E-SSL's question per transformation: added to SimCLR's augmentations vs predicted by E-SSL's head",
+    ),
+    "head_vs_lr": Study(
+        "shapes_upright", _MONITORED, HEAD_VS_LR_ARMS,
+        "E-SSL's head or its doubled lr? invariance_vs_equivariance's eq-* arms that beat SimCLR, and grayscale, "
+        "beside SimCLR at the doubled lr (simclr-lr2)",
+    ),
+    "invariance_vs_equivariance_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, INV_VS_EQ_ARMS, "invariance vs equivariance on CIFAR-10 at CPU scale",
+        probe_cap=0,
+    ),
+}  # fmt: skip
+
+STUDIES: dict[str, Study] = {
+    "shapes": Study(
+        "shapes",
+        _SHAPES_SETTINGS,
+        SHAPES_ARMS,
+        "all methods on shapes (uniform angles): ResNet-18 width 0.125, 5,000 images, batch 128, 10 epochs",
+    ),
+    "shapes_upright": Study(
+        "shapes_upright",
+        _SHAPES_SETTINGS,
+        tuple(a for a in SHAPES_ARMS if a.name in ("essl", "rotation", "none")),
+        "the rotation question: the same settings on shapes with a canonical orientation",
+    ),
+    "cifar10_cpu": Study(
+        "cifar10",
+        _CIFAR_CPU,
+        tuple(a for a in SHAPES_ARMS if a.name != "essl-lr1"),
+        "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs; "
+        "simclr-lr2 is the control for E-SSL's doubled lr; kNN and probes use all 50,000 train images",
+        probe_cap=0,
+    ),
+    **ISSUE14_STUDIES,
+    "colour": Study(
+        "shapes_colour",
+        _SHAPES_SETTINGS,
+        COLOUR_ARMS,
+        "the colour question: does equivariance keep the colour invariance throws away? shapes with 4 palette "
+        "colours (no colour pair identifies an image) and CIFAR-strength hue jitter; colour-class probe",
+    ),
+    "colour_full": Study(
+        "shapes_colour",
+        _SHAPES_SETTINGS,
+        COLOUR_FULL_ARMS,
+        "the colour question posed so it can be answered: shapes_colour with hue jittered over the whole circle "
+        "(no colour survives two views, so shape must be learned); does predicting the jitter keep the colour?",
+    ),
+}
+
+
+def get_study(name: str) -> Study:
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown study {name!r}; choose from {sorted(STUDIES)}") from None
+
+
+def select_arms(study: Study, names: list[str] | None) -> tuple[Arm, ...]:
+    """The arms named (all when ``names`` is empty); ConfigError for a name the study does not have."""
+    if not names:
+        return study.arms
+    known = {a.name: a for a in study.arms}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ConfigError(f"study has no arm(s) {unknown}; choose from {list(known)}")
+    return tuple(known[n] for n in names)
