@@ -272,3 +272,20 @@ def select_arms(study: Study, names: list[str] | None) -> tuple[Arm, ...]:
     if unknown:
         raise ConfigError(f"study has no arm(s) {unknown}; choose from {list(known)}")
     return tuple(known[n] for n in names)
+
+
+def same_arms(source: str, target: str) -> dict[str, str]:
+    """Study ``source``'s arm names → the name of study ``target``'s arm with the same method and options (empty
+    when either is not a study here). On the same dataset, shared settings and seed two such arms are one run, so a
+    report of ``target`` may carry ``source``'s results for them (e.g. invariance_vs_equivariance's ``eq-rotation``
+    is transforms' ``essl-rotation``)."""
+    if source not in STUDIES or target not in STUDIES:
+        return {}
+    out = {}
+    for a in STUDIES[source].arms:
+        match = next(
+            (b for b in STUDIES[target].arms if (b.method, b.overrides) == (a.method, a.overrides)), None
+        )
+        if match is not None:
+            out[a.name] = match.name
+    return out

@@ -25,6 +25,7 @@ from engine.eval.measures import not_encoded_families
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.lab.runs import METRICS_FILE, read_metrics
 from engine.lab.studies import CONTROLS, Stat, noise_word, read_summary
+from engine.study.registry import same_arms
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -153,11 +154,14 @@ PROVENANCE = ("study", "dataset", "settings", "extra")
 
 def carry_over(
     path: Path, here: set[str], seeds: list[int], record: dict[str, Any]
-) -> tuple[dict[str, dict[tuple[str, str], Stat]], list[dict[str, Any]]]:
+) -> tuple[dict[str, dict[tuple[str, str], Stat]], list[dict[str, Any]], dict[str, str]]:
     """The arms of an earlier report's ``summary.json`` at ``path`` that are not ``here`` (arms with results or
-    failure records in this study directory), and their failure records. ConfigError when the summary cannot be
-    read, was run on other seeds or (where it records them) another study, dataset or settings: a table that
-    mixed them would compare unlike runs."""
+    failure records in this study directory), their failure records, and the names they had there where those
+    differ. The summary may be of this study or of another study that declares the same arm (same method and
+    options, :func:`engine.study.registry.same_arms`): its results are carried under this study's arm name. A
+    ConfigError when the summary cannot be read, was run on other seeds, another dataset, settings or extra
+    overrides, or is of a study that shares no arm with this one: a table that mixed them would compare unlike
+    runs."""
     old = read_summary(path)
     if old is None:
         raise ConfigError(
@@ -168,16 +172,37 @@ def carry_over(
             f"--merge {path}: its seeds {old.get('seeds')} differ from this study's {seeds}; "
             "run the same seeds so every row is a mean over the same seeds"
         )
-    for key in PROVENANCE:
+    for key in PROVENANCE[1:]:
         if key in old and key in record and old[key] != record[key]:
             raise ConfigError(
                 f"--merge {path}: its {key} {old[key]!r} differs from this study's {record[key]!r}"
             )
+    source, target = old.get("study"), record.get("study")
+    names = None  # None: the same study, every arm under its own name
+    if source is not None and target is not None and source != target:
+        names = same_arms(source, target)
+        if not names:
+            raise ConfigError(
+                f"--merge {path}: its study {source!r} differs from this study's {target!r} and declares none of "
+                "its arms (same method and options); merge a summary of this study or of one that shares arms"
+            )
     try:
-        carried = {a: s for a, s in summary_stats(old).items() if a not in here}
+        stats = summary_stats(old)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"--merge {path}: a metric is not a mean/std/n record ({e!r})") from None
-    return carried, [f for f in old.get("failed", []) if isinstance(f, dict) and f.get("arm") not in here]
+    here_name = (lambda arm: arm) if names is None else names.get  # None: not an arm of this study
+    carried, was = {}, {}
+    for arm, st in stats.items():
+        if (new := here_name(arm)) is not None and new not in here:
+            carried[new] = st
+            if new != arm:
+                was[new] = arm
+    failed = [
+        {**f, "arm": here_name(f["arm"])}
+        for f in old.get("failed", [])
+        if isinstance(f, dict) and isinstance(f.get("arm"), str) and here_name(f["arm"]) not in (None, *here)
+    ]
+    return carried, failed, was
 
 
 FAILED = "failed.json"  # written by study run beside an arm's last good checkpoint when its training diverged
@@ -485,9 +510,12 @@ def write_report(
     seeds = sorted({d["seed"] for d in docs})
     failed = failed_arms(study_dir)
     carried: dict[str, dict[tuple[str, str], Stat]] = {}
+    was: dict[
+        str, str
+    ] = {}  # a carried arm's name in the merged summary, where that study named it otherwise
     if merge is not None:
         here = {*agg, *(f["arm"] for f in failed)}
-        carried, old_failed = carry_over(merge, here, seeds, record)
+        carried, old_failed, was = carry_over(merge, here, seeds, record)
         agg, failed = {**agg, **carried}, failed + old_failed
     arms = arm_order(record.get("arms", []), [d["arm"] for d in docs] + list(carried))
     md = [
@@ -518,7 +546,7 @@ def write_report(
     kept = [a for a in arms if a in carried]
     if kept:
         md += [f"### carried over from an earlier report, {merge} (not re-run here; same seeds {seeds}): "
-               + ", ".join(kept)]  # fmt: skip
+               + ", ".join(f"{a} ({was[a]} there)" if a in was else a for a in kept)]  # fmt: skip
     if failed:
         md += [
             "### not evaluated: training diverged",
@@ -535,7 +563,7 @@ def write_report(
             {
                 "arms": arms, "seeds": seeds, "metrics": summary, "failed": failed,
                 **{k: record[k] for k in PROVENANCE if k in record},
-                **({"carried": {"from": str(merge), "arms": kept}} if kept else {}),
+                **({"carried": {"from": str(merge), "arms": kept, **({"was": was} if was else {})}} if kept else {}),
             },
         ),
         plot_probes(agg, arms, Path(out) / "factor_probes.png", title),
@@ -564,8 +592,10 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default=None, help="figure and table title (default: the study name)")
     p.add_argument(
         "--merge", type=Path, default=None, metavar="SUMMARY_JSON",
-        help="an earlier report's summary.json of the same study and seeds: its arms that study_dir has no "
-        "results for are kept (e.g. after `study run ... --arms X` added one arm); the tables name them",
+        help="an earlier report's summary.json on the same seeds, dataset and settings: its arms that study_dir has "
+        "no results for are kept (e.g. after `study run ... --arms X` added one arm); it may be another study's, "
+        "whose arms with this study's method and options are kept under this study's names (e.g. "
+        "invariance_vs_equivariance's eq-* arms are transforms' essl-* arms); the tables name them",
     )  # fmt: skip
     p.set_defaults(func=_cmd_report)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.lab.studies import Stat, noise_word
-from engine.study.registry import STUDIES, get_study, select_arms
+from engine.study.registry import STUDIES, get_study, same_arms, select_arms
 from engine.study.report import control_table, pairing_table, pretext_table, robustness_table
 from engine.study.run import EvalSizes, run_arm
 
@@ -116,3 +116,12 @@ def test_control_table_reads_each_arm_against_simclr_and_the_doubled_lr():
     assert "| eq-blur | 0.900 ± 0.010 | +0.200 | higher | +0.100 | higher |" in table
     assert "| none |" not in table and "| simclr |" not in table
     assert control_table({k: v for k, v in agg.items() if k != "simclr-lr2"}, ["simclr", "eq-blur"]) == ""
+
+
+def test_same_arms_matches_arms_by_method_and_options_not_by_name():
+    tasks = ("hflip", "vflip", "invert", "grayscale", "rotation", "blur", "jigsaw")
+    assert same_arms("invariance_vs_equivariance", "transforms") == {
+        "simclr": "simclr", **{f"eq-{t}": f"essl-{t}" for t in tasks}
+    }  # fmt: skip
+    assert same_arms("explaining_away", "transforms") == {}  # no arm in common
+    assert same_arms("gone", "transforms") == same_arms("transforms", "gone") == {}  # not a study

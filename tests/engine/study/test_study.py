@@ -185,11 +185,48 @@ def test_a_report_merges_an_earlier_summary_for_the_arms_it_did_not_rerun(tiny_s
     assert "carried" not in json.loads((tmp_path / "again" / "summary.json").read_text())
 
 
+def test_a_report_carries_another_studys_arms_of_the_same_definition_under_its_own_names(
+    tiny_study, tmp_path
+):
+    """transforms' essl-rotation is invariance_vs_equivariance's eq-rotation (same method and options): a report of
+    transforms merging that study's summary takes its results under transforms' name and says where they came
+    from; its arms that transforms does not declare (inv-*) are left out, failure records included."""
+    out, _ = tiny_study
+    write_report(out, tmp_path / "full")
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    other = {
+        **full, "study": "invariance_vs_equivariance",
+        "metrics": {"eq-rotation": full["metrics"]["essl"], "inv-blur": full["metrics"]["essl"]},
+        "failed": [{"arm": "eq-blur", "seed": 1, "reason": "nan"}, {"arm": "inv-blur", "seed": 0, "reason": "nan"}],
+    }  # fmt: skip
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    part = tmp_path / "part"  # transforms after `study run transforms --arms none`
+    shutil.copytree(out, part, ignore=shutil.ignore_patterns("essl-s*"))
+    record = json.loads((part / "study.json").read_text())
+    (part / "study.json").write_text(
+        json.dumps({**record, "study": "transforms", "arms": [a.name for a in STUDIES["transforms"].arms]})
+    )
+    write_report(part, tmp_path / "merged", merge=tmp_path / "other.json")
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert merged["arms"] == ["essl-rotation", "none"]  # transforms' order; inv-blur is not a transforms arm
+    assert merged["carried"] == {
+        "from": str(tmp_path / "other.json"), "arms": ["essl-rotation"], "was": {"essl-rotation": "eq-rotation"}
+    }  # fmt: skip
+    rows = lambda m: json.dumps(m, sort_keys=True)  # noqa: E731
+    assert rows(merged["metrics"]["essl-rotation"]) == rows(full["metrics"]["essl"])  # to the last digit
+    assert merged["failed"] == [{"arm": "essl-blur", "seed": 1, "reason": "nan"}]
+    md = (tmp_path / "merged" / "tables.md").read_text()
+    assert "same seeds [0, 1]): essl-rotation (eq-rotation there)" in md and "| essl-blur | 1 | nan |" in md
+
+
 @pytest.mark.parametrize(
     "edit, why",
     [
         (lambda s: {**s, "seeds": [0, 1, 2]}, "seeds [0, 1, 2] differ"),
-        (lambda s: {**s, "study": "colour"}, "its study 'colour' differs"),
+        (
+            lambda s: {**s, "study": "gone"},
+            "its study 'gone' differs from this study's 'shapes' and declares none",
+        ),
         (lambda s: {**s, "extra": {**s["extra"], "optim.epochs": 20}}, "its extra"),
         (lambda s: {"arms": []}, "no metrics"),
         (lambda s: {**s, "metrics": {"x": {"backbone/knn_acc": {"mean": 0.5}}}}, "not a mean/std/n record"),
