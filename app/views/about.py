@@ -10,7 +10,7 @@ import streamlit as st
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_baselines
-from engine.lab.studies import baseline_note, findings, measured_columns, tidy
+from engine.lab.studies import baseline_note, carried_note, findings, measured_columns, tidy
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -292,9 +292,11 @@ else:
             st.markdown(found)
     arms = (summary or {}).get("arms", [])
     baseline = baseline_note(arms)
+    carried = carried_note(summary)
     st.caption(
         f"docs/study-{pick}/summary.json: mean ± std over seeds {(summary or {}).get('seeds', [])}; {baseline}. "
-        "Hover for the values."
+        + (f"{carried}. " if carried else "")
+        + "Hover for the values."
     )
     # one colour per arm in every chart, none shared: D3's ten where they suffice, else 48 (the larger studies)
     palette = (

@@ -54,6 +54,21 @@ def baseline_note(arms: list[str]) -> str:
     return "no untrained arm in this study"
 
 
+def carried_note(summary: dict[str, Any] | None) -> str:
+    """Where a summary's carried arms come from (``study report --merge``): an earlier report of the same study,
+    or another study's report whose arms are these arms' runs (same method, options, settings and seeds) under
+    other names; "" when every arm was run into this study."""
+    carried = (summary or {}).get("carried")
+    if not isinstance(carried, dict) or not carried.get("arms"):
+        return ""
+    source = Path(str(carried.get("from", ""))).parent.name.removeprefix("study-") or "an earlier report"
+    was = carried.get("was") if isinstance(carried.get("was"), dict) else {}
+    arms = ", ".join(f"`{a}`" + (f" (`{was[a]}` there)" if a in was else "") for a in carried["arms"])
+    return (
+        f"{arms} carried from the `{source}` report: the same runs (same method, options, settings and seeds)"
+    )
+
+
 def read_summary(path: Path) -> dict[str, Any] | None:
     """A ``study report`` summary.json, or None when it is absent or unreadable (the page then shows blanks)."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.lab.studies import baseline_note, findings, marked_studies
+from engine.lab.studies import baseline_note, carried_note, findings, marked_studies
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 RESULTS = DOCS / "results.md"
@@ -42,3 +42,21 @@ def test_baseline_note_names_only_the_baselines_a_study_has():
     assert "`none` arm is the untrained network" in baseline_note(["simclr", "none"])
     assert "read against `simclr` and `simclr-lr2`" in baseline_note(["simclr", "simclr-lr2", "eq-blur"])
     assert baseline_note(["simclr", "eq-blur"]) == "no untrained arm in this study"
+
+
+def test_carried_note_says_where_each_carried_arm_came_from_and_under_what_name():
+    summary = {
+        "arms": ["pretext-blur", "essl-blur", "simclr"],
+        "carried": {
+            "from": "docs/study-invariance_vs_equivariance/summary.json",
+            "arms": ["essl-blur", "simclr"],
+            "was": {"essl-blur": "eq-blur"},
+        },
+    }
+    assert carried_note(summary) == (
+        "`essl-blur` (`eq-blur` there), `simclr` carried from the `invariance_vs_equivariance` report: the same "
+        "runs (same method, options, settings and seeds)"
+    )
+    assert carried_note({"arms": ["simclr"]}) == carried_note(None) == ""  # nothing carried: nothing said
+    assert carried_note({"carried": {"from": "x.json", "arms": []}}) == ""
+    assert carried_note({"carried": "junk"}) == ""  # an odd file says nothing rather than failing the page
