@@ -10,7 +10,14 @@ import streamlit as st
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
 from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_baselines
-from engine.lab.studies import baseline_note, carried_note, findings, measured_columns, tidy
+from engine.lab.studies import (
+    baseline_note,
+    carried_note,
+    findings,
+    measured_columns,
+    rotation_ceiling,
+    tidy,
+)
 
 # name -> (explanation, examples); an example is (caption, target page, URL/session settings). Each example opens a
 # state that shows what its caption says, on the dataset where it holds: the augmentation is applied (family
@@ -320,6 +327,13 @@ else:
         if title in CHART_BASELINE:  # the level a bar is read against
             level, label = CHART_BASELINE[title]
             fig.add_hline(y=level, line_dash="dash", **({"annotation_text": label} if label else {}))
+        ceiling = rotation_ceiling(summary) if title == ROTATION_CHART else None
+        if ceiling is not None:  # the best accuracy the images allow (at uniform angles, chance itself)
+            fig.add_hline(
+                y=ceiling, line_dash="dot", annotation_position="top left",
+                annotation_text=(f"ceiling {ceiling:.3f}" if ceiling > CHART_BASELINE[title][0]
+                                 else "ceiling = chance: no rotation of these images can be told apart"),
+            )  # fmt: skip
         st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 

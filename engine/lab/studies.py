@@ -14,6 +14,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from engine.data import DataSpec
+from engine.eval.evaluate import pretext_baselines
+
 
 class Stat(NamedTuple):
     """One measure of one arm over seeds: the mean, the sample standard deviation (0 for one seed), the seeds."""
@@ -67,6 +70,16 @@ def carried_note(summary: dict[str, Any] | None) -> str:
     return (
         f"{arms} carried from the `{source}` report: the same runs (same method, options, settings and seeds)"
     )
+
+
+def rotation_ceiling(summary: dict[str, Any] | None) -> float | None:
+    """The identifiability ceiling of rotation prediction on the dataset a summary records (the best accuracy its
+    images allow, :func:`engine.eval.evaluate.pretext_baselines`; on ``shapes``, at uniform angles, it is chance),
+    or None where none is computable (real images, a dataset the summary does not name)."""
+    dataset = (summary or {}).get("dataset")
+    if not isinstance(dataset, str) or not dataset:
+        return None
+    return pretext_baselines("rotation", DataSpec(dataset)).get("ceiling")
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:

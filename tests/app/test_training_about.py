@@ -174,6 +174,15 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     bars_at = {x for t in rot.data for x in t.x}
     assert bars_at == {"rotation acc"}  # its chance line (0.25) holds for every bar
     assert list(rot.layout.yaxis.range) == [0, 1]  # on the accuracy's whole scale
+    # read between chance and the identifiability ceiling of upright shapes (docs/results.md §5's 0.632)
+    assert {(s.line.dash, round(s.y0, 4)) for s in rot.layout.shapes} == {("dash", 0.25), ("dot", 0.6325)}
+    assert "ceiling 0.632" in {a.text for a in rot.layout.annotations}
+    # at uniform angles (shapes) no rotation can be told apart: the ceiling is chance, and the chart says so
+    assert any(a.text.startswith("ceiling = chance") for a in rotation.layout.annotations)
+    at.selectbox(key="about_study").set_value("cifar10_cpu").run()  # real images: no ceiling is computable
+    cifar = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    rot = next(c for c in cifar if c.layout.title.text.startswith("Rotation prediction"))
+    assert [(s.line.dash, s.y0) for s in rot.layout.shapes] == [("dash", 0.25)]
     at.selectbox(key="about_study").set_value("shapes").run()
     robust = next(c for c in charts if c.layout.title.text.startswith("Robustness"))
     assert list(robust.data[0].x) == list(PERTURBATION_LABELS.values())  # "rotation ±90°", not "rot90"

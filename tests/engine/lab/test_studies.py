@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.lab.studies import baseline_note, carried_note, findings, marked_studies
+from engine.lab.studies import baseline_note, carried_note, findings, marked_studies, rotation_ceiling
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 RESULTS = DOCS / "results.md"
@@ -60,3 +60,12 @@ def test_carried_note_says_where_each_carried_arm_came_from_and_under_what_name(
     assert carried_note({"arms": ["simclr"]}) == carried_note(None) == ""  # nothing carried: nothing said
     assert carried_note({"carried": {"from": "x.json", "arms": []}}) == ""
     assert carried_note({"carried": "junk"}) == ""  # an odd file says nothing rather than failing the page
+
+
+def test_rotation_ceiling_is_the_datasets_identifiability_ceiling_or_none():
+    assert abs(rotation_ceiling({"dataset": "shapes_upright"}) - 0.6325) < 1e-4  # docs/results.md: 0.632
+    assert rotation_ceiling({"dataset": "shapes"}) == 0.25  # uniform angles: no better than chance
+    assert rotation_ceiling({"dataset": "cifar10"}) is None  # real images: not computable
+    assert (
+        rotation_ceiling({"arms": []}) is None and rotation_ceiling(None) is None
+    )  # an old summary names none
