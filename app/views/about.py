@@ -29,8 +29,9 @@ Example = tuple[str, str, dict[str, str]]
 METHODS: dict[str, tuple[str, tuple[Example, ...]]] = {
     "SimCLR": (
         "Contrastive instance discrimination: two random views of an image are pulled together and pushed away "
-        "from the other images of the batch (NT-Xent). It learns **invariance** to every augmentation it uses — "
-        "including colour jitter, so the hue of a shape is deliberately erased from the projector embedding.",
+        "from the other images of the batch (NT-Xent). It is trained to be **invariant** to every augmentation "
+        "it uses. On shapes, whose recipe jitters hue over the whole circle, that erases hue from the projector "
+        "embedding; with weak hue jitter it keeps colour (results §8).",
         (
             (
                 "SimCLR erases hue: a hue shift leaves its embedding where it was (relative invariance 0.989 in "
@@ -87,9 +88,11 @@ METHODS: dict[str, tuple[str, tuple[Example, ...]]] = {
                 },
             ),
             (
-                "The colour EquiMod keeps is saturation, not hue: grayscale moves its backbone (relative invariance "
-                "0.584; SimCLR 0.991, untrained 0.940) while a +0.25 hue shift barely does (0.993). Over three "
-                "seeds, on shapes and with whole-circle hue jitter, the studies find the same (results §1, §9).",
+                "On shapes, with whole-circle hue jitter, the colour EquiMod keeps is saturation, not hue: "
+                "grayscale moves its backbone (relative invariance 0.584; SimCLR 0.991, untrained 0.940) while a "
+                "+0.25 hue shift barely does (0.993). Over three seeds, on shapes and with whole-circle hue jitter, "
+                "the studies find the same, with at most a trace of hue (results §1, §9); where the jitter is "
+                "partial (CIFAR-10, results §3) EquiMod keeps more hue than SimCLR.",
                 "lab",
                 {
                     "model": "shapes-equimod",
@@ -285,7 +288,7 @@ studies = {p.parent.name.removeprefix("study-"): p for p in sorted(DOCS.glob("st
 if not studies:
     st.info(
         "The study summaries are not in this copy. Make them with `python -m engine study run shapes` and "
-        "`python -m engine study report runs/study-shapes --out docs/study-shapes` (about an hour on 2 CPU cores)."
+        "`python -m engine study report runs/study-shapes --out docs/study-shapes` (about 70 minutes on 2 CPU cores)."
     )
 else:
     names = list(studies)
@@ -341,8 +344,9 @@ st.header("Which transformation should an equivariant task predict?")
 st.markdown(
     "Understanding-ESSL asks which transformation an equivariant pretext task should predict. A task can only be "
     "learned as far as the transformed image reveals its label: the **ceiling** is the best achievable accuracy "
-    "(a circle turned by 90° is the same image), computed exactly for the generated datasets and checked by Monte "
-    "Carlo; **chance** is one over the number of labels. The authors' three principles:"
+    "(a circle turned by 90° is the same image), computed numerically from the generator of the generated "
+    "datasets and checked by Monte Carlo; **chance** is one over the number of labels. The authors' three "
+    "principles:"
 )
 st.markdown("\n".join(f"- **{name}**: {text}" for name, text in PRINCIPLES))
 transforms_path = DOCS / "study-transforms" / "summary.json"

@@ -2,7 +2,7 @@
 Understanding-ESSL (engine.augment.pretext) with its chance level and its identifiability ceilings on ``shapes`` and
 ``shapes_upright`` (engine.data.ceilings), joined with what the studies measured when their summaries exist
 (``python -m engine study report ... --out docs/study-<name>``: the ``transforms``, ``invariance_vs_equivariance``
-and ``explaining_away`` studies). Pure functions of the summary documents; missing studies give blank cells.
+and ``head_vs_lr`` studies). Pure functions of the summary documents; missing studies give blank cells.
 """
 
 from __future__ import annotations
