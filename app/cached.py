@@ -407,9 +407,10 @@ def lab_predictors(ref: StoreRef, space: str, model, checkpoint: Path) -> LabPre
         try:
             lp = ensure_predictors(ref.path, model, space, progress=progress)
         except (EquiLabError, ValueError) as e:  # ValueError: too few views of encoded families to fit
-            slot.empty()
-            st.warning(f"No displacement predictors for {space}: {getattr(e, 'reason', e)}")
-            return None
-    slot.empty()
+            lp, failure = None, getattr(e, "reason", e)
+    slot.empty()  # outside the container it clears: a line written inside it would land in an emptied slot
+    if lp is None:
+        st.warning(f"No displacement predictors for {space}: {failure}")
+        return None
     memo[key] = lp
     return lp

@@ -253,6 +253,28 @@ def _safe_std(x: np.ndarray) -> np.ndarray:
     return np.where(s > 1e-12 * (1.0 + np.abs(x.mean(axis=0))), s, 1.0)  # constant columns carry no signal
 
 
+def principal_axes(x: np.ndarray, k: int) -> np.ndarray:
+    """The top ``k`` right singular vectors [k, D] of ``x`` [N, D] (rows of ``Vt``, largest first).
+
+    LAPACK's divide-and-conquer SVD (numpy's) can fail to converge on finite, rank-deficient matrices, e.g. the
+    features of a randomly initialised ResNet, where many ReLU units are dead; the eigenvectors of ``x.T @ x``
+    are the same axes (up to sign), so they are the answer when it does."""
+    x = np.asarray(x, dtype=np.float64)
+    if k <= 0:
+        return np.zeros((0, x.shape[1]))
+    try:
+        return np.linalg.svd(x, full_matrices=False)[2][:k]
+    except np.linalg.LinAlgError:
+        return gram_axes(x, k)
+
+
+def gram_axes(x: np.ndarray, k: int) -> np.ndarray:
+    """:func:`principal_axes` from the eigenvectors of ``x.T @ x`` (largest eigenvalue first)."""
+    x = np.asarray(x, dtype=np.float64)
+    _, vecs = np.linalg.eigh(x.T @ x)
+    return vecs[:, ::-1][:, :k].T.copy()
+
+
 def fit_ridge(kind: str, views: Views, alpha: float = 10.0, rank: int = 16) -> RidgeDelta:
     """Fit a :class:`RidgeDelta` of ``kind`` (full, params, image) on ``views`` (delta = zt - z0)."""
     if kind not in ("full", "params", "image"):
@@ -260,7 +282,7 @@ def fit_ridge(kind: str, views: Views, alpha: float = 10.0, rank: int = 16) -> R
     z0, p = views.z0, views.p
     z_mean = z0.mean(axis=0)
     k = max(0, min(rank, z0.shape[1], len(z0) - 1))
-    axes = np.linalg.svd(z0 - z_mean, full_matrices=False)[2][:k] if k else np.zeros((0, z0.shape[1]))
+    axes = principal_axes(z0 - z_mean, k)
     shell = RidgeDelta(kind, *(np.zeros(0),) * 4, p.mean(axis=0), _safe_std(p), z_mean, axes)
     f = shell.features(z0, p)
     fm, fs = f.mean(axis=0), _safe_std(f)

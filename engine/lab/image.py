@@ -147,8 +147,7 @@ class Basis2D:
 
 def _top_direction(x: np.ndarray) -> np.ndarray:
     """Unit first principal direction of centred rows ``x`` (sign fixed: largest |entry| positive)."""
-    _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
-    v = vt[0]
+    v = M.principal_axes(x - x.mean(axis=0), 1)[0]
     return v * np.sign(v[np.argmax(np.abs(v))])
 
 

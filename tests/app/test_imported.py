@@ -87,7 +87,7 @@ def test_import_panel_picker_lab_and_map(roots: dict[str, Path], tmp_path: Path)
     assert not at.exception, [e.message for e in at.exception]
     assert at.sidebar.selectbox(key="sb_model").value == "my-resnet"
     captions = " ".join(c.value for c in at.caption)
-    assert "predictor: **post-hoc" in captions, captions
+    assert "predictor: **post-hoc" in captions, (captions, [w.value for w in at.warning])
     labels = {m.label: m.value for m in at.metric}
     for label in ("cos(Δ, Δ̂)", "cos, mean-Δ guess", "cos, params-only"):
         assert label in labels

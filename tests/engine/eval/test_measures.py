@@ -17,10 +17,12 @@ from engine.eval.measures import (
     displacement_report,
     fit_predictors,
     fit_reference,
+    gram_axes,
     invariance,
     item_invariance,
     linear_cka,
     not_encoded_families,
+    principal_axes,
     retrieval,
     score_delta,
 )
@@ -357,3 +359,16 @@ def test_linear_cka_properties():
     assert np.isnan(const.value) and "same for every item" in const.reason
     with pytest.raises(ValueError, match="same items"):
         linear_cka(x, x[:10])
+
+
+def test_principal_axes_of_a_known_cloud_and_their_fallback():
+    """Rows spread 10x along e0, 3x along e1 and 0.1x along e2 (plus dead columns, as a random ReLU network's features have):
+    the axes are e0 then e1, by numpy's SVD and by the fallback from the eigenvectors of x.T @ x alike."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((200, 3)))  # orthonormal columns
+    x = np.zeros((200, 8))
+    x[:, :3] = q * [10.0, 3.0, 0.1]
+    for axes in (principal_axes(x, 2), gram_axes(x, 2)):
+        assert axes.shape == (2, 8)
+        np.testing.assert_allclose(np.abs(axes), np.eye(8)[:2], atol=1e-9)
+    np.testing.assert_allclose(np.abs(principal_axes(x, 3)), np.abs(gram_axes(x, 3)), atol=1e-6)
+    assert principal_axes(x, 0).shape == (0, 8)
