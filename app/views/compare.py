@@ -11,10 +11,16 @@ import streamlit as st
 
 from app import cached, ui
 from engine.core.errors import EquiLabError
-from engine.lab.compare import neighbour_overlap, probe_factors, rank_changed, selection_ids
+from engine.lab.compare import (
+    neighbour_overlap,
+    overlap_chance,
+    probe_factors,
+    rank_changed,
+    selection_ids,
+)
 from engine.lab.display import displayable
 from engine.lab.models import trained_on
-from engine.lab.robustness import compute_robustness, robustness_rows, robustness_table
+from engine.lab.robustness import compute_robustness, page_protocol, robustness_rows, robustness_table
 from engine.lab.runs import read_eval
 from engine.store.format import open_store
 from engine.store.projection import stratified_sample
@@ -66,7 +72,10 @@ ov = neighbour_overlap(
     cached.neighbours(ref_a, space, K_MAX)[:, :k], cached.neighbours(ref_b, space, K_MAX)[:, :k]
 )
 st.metric(
-    f"Mean overlap@{k}", f"{ov.mean():.3f}", help="share of each item's k neighbours common to both models"
+    f"Mean overlap@{k}",
+    f"{ov.mean():.3f}",
+    help="share of each item's k neighbours common to both models; two unrelated models would share "
+    f"{overlap_chance(n, k):.3f} (k / (N − 1), neighbours drawn at random), identical neighbourhoods 1",
 )
 colour = st.radio("Colour", ["label", f"overlap@{k}"], horizontal=True, key="cmp_colour")
 colour = "label" if colour == "label" else "overlap"
@@ -211,13 +220,15 @@ st.caption(
 computed = st.session_state.setdefault(
     "cmp_probes", {}
 )  # (store, stamp, space) -> rows computed on this page
-missing, rows = [], []
+missing, rows, how = [], [], {}  # how: model -> the protocol its bars were measured with
 for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
-    got = cached.probes(ref, space) or computed.get((str(ref.path), ref.stamp, space))
+    stored = cached.probes(ref, space)
+    got = stored or computed.get((str(ref.path), ref.stamp, space))
     if got is None:
         missing.append((ref, name))
     else:
         rows += [{"model": name, **r} for r in got]
+        how[name] = "eval.json (train → test)" if stored else f"computed here (half and half of {n} items)"
 if missing and st.button(
     f"Compute the factor probes of {', '.join(n for _, n in missing)} ({space} space)", key="cmp_probe_go"
 ):
@@ -236,6 +247,7 @@ if missing and st.button(
             continue
         computed[(str(ref.path), ref.stamp, space)] = got
         rows += [{"model": name, **r} for r in got]
+        how[name] = f"computed here (half and half of {n} items)"
     bar.empty()
 elif missing:
     st.info(
@@ -249,6 +261,9 @@ if rows:
     fig = go.Figure([go.Bar(x=g["factor"], y=g["r2"], name=m) for m, g in df.groupby("model", sort=False)])
     fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="R²")
     st.plotly_chart(ui.legend_below(fig), key="cmp_probes")
+    st.caption(
+        "Measured with: " + "; ".join(f"**{m}**: {h}" for m, h in how.items() if m in set(df["model"]))
+    )
 elif not missing:
     st.info(f"The {sel.dataset} items carry no factors to probe (shapes datasets do).")
 
@@ -256,15 +271,17 @@ st.subheader("Robustness under test-time perturbations")
 st.caption(
     f"Linear-probe accuracy of the {space} space on clean images and under CLeVER's test-time perturbations "
     "(colour jitter 0.4/0.4/0.4/0.1, rotation within ±90° or ±180° with zero fill, and both): from eval.json beside "
-    "each store (train → test), else computed here on the store's own items (probe on 300 clean embeddings, "
-    "scored on 200 other images, seed 0)."
+    "each store (train → test), else computed here on the store's own items (a probe on up to 300 clean "
+    "embeddings, scored on up to 200 other images, seed 0; half and half of a smaller store)."
 )
 robust = st.session_state.setdefault("cmp_robust", {})  # (store, stamp, space) -> rows computed on this page
-r_missing, r_rows = [], {}
+r_missing, r_rows, r_how = [], {}, {}  # r_how: model -> the protocol its column was measured with
 for ref, name, ckpt in ((ref_a, sel.model, sel.checkpoint), (ref_b, label_b, models[label_b])):
-    got = robustness_rows(read_eval(ref.path), space) or robust.get((str(ref.path), ref.stamp, space))
+    stored = robustness_rows(read_eval(ref.path), space)
+    got = stored or robust.get((str(ref.path), ref.stamp, space))
     if got:
         r_rows[name] = got
+        r_how[name] = "eval.json (train → test)" if stored else page_protocol(n)
     else:
         r_missing.append((ref, name, ckpt))
 if r_missing and st.button(
@@ -285,6 +302,7 @@ if r_missing and st.button(
             st.error(f"Cannot measure the robustness of {name}: {e}")
             continue
         robust[(str(ref.path), ref.stamp, space)] = r_rows[name] = got
+        r_how[name] = page_protocol(n)
     bar.empty()
 elif r_missing:
     st.info(
@@ -304,3 +322,4 @@ if r_rows:
         yaxis=dict(title="accuracy", range=[0, 1]),
     )
     st.plotly_chart(ui.legend_below(fig), key="cmp_robust_chart")
+    st.caption("Measured with: " + "; ".join(f"**{m}**: {h}" for m, h in r_how.items()))

@@ -38,7 +38,8 @@ STYLE: dict[str, tuple[str, str, str]] = {  # name -> (legend label, colour, das
 }
 GUESS_LABELS = {"mean_delta": "cos, mean-Δ guess", "params_only": "cos, params-only"}
 GUESS_HELP = {
-    "mean_delta": "cos(Δ, mean Δ of this family and strength on the train views): no image, no predictor",
+    "mean_delta": "cos(Δ, the mean Δ of the fit views of this family at the nearest fitted strength): no image, "
+    "no predictor",
     "params_only": "cos(Δ, a ridge from the augmentation parameters alone): ignores the image",
 }
 RANK = {"actual": 1, M.METHOD: 2, "mean_delta": 3, "params_only": 4}  # legend order
@@ -79,7 +80,8 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _verdict(res, i: int) -> str:
-    """One line: does the prediction of view ``i`` beat both model-free guesses?"""
+    """One line: does the prediction of view ``i`` beat both model-free guesses shown? (The map's gain is over the
+    strongest of all baselines, the image-only ridge too.)"""
     if not res.moved(i):
         return "No displacement: this view embeds exactly as the original (Δ = 0), so there is nothing to predict."
     if res.not_encoded[i]:
@@ -97,7 +99,26 @@ def _verdict(res, i: int) -> str:
     best = max(guesses, key=guesses.get)
     gain = method - guesses[best]
     word = "beats" if gain > 0 else "does not beat"
-    return f"The prediction {word} the best model-free guess ({SHORT[best]}) by {gain:+.3f} in cos(Δ, Δ̂)."
+    return (
+        f"The prediction {word} the better of the two model-free guesses shown ({SHORT[best]}) by {gain:+.3f} in "
+        "cos(Δ, Δ̂)."
+    )
+
+
+def _guess_help(name: str, group) -> str:
+    """The guess's help, saying which mean displacement the mean-Δ guess of this view really is."""
+    if name != "mean_delta":
+        return GUESS_HELP[name]
+    if group is None:
+        return (
+            "cos(Δ, the mean Δ of all the fit views): this view moves several families (or none fitted), so there "
+            "is no one family and strength to take the mean of; no image, no predictor"
+        )
+    family, strength = group
+    return (
+        f"cos(Δ, the mean Δ of the fit views of {FAMILIES[family].label} at {strength:g}, the fitted strength "
+        "nearest this view's): no image, no predictor"
+    )
 
 
 def _key(name: str) -> str:
@@ -363,7 +384,9 @@ def _lab() -> None:
                 "cos(Δ, Δ̂)", _fmt(res.cos.get(M.METHOD, blank)[i]), help="the model's or post-hoc prediction"
             )
             for name, label in GUESS_LABELS.items():
-                cols[3].metric(label, _fmt(res.cos.get(name, blank)[i]), help=GUESS_HELP[name])
+                cols[3].metric(
+                    label, _fmt(res.cos.get(name, blank)[i]), help=_guess_help(name, res.groups[i])
+                )
             if verdict := _verdict(res, i):
                 st.caption(f"View {i + 1}: {verdict}")
             if mode != "Sliders":

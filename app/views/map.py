@@ -1,4 +1,4 @@
-"""Map: UMAP / PCA of a store, coloured by label, factor, kNN-correctness or a score; select to inspect.
+"""Map: UMAP / PCA of a store, coloured by label, factor, neighbours' label agreement or a score; select to inspect.
 
 A view holding at most "Max points drawn" items draws them one by one; a larger one is a density image of EVERY
 item in it (engine.store.density, datashader) with per-cell hover. Box and lasso selections are computed over the
@@ -16,7 +16,7 @@ import streamlit as st
 
 from app import cached, ui
 from engine.augment import FAMILIES
-from engine.lab.compare import selection_ids
+from engine.lab.compare import same_label_chance, selection_ids
 from engine.lab.gainmaps import DEFAULT_FAMILY, MAX_ITEMS, ensure_gain
 from engine.lab.image import default_strength
 from engine.store.density import density_map
@@ -43,6 +43,7 @@ AUG_COLOURS = {  # colour option -> (ItemGain field, colour-bar title)
     "relative invariance": ("rel_invariance", "relative invariance<br>(0 = between images)"),
     "gain over the strongest baseline": ("gain", "gain in cos(Δ, Δ̂)<br>over {strongest}"),
 }
+NEIGHBOURS = "same label among 10-NN"  # the colour option of cached.knn_correct (k = 10)
 BASELINE_NAMES = {
     "mean_delta": "the mean-Δ guess",
     "params_only": "parameters only",
@@ -79,11 +80,11 @@ factors = [
     for c in meta.columns
     if c not in ("id", "label", "path") and (meta[c].dtype.kind == "f" or meta[c].nunique() < 10_000)
 ]
-heavy = ["kNN-correctness", *AUG_COLOURS] if n <= MAX_ITEMS else []
+heavy = [NEIGHBOURS, *AUG_COLOURS] if n <= MAX_ITEMS else []
 colour = c2.selectbox("Colour by", ["label", *factors, *heavy], key="map_colour")
 if not heavy:
     st.caption(
-        f"kNN-correctness and augmentation colourings compute over every item: offered up to {MAX_ITEMS:,} items."
+        f"Neighbour and augmentation colourings compute over every item: offered up to {MAX_ITEMS:,} items."
     )
 cap = int(c3.number_input("Max points drawn", 100, MAX_POINTS, min(5000, MAX_POINTS), 100, key="map_cap"))
 
@@ -106,8 +107,13 @@ else:
 colour_title = colour
 if colour == "label":
     values, names = labels, info["classes"]
-elif colour == "kNN-correctness":
+elif colour == NEIGHBOURS:
     values, names = cached.knn_correct(ref, space), None
+    colour_title = "share of 10-NN<br>with its label"
+    st.caption(
+        f"Per item: the share of its 10 nearest neighbours (cosine, among the store's other items) that have its "
+        f"label; mean {np.mean(values):.3f}, against {same_label_chance(labels):.3f} for 10 items drawn at random."
+    )
 elif colour in AUG_COLOURS:
     fams = list(FAMILIES)
     d1, d2 = st.columns(2)
@@ -137,6 +143,7 @@ elif colour in AUG_COLOURS:
     if field == "gain":
         if measured.reason:
             st.info(f"No gain to colour by: {measured.reason}.")
+            colour_title = "gain (undefined)"
         else:
             colour_title = colour_title.format(
                 strongest=BASELINE_NAMES.get(measured.strongest, measured.strongest)

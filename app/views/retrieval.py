@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from app import cached, ui
+from engine.lab.compare import same_label_chance
 from engine.lab.display import displayable
 from engine.lab.query import embed_image
 from engine.store.format import open_store
@@ -41,7 +42,7 @@ exact = c3.toggle(
     help="Scan every stored vector instead of the approximate index (slower on large stores).",
 )
 
-query, query_label, show = None, None, None
+query, query_label, show, exclude = None, None, None, None
 if source == "Dataset image":
     if "ret_idx" not in st.session_state:  # the URL's id once; then the widget's
         st.session_state["ret_idx"] = ui.url_int("q", 0, 0, info["n"] - 1)
@@ -49,6 +50,7 @@ if source == "Dataset image":
     ui.set_qp(q=idx)
     query = cached.embeddings(str(ref.path), ref.stamp, space)[idx]
     query_label, show = int(labels[idx]), cached.thumbs(str(ref.path), ref.stamp)[idx]
+    exclude = np.array([idx])  # the store's own item is not its own neighbour
 elif source == "Upload":
     up = st.file_uploader("Query image (≤ 10 MB)", key="ret_upload")
     img = ui.decode_upload(up)
@@ -68,8 +70,12 @@ if query is None:
     st.stop()
 
 st.image(displayable(show), caption=f"query: {up.name}" if source == "Upload" else "query", width=112)
-res = store.search(space, np.atleast_2d(np.asarray(query, dtype=np.float32)), k, exact=exact, index=index)
+res = store.search(
+    space, np.atleast_2d(np.asarray(query, dtype=np.float32)), k, exact=exact, exclude=exclude, index=index
+)
 ids, scores = np.asarray(res.ids)[0], np.asarray(res.scores)[0]
+found = ids >= 0  # a store with fewer than k other items pads with -1
+ids, scores = ids[found], scores[found]
 st.metric("Query latency", f"{float(res.latency_ms):.2f} ms")
 st.caption(
     "Search: " + (describe(index_info) if not res.exact or index_info.get("exact") else "exact (on demand)")
@@ -82,6 +88,8 @@ for i, s in zip(ids, scores):
 st.subheader(f"Top {k}")
 st.image([displayable(th[i]) for i in ids], caption=caps, width=80)
 if query_label is not None:
+    chance = same_label_chance(labels, of=query_label)
     st.caption(
-        f"{int((labels[ids] == query_label).sum())} of {k} share the query's label (the query itself may be #1)."
+        f"{int((labels[ids] == query_label).sum())} of {len(ids)} share the query's label (the query itself left "
+        f"out); {len(ids) * chance:.1f} of {len(ids)} would, drawn at random from the store's other items."
     )

@@ -49,7 +49,7 @@ def _f64(a: np.ndarray) -> np.ndarray:
     return np.atleast_2d(np.asarray(a, np.float64))
 
 
-def _zero_tol(*arrays: np.ndarray) -> float:
+def zero_tol(*arrays: np.ndarray) -> float:
     """Absolute tolerance below which a vector counts as zero: ZERO_TOL x the largest RMS row norm."""
     rms = max(float(np.sqrt((a**2).sum(axis=1).mean())) if a.size else 0.0 for a in arrays)
     return ZERO_TOL * rms
@@ -626,7 +626,7 @@ def displacement_report(
     fitted = fit_predictors(fit, predictor, not_encoded, alpha, rank)
     mask = encoded_rows(test, not_encoded)
     preds = fitted.predict(test.z0, test.p, test.groups, _shuffle_within(mask, seed))
-    tol = _zero_tol(test.z0, test.zt)
+    tol = zero_tol(test.z0, test.zt)
     delta, enc = test.delta[mask], np.flatnonzero(mask)
     labels = None if test.groups is None else tuple(test.groups[i] for i in enc)
     n, n_not = len(enc), int((~mask).sum())

@@ -77,6 +77,30 @@ def label_agreement(embeddings: np.ndarray, labels: np.ndarray, k: int = 10) -> 
     return (lab[nb] == lab[:, None]).mean(axis=1)
 
 
+def overlap_chance(n: int, k: int) -> float:
+    """Expected overlap@k of two neighbourhoods drawn at random from the other ``n - 1`` items: k / (n - 1) (each
+    of one model's k neighbours is among the other's with probability k / (n - 1)); the baseline of overlap@k."""
+    if n < 2 or not 1 <= k <= n - 1:
+        raise ConfigError(f"overlap@k needs 1 <= k <= n - 1, got k={k} for n={n}")
+    return k / (n - 1)
+
+
+def same_label_chance(labels: np.ndarray, of: int | None = None) -> float:
+    """The share of neighbours expected to share an item's label if they were drawn at random from the other
+    items of the store: the baseline of :func:`label_agreement` and of a retrieval's label matches.
+
+    ``of`` a label: for an item of that label, (n_label - 1) / (N - 1). None: averaged over every item,
+    sum_c n_c (n_c - 1) / (N (N - 1))."""
+    lab = np.asarray(labels)
+    n = len(lab)
+    if n < 2:
+        raise ConfigError(f"a chance of sharing a label needs at least 2 items, got {n}")
+    if of is not None:  # the item itself is one of its label's items, and not its own neighbour
+        return max(int(np.sum(lab == of)) - 1, 0) / (n - 1)
+    counts = np.unique(lab, return_counts=True)[1].astype(np.float64)
+    return float(np.sum(counts * (counts - 1)) / (n * (n - 1)))
+
+
 def rank_changed(overlap: np.ndarray, top: int = 20, tiebreak: np.ndarray | None = None) -> OverlapRanking:
     """The ``top`` items whose neighbourhoods changed most: lowest overlap first; among equal overlaps the lower
     ``tiebreak`` (e.g. the overlap at a larger k, so items tied at 0 are still ordered), then the lower id."""

@@ -25,7 +25,7 @@ from engine.lab.predictors import LabPredictors, cache_paths, manifest_hash
 from engine.store.format import Store
 from engine.store.items import store_images
 
-VERSION = 1
+VERSION = 2  # 2: a displacement counts as zero below 1e-6 of the embeddings' RMS norm (was: of Δ's own)
 MAX_ITEMS = 200_000  # colourings over every item are offered (and precomputed) up to this many items
 DEFAULT_FAMILY = "hue"  # the map's default augmentation for the displacement colourings
 

@@ -286,11 +286,6 @@ def _cos(delta: np.ndarray, delta_hat: np.ndarray, tol: float) -> np.ndarray:
     return out
 
 
-def _zero_tol(*arrays: np.ndarray) -> float:
-    """measures.ZERO_TOL x the largest RMS row norm: displacements below it count as zero."""
-    return M.ZERO_TOL * max(float(np.sqrt((np.asarray(a) ** 2).sum(axis=1).mean())) for a in arrays)
-
-
 @dataclass(frozen=True)
 class LabViews:
     """The lab's views of one image: actual displacements and, per predictor, Δ̂ and cos(Δ, Δ̂) per view."""
@@ -305,7 +300,7 @@ class LabViews:
 
     def moved(self, i: int) -> bool:
         """Whether view ``i`` moved at all (Δ not zero)."""
-        return bool(self.disp.norm[i] > _zero_tol(self.disp.z0, self.disp.z))
+        return bool(self.disp.norm[i] > M.zero_tol(self.disp.z0, self.disp.z))
 
 
 def lab_predictions(
@@ -334,7 +329,7 @@ def lab_predictions(
     groups = tuple(predictors.group_of(v.strengths()) for v in values)
     preds = predictors.predict(disp.z0, p, groups)
     blind = np.array([bool(m) for m in missing])
-    delta, tol = disp.actual, _zero_tol(disp.z0, disp.z)
+    delta, tol = disp.actual, M.zero_tol(disp.z0, disp.z)
     out, cos = {}, {}
     for name in SHOWN:
         dh = np.array(preds[name], dtype=np.float64)
@@ -379,7 +374,7 @@ def family_gain(
     size = int(getattr(model, "image_size", hw[0]))
     group = predictors.group_of({fam.name: strength})
     names = (M.METHOD, "mean_delta", "params_only", "image_only")
-    norms, inv, deltas, hats = [], [], [], {k: [] for k in names}
+    norms, inv, deltas, starts, hats = [], [], [], [], {k: [] for k in names}
     for s in range(0, len(images), batch):
         x = torch.from_numpy(np.array(images[s : s + batch], dtype=np.uint8)).permute(0, 3, 1, 2)
         params = fam.params(strength, len(x), hw, size, device)
@@ -389,10 +384,14 @@ def family_gain(
         norms.append(d.norm)
         inv.append(d.rel_invariance if d.rel_invariance is not None else np.full(len(x), np.nan))
         deltas.append(d.actual)
+        starts.append(d.z0)
         for k in names:
             hats[k].append(preds[k])
     delta = np.concatenate(deltas)
-    tol = _zero_tol(delta)
+    z0 = np.concatenate(starts)
+    tol = M.zero_tol(
+        z0, z0 + delta
+    )  # as the lab and the measures: 1e-6 of the embeddings' RMS norm, not Δ's own
     cos = {k: _cos(delta, np.concatenate(v), tol) for k, v in hats.items()}
     nan = np.full(len(delta), np.nan)
     norm, rel = np.concatenate(norms), np.concatenate(inv)

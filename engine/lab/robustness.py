@@ -19,6 +19,10 @@ from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS, embed_per
 from engine.store.items import store_images
 
 PREFIX = "robust_acc/"
+N_FIT, N_TEST = (
+    300,
+    200,
+)  # computed on the page: the probe's clean items and the perturbed items it is scored on
 Progress = Callable[[int, int, str], None]  # (done, total, perturbation)
 
 
@@ -36,6 +40,12 @@ def robustness_rows(rows: list[dict] | None, space: str) -> list[dict]:
     return out
 
 
+def page_protocol(n: int, n_fit: int = N_FIT, n_test: int = N_TEST, seed: int = 0) -> str:
+    """How :func:`compute_robustness` measures a store of ``n`` items, in words, with the sizes it really uses."""
+    fit, test = split_ids(n, n_fit, n_test, seed)
+    return f"computed here: a probe on {len(fit)} clean items, scored on {len(test)} other items, seed {seed}"
+
+
 def split_ids(n: int, n_fit: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint sorted (fit, test) ids of ``range(n)`` under ``seed``; halves of what there is when n is short."""
     if n < 4:
@@ -50,8 +60,8 @@ def compute_robustness(
     model,
     store,
     space: str,
-    n_fit: int = 300,
-    n_test: int = 200,
+    n_fit: int = N_FIT,
+    n_test: int = N_TEST,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> list[dict]:

@@ -116,10 +116,17 @@ def read_eval(store_dir: Path) -> list[dict[str, Any]] | None:
 
 
 def factor_probes(rows: list[dict[str, Any]], space: str) -> list[dict[str, Any]]:
-    """Per-factor probe R² of ``space`` from eval rows: [{"factor": name, "r2": value}] in file order."""
+    """Per-factor probe R² of ``space`` from eval rows: [{"factor": name, "r2": value}] in file order.
+
+    Only the shapes generator's factors (``r2_<factor>``), the set engine.lab.compare.probe_factors computes on
+    the page: the factors evaluator's image-colour R² (``r2_image_*``) and its colour-class accuracy and chance
+    (``*_acc``, ``*_chance``) are other measures, on other scales."""
     out = []
     for r in rows:
         if r.get("evaluator") != "factors" or r.get("space") != space:
+            continue
+        metric = str(r.get("metric", ""))
+        if not metric.startswith("r2_") or metric.startswith("r2_image_"):
             continue
         try:
             out.append({"factor": str(r["metric"]).removeprefix("r2_"), "r2": float(r["value"])})

@@ -145,3 +145,4 @@ def test_compare_imported_resnet_with_a_narrower_model(
     assert not at.error, [e.value for e in at.error]
     overlap = next(m for m in at.metric if m.label.startswith("Mean overlap@"))
     assert 0.0 <= float(overlap.value) <= 1.0
+    assert f"would share {10 / (fixture.N_ITEMS - 1):.3f} (k / (N − 1)" in overlap.proto.help  # its baseline

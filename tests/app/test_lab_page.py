@@ -143,7 +143,17 @@ def test_a_simclr_model_shows_its_prediction_beside_both_baselines(store_roots, 
         "guess: from the parameters only",
     ):
         assert name in names
-    assert any("model-free guess" in c.value for c in at.caption)  # the verdict line
+    guess = next(x for x in at.metric if x.label == "cos, mean-Δ guess")
+    assert "at 0.25, the fitted strength nearest this view's" in guess.proto.help  # hue 0.3 -> the 0.25 group
+    verdict = next(c.value for c in at.caption if "model-free guesses shown" in c.value)
+    method, guesses = (
+        float(m["cos(Δ, Δ̂)"][0]),
+        (float(m["cos, mean-Δ guess"][0]), float(m["cos, params-only"][0])),
+    )
+    gain = method - max(guesses)  # against the better of the two guesses on the page, to display precision
+    if abs(gain) > 0.002:  # the sign is not decided by rounding
+        assert ("does not beat" not in verdict) == (gain > 0), verdict
+    assert abs(float(verdict.split(" by ")[1].split()[0]) - gain) <= 0.0015, verdict
     cache = stores / "shapes-simclr-shapes-test" / "lab_predictors_projector.npz"
     assert cache.is_file()  # fitted once, beside the store
 

@@ -33,7 +33,8 @@ def hnsw_roots(tmp_path_factory: pytest.TempPathFactory, fixture_store) -> dict[
 def _brute_top(store_path: Path, space: str, i: int, k: int) -> list[int]:
     emb = np.asarray(open_store(store_path).embeddings(space), dtype=np.float64)
     x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    return np.argsort(-(x @ x[i]), kind="stable")[:k].tolist()
+    order = np.argsort(-(x @ x[i]), kind="stable")
+    return order[order != i][:k].tolist()  # the query item itself is left out, as the page does
 
 
 def test_exact_store_says_exact_and_the_toggle_is_off(open_app):

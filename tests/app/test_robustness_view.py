@@ -17,6 +17,7 @@ from engine.core.io import sha256_file
 from engine.data import load_dataset
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.methods.protocol import LOGIT_KEYS
+from engine.store.format import open_store
 from engine.train.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,5 +110,15 @@ def test_compare_reads_eval_json_and_computes_the_missing_model(env, page_runner
         assert [b["name"] for b in bars] == list(MODELS)
         chart = next(c for c in at.get("plotly_chart") if "cmp_robust_chart" in c.proto.id)
         assert json.loads(chart.proto.spec)["layout"]["showlegend"] is not False
+        how = next(
+            c.value for c in at.caption if c.value.startswith("Measured with:") and "probe on" in c.value
+        )
+        n = open_store(
+            store_a
+        ).n  # the fixture store is small: the page's probe takes half and scores the rest
+        assert "**shapes-essl**: eval.json (train → test)" in how
+        assert (
+            f"**shapes-none**: computed here: a probe on {n // 2} clean items, scored on {n - n // 2}" in how
+        )
     finally:
         (store_a / "eval.json").unlink()

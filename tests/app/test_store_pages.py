@@ -46,9 +46,14 @@ def test_map_draws_every_item_once_with_ids_in_customdata(plotly_array, open_app
         xy = store.coords("backbone", "pca2")
         assert np.allclose(plotly_array(t["x"]), xy[plotly_array(t["customdata"]), 0], atol=1e-5)
         assert (store.labels[plotly_array(t["customdata"])] == store.classes.index(t["name"])).all()
-    at.selectbox(key="map_colour").set_value("kNN-correctness").run()
+    at.selectbox(key="map_colour").set_value("same label among 10-NN").run()
     assert not at.exception
     assert len(spec(at)["data"]) == 1 and spec(at)["data"][0]["marker"]["showscale"]
+    agree = plotly_array(spec(at)["data"][0]["marker"]["color"])
+    counts = np.bincount(store.labels)
+    chance = (counts * (counts - 1)).sum() / (N * (N - 1))  # 10 random others share the label this often
+    line = next(c.value for c in at.caption if "nearest neighbours" in c.value)
+    assert f"mean {agree.mean():.3f}, against {chance:.3f}" in line, line
 
 
 def test_map_item_from_url_and_neighbours(open_app):
@@ -64,11 +69,14 @@ def test_retrieval_label_matches_equal_a_brute_force_search(open_app, app_env):
     model = at.sidebar.selectbox(key="sb_model").value
     emb = store_emb(app_env, model)
     x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    top = np.argsort(-(x @ x[3]), kind="stable")[:8]
+    order = np.argsort(-(x @ x[3]), kind="stable")
+    top = order[order != 3][:8]  # the query item itself is not its own neighbour
     labels = open_store(Path(app_env["EQUILAB_STORES"]) / f"{model}-shapes-test").labels
     want = int((labels[top] == labels[3]).sum())
     assert at.metric[0].label == "Query latency"
-    assert at.caption[-1].value.startswith(f"{want} of 8 share the query's label")
+    assert at.caption[-1].value.startswith(f"{want} of 8 share the query's label (the query itself left out)")
+    same = (labels == labels[3]).sum() - 1  # the other items of the query's class, among N - 1 others
+    assert f"{8 * same / (len(labels) - 1):.1f} of 8 would, drawn at random" in at.caption[-1].value
     at.slider(key="ret_k").set_value(4).run()
     assert " of 4 share" in at.caption[-1].value
 
@@ -164,6 +172,8 @@ def test_compare_charts_the_factor_probes_of_both_models(plotly_array, store_roo
         "shapes-none-b": {"hue": 0.75, "scale": 0.125},
         "shapes-none": {"hue": 0.25, "scale": 0.5},
     }
+    how = next(c.value for c in at.caption if c.value.startswith("Measured with:"))
+    assert how.count("eval.json (train → test)") == 2, how
 
 
 def encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -360,5 +370,7 @@ def test_compare_computes_factor_probes_from_the_page(plotly_array, open_app, ap
     want = probe_factors(np.asarray(store.embeddings("backbone")), store.meta)
     assert {"hue", "rotation"} <= set(bars[a]) and len(bars) == 2
     assert np.allclose([bars[a][r["factor"]] for r in want], [r["r2"] for r in want])
+    how = next(c.value for c in at.caption if c.value.startswith("Measured with:"))
+    assert how.count(f"computed here (half and half of {store.n} items)") == 2, how
     at.run()  # kept for the session: no second click needed
     assert len(at.get("plotly_chart")) == 3

@@ -12,7 +12,9 @@ from engine.lab.compare import (
     label_agreement,
     neighbour_overlap,
     overlap_at_k,
+    overlap_chance,
     rank_changed,
+    same_label_chance,
     selection_ids,
 )
 from engine.store.projection import stratified_sample
@@ -91,3 +93,32 @@ def test_label_agreement_counts_neighbours_with_the_same_label():
     )
     with pytest.raises(ConfigError, match="5 labels for 6"):
         label_agreement(x, labels[:5])
+
+
+def test_same_label_chance_is_the_agreement_of_random_neighbours():
+    """Labels 0,0,0,1 (N = 4): an item of class 0 has 2 of 3 others in its class, the class-1 item none;
+    averaged over items (3 * 2/3 + 1 * 0) / 4 = 0.5. It is the mean label agreement of a store whose every
+    item has all others as neighbours (k = N - 1), whatever the embedding."""
+    labels = np.array([0, 0, 0, 1])
+    assert same_label_chance(labels, of=0) == pytest.approx(2 / 3)
+    assert same_label_chance(labels, of=1) == 0.0
+    assert same_label_chance(labels) == pytest.approx(0.5)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    assert label_agreement(x, labels, k=3).mean() == pytest.approx(same_label_chance(labels))
+    with pytest.raises(ConfigError, match="at least 2 items"):
+        same_label_chance(labels[:1])
+
+
+def test_overlap_chance_is_the_mean_overlap_of_random_neighbourhoods():
+    """k / (N - 1), checked against the mean overlap of random k-subsets of each item's N - 1 others."""
+    n, k = 30, 5
+    rng = np.random.default_rng(0)
+
+    def random_neighbours() -> np.ndarray:
+        return np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
+
+    draws = [neighbour_overlap(random_neighbours(), random_neighbours()).mean() for _ in range(400)]
+    assert overlap_chance(n, k) == pytest.approx(5 / 29)
+    assert np.mean(draws) == pytest.approx(overlap_chance(n, k), abs=0.01)
+    with pytest.raises(ConfigError, match="k=30 for n=30"):
+        overlap_chance(n, n)

@@ -140,6 +140,30 @@ def test_map_gain_is_the_method_minus_the_strongest_baseline(simclr_store):
     assert "not encoded" in rot.reason and np.isnan(rot.gain).all() and (rot.norm > 0).any()
 
 
+class _ValueOnly(torch.nn.Module):
+    """The model seeing each pixel's value max(r, g, b), which a hue rotation keeps, plus a term 1e-9 of the
+    image's mean (which it changes) in float64: a hue shift moves the embedding by rounding-sized amounts only."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.image_size = inner, inner.image_size
+
+    def embed(self, x):
+        out = self.inner.embed(x.amax(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous())
+        wobble = 1e-9 * x.double().mean(dim=(1, 2, 3))[:, None]
+        return {k: v.double() + wobble if v.ndim == 2 else v for k, v in out.items()}
+
+
+def test_map_gain_is_undefined_where_only_rounding_moves(simclr_store):
+    """Displacements at rounding level count as zero on the map as in the lab (1e-6 of the embeddings' RMS
+    norm, not of Δ's own): no cos, no gain, and the reason says the embedding ignores the augmentation."""
+    model, store, images = simclr_store
+    lp = ensure_predictors(store, model, "projector", n_fit=N, n_sweep=4)
+    g = family_gain(_ValueOnly(model), images, "hue", 0.25, "projector", lp)
+    assert g.norm.max() > 0  # rounding moved something ...
+    assert "displacement is zero" in g.reason and np.isnan(g.gain).all()  # ... and it is not read as a signal
+
+
 def test_map_colouring_is_computed_once_then_read_from_beside_the_store(simclr_store):
     model, store, images = simclr_store
     lp = ensure_predictors(store, model, "projector", n_fit=N, n_sweep=4)

@@ -86,6 +86,10 @@ def test_read_eval_and_factor_probes_from_the_evaluators_own_file(tmp_path):
         {"evaluator": "factors", "space": "projector", "metric": "r2_hue", "value": 0.75},
         {"evaluator": "factors", "space": "backbone", "metric": "r2_scale", "value": 0.5},
         {"evaluator": "knn", "space": "backbone", "metric": "top1", "value": 0.9},
+        # the factors evaluator's other rows: image colour (not a shapes factor) and a class accuracy beside chance
+        {"evaluator": "factors", "space": "backbone", "metric": "r2_image_hue", "value": 0.125},
+        {"evaluator": "factors", "space": "backbone", "metric": "colour_class_acc", "value": 0.8},
+        {"evaluator": "factors", "space": "backbone", "metric": "colour_class_chance", "value": 0.2},
     ]
     write_results(rows, tmp_path, {"source": {"checkpoint": "x.safetensors"}})
     got = read_eval(tmp_path)
