@@ -245,10 +245,19 @@ def _sweep(values: list[SliderValues], mode: str, image: np.ndarray, predictors)
                 )
             elif any(not c.error and not c.guesses for c in curves):
                 st.caption(
-                    "cos(Δ, Δ̂) is drawn for the model open in the lab (its predictors are fitted per store)."
+                    "cos(Δ, Δ̂) is drawn for the model open in the lab (its predictors and guesses are fitted per "
+                    "store) and for EquiMod models in their equivariant space (their own predictor); other models "
+                    "have no predictor here."
                 )
+            several = sum(not c.error for c in curves) > 1
+            if several:
+                st.caption(
+                    "Models' embeddings differ in scale and size, so the left chart divides |Δ| by the image's own "
+                    "|z(x)|: 0 = invariant, 1 = moved as far as the embedding is long."
+                )
+            norm_key, norm_title = ("rel_norm", "|Δ| / |z(x)|") if several else ("norm", "|Δ|")
             c1, c2 = st.columns(2)
-            for col, key, title in ((c1, "norm", "|Δ|"), (c2, "cos", "cos(Δ, Δ̂)")):
+            for col, key, title in ((c1, norm_key, norm_title), (c2, "cos", "cos(Δ, Δ̂)")):
                 f = go.Figure()
                 for c in curves:
                     if c.error:
@@ -363,6 +372,10 @@ def _lab() -> None:
                 "**Relative invariance**: 1 = the view embeds as the image itself, 0 = as far as another image is "
                 "(the between-image baseline)."
             )
+            if " (" in predictors.fit_on:  # fell back to the store's own items: say so, with why
+                st.caption(
+                    f"Fitted on {predictors.fit_on}: a dataset image shown here may be one the predictors saw."
+                )
         for i, v in enumerate(values):
             cols = st.columns([0.9, 1.3, 1, 1.1])
             cols[0].image(displayable(disp.views[i]), caption=f"view {i + 1}", width=96)

@@ -203,6 +203,13 @@ class SweepCurve:
     )  # [S] cos(Δ, Δ̂) of the model's predictor (nan without predictors, when not encoded or ``error``)
     error: str = ""  # empty when measured, else one line saying why not (e.g. the model lacks the space)
     guesses: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # baseline -> [S] cos(Δ, Δ̂)
+    rel_norm: np.ndarray | None = None  # [S] |Δ| / |z(x)|: scale-free, so models of other widths compare
+
+    @staticmethod
+    def relative(d: Displacement) -> np.ndarray:
+        """|Δ| / |z(x)| of each view of one image (nan where the image embeds at zero)."""
+        base = np.linalg.norm(np.asarray(d.z0, dtype=np.float64), axis=1)
+        return np.where(base > 0, d.norm / np.where(base > 0, base, 1.0), np.nan)
 
 
 def sweep_models(
@@ -219,39 +226,24 @@ def sweep_models(
     grid, vals = sweep_values(values, family)
     name = find_family(family).name
     nan = np.full(len(grid), np.nan)
+    blind = name in M.not_encoded_families()  # no predictor is told this family's strength: no cos to draw
     curves = []
     for label, model in models.items():
         lp = (predictors or {}).get(label)
         try:
-            if lp is None:
+            if lp is None:  # EquiMod's own predictor in its equivariant space, else no cos
                 d = lab_views(model, image, vals, space)
-                curves.append(SweepCurve(label, name, grid, d.norm, d.cos))
+                cos = nan if blind else d.cos
+                curves.append(SweepCurve(label, name, grid, d.norm, cos, rel_norm=SweepCurve.relative(d)))
                 continue
             res = lab_predictions(model, image, vals, space, lp)
         except EquiLabError as e:
             curves.append(SweepCurve(label, name, grid, nan, nan, f"{label}: {e.reason}"))
             continue
         guesses = {k: v for k, v in res.cos.items() if k != M.METHOD}
-        curves.append(SweepCurve(label, name, grid, res.disp.norm, res.cos[M.METHOD], "", guesses))
+        rel = SweepCurve.relative(res.disp)
+        curves.append(SweepCurve(label, name, grid, res.disp.norm, res.cos[M.METHOD], "", guesses, rel))
     return curves
-
-
-def family_displacements(
-    model, images: np.ndarray, family: str, strength: float, space: str, batch: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item (|Δ|, invariance cos) of ``images`` (uint8 [N, H, W, 3]) under one family at ``strength``: two
-    float [N] arrays (the map colours every store item by them)."""
-    fam = find_family(family)
-    device = str(next(model.parameters()).device)
-    hw = (int(images.shape[1]), int(images.shape[2]))
-    size = int(getattr(model, "image_size", hw[0]))
-    norms, cos = [], []
-    for s in range(0, len(images), batch):
-        x = torch.from_numpy(np.array(images[s : s + batch], dtype=np.uint8)).permute(0, 3, 1, 2)
-        d = displace(model, x, fam.params(strength, len(x), hw, size, device), space)
-        norms.append(d.norm)
-        cos.append(d.invariance)
-    return np.concatenate(norms), np.concatenate(cos)
 
 
 def default_strength(family: str) -> float:

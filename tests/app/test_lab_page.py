@@ -206,6 +206,13 @@ def test_all_models_sweep_names_the_model_without_the_space(store_roots, tmp_pat
         "shapes-simclr: mean-Δ guess",
         "shapes-simclr: parameters-only guess",
     ]
+    assert sweep["layout"]["title"]["text"].startswith("|Δ| vs")  # one model: its own |Δ|
+
+    at.sidebar.selectbox(key="sb_space").set_value("backbone").run()  # every model has a backbone
+    at.button(key="lab_sweep_run").click().run()
+    assert not at.exception and not [w for w in at.warning if "No curve" in w.value]
+    sweep = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(sweep["data"]) == 3 and sweep["layout"]["title"]["text"].startswith("|Δ| / |z(x)| vs")
 
 
 def test_an_about_example_lands_with_its_augmentation_applied_and_its_sweep_run(open_app):

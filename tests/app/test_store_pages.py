@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest
 
 from app.ui import CLASS_COLOURS, CYCLIC_SCALE, class_colour
+from engine.augment import FAMILIES
 from engine.data import load_dataset
+from engine.eval.displacement import displace
 from engine.lab.compare import overlap_at_k, probe_factors
-from engine.lab.image import family_displacements
 from engine.store.format import open_store
 from engine.train.checkpoint import load_model
 
@@ -230,7 +232,9 @@ def test_map_colours_by_the_displacement_of_an_augmentation_family(plotly_array,
     model_label = at.sidebar.selectbox(key="sb_model").value
     model, _ = load_model(Path(app_env["EQUILAB_CHECKPOINTS"]) / f"{model_label}.safetensors")
     images = np.array(load_dataset("shapes", "test", size=N).images)
-    norm, _ = family_displacements(model, images, "hue", 0.25, "backbone")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2)  # every item under hue 0.25, embedded here
+    params = FAMILIES["hue"].params(0.25, len(x), images.shape[1:3], model.image_size, "cpu")
+    norm = displace(model, x, params, "backbone").norm
     ids = plotly_array(trace["customdata"])
     assert np.allclose(plotly_array(trace["marker"]["color"]), norm[ids], atol=1e-5)
 

@@ -17,7 +17,6 @@ from engine.lab.image import (
     compose_params,
     crop_box,
     displacement_basis,
-    family_displacements,
     lab_views,
     random_values,
     slider_values,
@@ -144,17 +143,6 @@ def _model(method: str = "none"):
     return build_method(method, width=0.125, image_size=32).eval()
 
 
-def test_family_displacements_are_zero_at_the_neutral_strength_and_positive_away_from_it():
-    model = _model()
-    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    norm, cos = family_displacements(model, images, "hue", 0.0, "backbone", batch=4)
-    assert norm.shape == (6,) and np.allclose(norm, 0.0, atol=1e-5) and np.allclose(cos, 1.0, atol=1e-5)
-    norm, cos = family_displacements(model, images, "hue", 0.4, "backbone", batch=4)
-    assert (norm > 0).all() and (cos < 1.0).all()
-    with pytest.raises(ConfigError, match="choose from"):
-        family_displacements(model, images, "nope", 1.0, "backbone")
-
-
 def test_lab_views_are_the_slider_views_and_their_displacements():
     model = _model()
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -179,3 +167,16 @@ def test_sweep_models_reports_a_model_without_the_space_instead_of_switching_spa
     assert a.error == "" and a.strengths.tolist() == list(FAMILIES["hue"].sweep) and a.model == "a"
     assert np.isfinite(a.norm).all() and a.norm[list(a.strengths).index(0.0)] < 1e-5
     assert b.error.startswith("b: ") and "projector" in b.error and np.isnan(b.norm).all()
+    z = np.linalg.norm(lab_views(_model("simclr"), image, [SliderValues()], "projector").z0[0])
+    np.testing.assert_allclose(a.rel_norm, a.norm / z, rtol=1e-6)  # scale-free: comparable across models
+
+
+def test_sweep_draws_no_cos_for_a_family_no_predictor_is_told():
+    """EquiMod's own predictor (its equivariant space) gets cos on hue, which its 15-d parameter vector encodes,
+    and none on rotation, which it does not: the prediction there is a guess from the identity's parameters."""
+    image = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    model = _model("equimod")
+    (hue,) = sweep_models({"e": model}, image, SliderValues(), "hue", "equivariant")
+    (rot,) = sweep_models({"e": model}, image, SliderValues(), "rotation", "equivariant")
+    assert np.isfinite(hue.cos).any() and np.isnan(rot.cos).all()
+    assert (rot.norm > 0).any()  # rotation still moves the embedding: only the prediction is withheld
