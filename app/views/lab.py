@@ -98,10 +98,10 @@ def _verdict(res, i: int) -> str:
         return ""
     best = max(guesses, key=guesses.get)
     gain = method - guesses[best]
-    word = "beats" if gain > 0 else "does not beat"
+    word = "beats" if gain > 0 else "falls short of"
     return (
-        f"The prediction {word} the better of the two model-free guesses shown ({SHORT[best]}) by {gain:+.3f} in "
-        "cos(Δ, Δ̂)."
+        f"The prediction {word} the better of the two model-free guesses shown ({SHORT[best]}) by {abs(gain):.3f} "
+        "in cos(Δ, Δ̂)."
     )
 
 
@@ -260,7 +260,9 @@ def _sweep(values: list[SliderValues], mode: str, image: np.ndarray, predictors)
             for col, key, title in ((c1, norm_key, norm_title), (c2, "cos", "cos(Δ, Δ̂)")):
                 f = go.Figure()
                 for c in curves:
-                    if c.error:
+                    if (
+                        c.error or not np.isfinite(getattr(c, key)).any()
+                    ):  # no legend entry for an empty curve
                         continue
                     f.add_trace(
                         go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
