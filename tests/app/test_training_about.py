@@ -198,6 +198,12 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     gray = doc["metrics"]["equimod"]["backbone/sweep/grayscale@1/invariance/relative"]["mean"]
     assert abs(plotly_array(equimod.y)[list(equimod.x).index("grayscale")] - gray) < 1e-9
 
+    # transforms carries its essl-* and simclr arms from invariance_vs_equivariance: the caption says so
+    at.selectbox(key="about_study").set_value("transforms").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "carried from the `invariance_vs_equivariance` report" in captions, captions
+    assert "`essl-rotation` (`eq-rotation` there)" in captions, captions
+
     # head_vs_lr has no untrained arm: the caption names the baselines it does have, not a `none` arm
     at.selectbox(key="about_study").set_value("head_vs_lr").run()
     captions = " ".join(c.value for c in at.caption)
