@@ -34,6 +34,8 @@ def test_rotation_opens_on_a_non_identity_strength_and_says_it_is_not_encoded(pl
     assert not at.exception
     assert at.slider(key="map_strength_rotation").value == 180.0  # not 360°, the identity
     assert any("not encoded" in i.value for i in at.info)
+    trace = _trace(at)  # every gain undefined: no colour bar with made-up ticks, no raw "{strongest}" title
+    assert not trace["marker"]["showscale"] and "{" not in trace["marker"]["colorbar"]["title"]["text"]
     at.selectbox(key="map_colour").set_value("relative invariance").run()
     assert not at.exception
     inv = plotly_array(_trace(at)["marker"]["color"])
