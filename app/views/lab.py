@@ -260,9 +260,8 @@ def _sweep(values: list[SliderValues], mode: str, image: np.ndarray, predictors)
             for col, key, title in ((c1, norm_key, norm_title), (c2, "cos", "cos(Δ, Δ̂)")):
                 f = go.Figure()
                 for c in curves:
-                    if (
-                        c.error or not np.isfinite(getattr(c, key)).any()
-                    ):  # no legend entry for an empty curve
+                    # no legend entry for an empty curve
+                    if c.error or not np.isfinite(getattr(c, key)).any():
                         continue
                     f.add_trace(
                         go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
