@@ -20,7 +20,14 @@ from engine.lab.compare import (
 )
 from engine.lab.display import displayable
 from engine.lab.models import trained_on
-from engine.lab.robustness import compute_robustness, page_protocol, robustness_rows, robustness_table
+from engine.lab.robustness import (
+    N_FIT,
+    N_TEST,
+    compute_robustness,
+    page_protocol,
+    robustness_rows,
+    robustness_table,
+)
 from engine.lab.runs import read_eval
 from engine.store.format import open_store
 from engine.store.projection import stratified_sample
@@ -221,6 +228,7 @@ computed = st.session_state.setdefault(
     "cmp_probes", {}
 )  # (store, stamp, space) -> rows computed on this page
 missing, rows, how = [], [], {}  # how: model -> the protocol its bars were measured with
+probed_here = f"computed here (half and half of {n} items)"  # engine.lab.compare.probe_factors' split
 for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
     stored = cached.probes(ref, space)
     got = stored or computed.get((str(ref.path), ref.stamp, space))
@@ -228,7 +236,7 @@ for ref, name in ((ref_a, sel.model), (ref_b, label_b)):
         missing.append((ref, name))
     else:
         rows += [{"model": name, **r} for r in got]
-        how[name] = "eval.json (train → test)" if stored else f"computed here (half and half of {n} items)"
+        how[name] = "eval.json (train → test)" if stored else probed_here
 if missing and st.button(
     f"Compute the factor probes of {', '.join(n for _, n in missing)} ({space} space)", key="cmp_probe_go"
 ):
@@ -247,7 +255,7 @@ if missing and st.button(
             continue
         computed[(str(ref.path), ref.stamp, space)] = got
         rows += [{"model": name, **r} for r in got]
-        how[name] = f"computed here (half and half of {n} items)"
+        how[name] = probed_here
     bar.empty()
 elif missing:
     st.info(
@@ -271,8 +279,8 @@ st.subheader("Robustness under test-time perturbations")
 st.caption(
     f"Linear-probe accuracy of the {space} space on clean images and under CLeVER's test-time perturbations "
     "(colour jitter 0.4/0.4/0.4/0.1, rotation within ±90° or ±180° with zero fill, and both): from eval.json beside "
-    "each store (train → test), else computed here on the store's own items (a probe on up to 300 clean "
-    "embeddings, scored on up to 200 other images, seed 0; half and half of a smaller store)."
+    f"each store (train → test), else computed here on the store's own items (a probe on up to {N_FIT} clean "
+    f"embeddings, scored on up to {N_TEST} other images, seed 0; half and half of a smaller store)."
 )
 robust = st.session_state.setdefault("cmp_robust", {})  # (store, stamp, space) -> rows computed on this page
 r_missing, r_rows, r_how = [], {}, {}  # r_how: model -> the protocol its column was measured with

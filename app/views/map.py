@@ -43,7 +43,8 @@ AUG_COLOURS = {  # colour option -> (ItemGain field, colour-bar title)
     "relative invariance": ("rel_invariance", "relative invariance<br>(0 = between images)"),
     "gain over the strongest baseline": ("gain", "gain in cos(Δ, Δ̂)<br>over {strongest}"),
 }
-NEIGHBOURS = "same label among 10-NN"  # the colour option of cached.knn_correct (k = 10)
+NEIGHBOUR_K = 10
+NEIGHBOURS = f"same label among {NEIGHBOUR_K}-NN"  # the colour option of cached.knn_correct
 BASELINE_NAMES = {
     "mean_delta": "the mean-Δ guess",
     "params_only": "parameters only",
@@ -108,11 +109,12 @@ colour_title = colour
 if colour == "label":
     values, names = labels, info["classes"]
 elif colour == NEIGHBOURS:
-    values, names = cached.knn_correct(ref, space), None
-    colour_title = "share of 10-NN<br>with its label"
+    values, names = cached.knn_correct(ref, space, NEIGHBOUR_K), None
+    colour_title = f"share of {NEIGHBOUR_K}-NN<br>with its label"
     st.caption(
-        f"Per item: the share of its 10 nearest neighbours (cosine, among the store's other items) that have its "
-        f"label; mean {np.mean(values):.3f}, against {same_label_chance(labels):.3f} for 10 items drawn at random."
+        f"Per item: the share of its {NEIGHBOUR_K} nearest neighbours (cosine, among the store's other items) that "
+        f"have its label; mean {np.mean(values):.3f}, against {same_label_chance(labels):.3f} for {NEIGHBOUR_K} "
+        "items drawn at random."
     )
 elif colour in AUG_COLOURS:
     fams = list(FAMILIES)

@@ -209,7 +209,7 @@ class SweepCurve:
     def relative(d: Displacement) -> np.ndarray:
         """|Δ| / |z(x)| of each view of one image (nan where the image embeds at zero)."""
         base = np.linalg.norm(np.asarray(d.z0, dtype=np.float64), axis=1)
-        return np.where(base > 0, d.norm / np.where(base > 0, base, 1.0), np.nan)
+        return np.divide(d.norm, base, out=np.full_like(base, np.nan), where=base > 0)
 
 
 def sweep_models(
@@ -381,9 +381,8 @@ def family_gain(
             hats[k].append(preds[k])
     delta = np.concatenate(deltas)
     z0 = np.concatenate(starts)
-    tol = M.zero_tol(
-        z0, z0 + delta
-    )  # as the lab and the measures: 1e-6 of the embeddings' RMS norm, not Δ's own
+    # as the lab and the measures: 1e-6 of the embeddings' RMS norm, not Δ's own
+    tol = M.zero_tol(z0, z0 + delta)
     cos = {k: _cos(delta, np.concatenate(v), tol) for k, v in hats.items()}
     nan = np.full(len(delta), np.nan)
     norm, rel = np.concatenate(norms), np.concatenate(inv)

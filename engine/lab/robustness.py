@@ -19,10 +19,8 @@ from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS, embed_per
 from engine.store.items import store_images
 
 PREFIX = "robust_acc/"
-N_FIT, N_TEST = (
-    300,
-    200,
-)  # computed on the page: the probe's clean items and the perturbed items it is scored on
+# computed on the page: the probe's clean items and the perturbed items it is scored on
+N_FIT, N_TEST = 300, 200
 Progress = Callable[[int, int, str], None]  # (done, total, perturbation)
 
 
