@@ -2,7 +2,9 @@
 
 Each module listed in :data:`COMMAND_MODULES` defines ``add_commands(subparsers)``, registering its parsers with
 ``set_defaults(func=handler)``; a handler takes the parsed ``argparse.Namespace`` and returns an exit code.
-Errors derived from :class:`engine.core.errors.EquiLabError` are printed as one line, without a traceback.
+Errors derived from :class:`engine.core.errors.EquiLabError` are printed as one line, without a traceback; so is an
+``ImportError`` (a requirement missing or broken in this environment: the fix is the install, not the input), whose
+traceback ``-v`` shows.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EquiLabError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        if args.verbose:
+            raise
+        print(
+            f"error: {e}. A requirement is missing or broken in this Python: run `make install` "
+            "(or `pip install -r requirements.txt`); -v shows the traceback",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
