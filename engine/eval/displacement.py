@@ -306,12 +306,13 @@ def store_dataset(store) -> str | None:
     return store.manifest.get("source", {}).get("dataset")
 
 
-def sweep_grid(family: str) -> tuple[float, ...]:
-    """The evaluation's strengths of ``family``: its coarse grid without the identity (whose Δ is 0 by
-    construction; each op appears once, so no average counts the identity, or one op, twice)."""
+def sweep_grid(family: str, full: bool = False) -> tuple[float, ...]:
+    """The evaluation's strengths of ``family``: its coarse grid (``full``: every strength of its sweep, the lab's
+    grid) without the identity (whose Δ is 0 by construction; each op appears once, so no average counts the
+    identity, or one op, twice)."""
     fam = FAMILIES[family]
     out: list[float] = []
-    for s in fam.coarse:
+    for s in fam.sweep if full else fam.coarse:
         if not fam.same(s, fam.neutral) and not any(fam.same(s, t) for t in out):
             out.append(float(s))
     return tuple(out)
@@ -357,14 +358,14 @@ def recipe_views(model, images: torch.Tensor, recipe: Recipe, generator: torch.G
     return join(*(ViewSet(e.e0, e.et, e.p, None) for e in parts))
 
 
-def sweep_views(model, images: torch.Tensor, families=None, batch: int = 256) -> ViewSet:
-    """Every image under every :func:`sweep_grid` strength of each family (all else identity), labelled
-    (family, strength)."""
+def sweep_views(model, images: torch.Tensor, families=None, batch: int = 256, full: bool = False) -> ViewSet:
+    """Every image under every :func:`sweep_grid` strength (``full``: the whole sweep) of each family (all else
+    identity), labelled (family, strength)."""
     hw = (int(images.shape[-2]), int(images.shape[-1]))
     size = int(getattr(model, "image_size", hw[0]))
     parts = []
     for family in families or FAMILIES:
-        for st in sweep_grid(family):
+        for st in sweep_grid(family, full):
             for s in range(0, len(images), batch):
                 b = images[s : s + batch].to(_device(model))
                 emb = embed_views(model, b, FAMILIES[family].params(st, len(b), hw, size, _device(model)))

@@ -39,7 +39,9 @@ from engine.eval.displacement import (
 from engine.store.format import Store, open_store
 from engine.store.items import store_images, store_spec
 
-VERSION = 1
+# 2: the sweep views cover every strength of each family's sweep (the strengths the lab draws), not the evaluation's
+# coarse grid, so the mean-displacement guess at e.g. rotation 45° is that strength's mean, not 90°'s
+VERSION = 2
 SHOWN: tuple[str, ...] = (M.METHOD, "mean_delta", "params_only")  # what the lab and the map draw
 NAMES: dict[str, str] = {
     M.METHOD: "prediction",
@@ -126,7 +128,8 @@ def fit_images(store: Store, n: int, seed: int) -> tuple[torch.Tensor, str]:
 def fit_views(
     model, images: torch.Tensor, dataset: str | None, n_sweep: int, seed: int, progress: Progress | None
 ) -> ViewSet:
-    """One recipe view of every image plus the first ``n_sweep`` images under every family's sweep grid."""
+    """One recipe view of every image plus the first ``n_sweep`` images at every strength of every family's sweep
+    (the lab's grid, so each strength the lab's sweep draws has its own mean-displacement group)."""
     say = progress or (lambda f, m: None)
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -140,7 +143,7 @@ def fit_views(
     for j, family in enumerate(FAMILIES):
         if n_sweep > 0 and sweep_grid(family):
             say((done + j) / steps, f"sweep views: {FAMILIES[family].label}")
-            sets.append(sweep_views(model, images[:n_sweep], [family], batch))
+            sets.append(sweep_views(model, images[:n_sweep], [family], batch, full=True))
     return join(*sets)
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from engine.augment import FAMILIES
 from engine.data import load_dataset
-from engine.eval.displacement import ViewSet, store_reference
+from engine.eval.displacement import ViewSet, store_reference, sweep_views
 from engine.lab.gainmaps import ensure_gain, gain_path
 from engine.lab.image import SliderValues, default_strength, family_gain, lab_predictions
-from engine.lab.predictors import cache_paths, ensure_predictors, fit_space
+from engine.lab.predictors import cache_paths, ensure_predictors, fit_images, fit_space
 from engine.methods import build_method
 from engine.store.format import StoreArrays, StoreOptions, open_store, write_store
 
@@ -114,6 +115,25 @@ def test_lab_views_carry_both_baselines_and_not_encoded_families_get_no_predicti
     assert np.isnan(res.cos["method"][1]) and np.isnan(res.cos["params_only"][1])
     assert np.isfinite(res.cos["mean_delta"][1])  # the group's mean displacement still knows rotation 90°
     assert np.isfinite(res.disp.rel_invariance).all() and res.disp.rel_invariance[0] < 1.0
+
+
+def test_every_strength_the_lab_sweeps_has_its_own_mean_displacement(simclr_store):
+    """The lab's sweep draws each family at every strength of ``fam.sweep``; the mean-displacement guess at each
+    must be that strength's own mean (rotation 45° is not 90°'s), i.e. the mean Δ of exactly those views."""
+    model, store, _ = simclr_store
+    lp = ensure_predictors(store, model, "projector", n_fit=N, n_sweep=4)
+    for name, fam in FAMILIES.items():
+        for s in fam.sweep:
+            if not fam.same(s, fam.neutral):
+                assert lp.group_of({name: s}) == (name, float(s)), (name, s)
+    train, where = fit_images(store, N, 0)
+    assert where == "shapes/train"
+    at45 = sweep_views(model, train[:4], ["rotation"], full=True).views("projector")
+    rows = [i for i, g in enumerate(at45.groups) if g == ("rotation", 45.0)]
+    want = (at45.zt[rows] - at45.z0[rows]).mean(axis=0)
+    z0 = np.asarray(store.embeddings("projector"))[:1]
+    got = lp.predict(z0, np.zeros((1, 15)), [("rotation", 45.0)])["mean_delta"][0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (24, 64), (64, 20)])
