@@ -292,9 +292,12 @@ for ref, name, ckpt in ((ref_a, sel.model, sel.checkpoint), (ref_b, label_b, mod
         r_how[name] = "eval.json (train → test)" if stored else page_protocol(n)
     else:
         r_missing.append((ref, name, ckpt))
-if r_missing and st.button(
+# the button lives in a slot that is emptied once clicked, so it does not linger beside the results it produced
+r_slot = st.empty()
+if r_missing and r_slot.button(
     f"Compute the robustness of {', '.join(n for _, n, _ in r_missing)} ({space} space)", key="cmp_robust_go"
 ):
+    r_slot.empty()
     bar = st.progress(0.0, text="Robustness…")
     for i, (ref, name, ckpt) in enumerate(r_missing):
         loaded = ui.load_model(ckpt, stop=False)

@@ -101,6 +101,7 @@ def test_compare_reads_eval_json_and_computes_the_missing_model(env, page_runner
         at.button(key="cmp_robust_go").click().run()
         assert not at.exception, [e.message for e in at.exception]
         assert not at.error, [e.value for e in at.error]
+        assert "cmp_robust_go" not in [b.key for b in at.button]  # the slot is emptied once clicked
         df = at.dataframe[-1].value
         assert list(df["condition"]) == [PERTURBATION_LABELS[c] for c in PERTURBATIONS]
         assert list(df["shapes-essl"]) == [sig3(v) for v in stored.values()]
@@ -113,9 +114,8 @@ def test_compare_reads_eval_json_and_computes_the_missing_model(env, page_runner
         how = next(
             c.value for c in at.caption if c.value.startswith("Measured with:") and "probe on" in c.value
         )
-        n = open_store(
-            store_a
-        ).n  # the fixture store is small: the page's probe takes half and scores the rest
+        # the fixture store is small: the page's probe takes half and scores the rest
+        n = open_store(store_a).n
         assert "**shapes-essl**: eval.json (train → test)" in how
         assert (
             f"**shapes-none**: computed here: a probe on {n // 2} clean items, scored on {n - n // 2}" in how
