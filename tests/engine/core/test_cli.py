@@ -17,30 +17,14 @@ class _NoUmap(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}")
 sys.meta_path.insert(0, _NoUmap())
 """
+CHECKPOINT = str(ROOT / "checkpoints" / "shapes-none.json")
+ARGS = ("--checkpoint", CHECKPOINT, "--dataset", "shapes", "--data-option", "size=64", "--device", "cpu")
 
 
 def _embed(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_UMAP)
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine",
-        *extra,
-        "embed",
-        "--checkpoint",
-        str(ROOT / "checkpoints/shapes-none.json"),
-    ]
-    cmd += [
-        "--dataset",
-        "shapes",
-        "--data-option",
-        "size=64",
-        "--out",
-        str(tmp_path / "stores"),
-        "--device",
-        "cpu",
-    ]
+    cmd = [sys.executable, "-m", "engine", *extra, "embed", "--out", str(tmp_path / "stores"), *ARGS]
     env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
