@@ -260,24 +260,29 @@ def _sweep(values: list[SliderValues], mode: str, image: np.ndarray, predictors)
             for col, key, title in ((c1, norm_key, norm_title), (c2, "cos", "cos(Δ, Δ̂)")):
                 f = go.Figure()
                 for c in curves:
-                    # no legend entry for an empty curve
-                    if c.error or not np.isfinite(getattr(c, key)).any():
+                    if c.error:
                         continue
-                    f.add_trace(
-                        go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
-                    )
-                    if key == "cos":
-                        for g, y in c.guesses.items():
-                            _, colour, dash = STYLE[g]
-                            f.add_trace(
-                                go.Scatter(
-                                    x=c.strengths,
-                                    y=y,
-                                    mode="lines+markers",
-                                    name=f"{c.model}: {SHORT[g]} guess",
-                                    line=dict(color=colour, dash=dash),
-                                )
+                    # no legend entry for an empty curve (a not-encoded family's cos); its guesses still draw
+                    if np.isfinite(getattr(c, key)).any():
+                        f.add_trace(
+                            go.Scatter(x=c.strengths, y=getattr(c, key), mode="lines+markers", name=c.model)
+                        )
+                    for g, y in c.guesses.items() if key == "cos" else ():
+                        if not np.isfinite(y).any():
+                            continue
+                        _, colour, dash = STYLE[g]
+                        f.add_trace(
+                            go.Scatter(
+                                x=c.strengths,
+                                y=y,
+                                mode="lines+markers",
+                                name=f"{c.model}: {SHORT[g]} guess",
+                                line=dict(color=colour, dash=dash),
                             )
+                        )
+                if not f.data:  # nothing to draw: say so rather than draw empty axes
+                    col.info(f"No {title} to draw for {FAMILIES[name].label} here.")
+                    continue
                 f.update_layout(
                     height=320,
                     title=f"{title} vs {FAMILIES[name].label} ({swept_space})",

@@ -77,6 +77,21 @@ def test_seeded_random_views_arrows_and_sweep(open_app):
     )
 
 
+def test_a_not_encoded_family_sweep_draws_its_mean_displacement_guess(open_app, plotly_array):
+    """No predictor is told a rotation, so its cos(Δ, Δ̂) and the parameters-only guess are blank; the mean-Δ guess
+    knows the group (every strength of the sweep is fitted) and is drawn, not an empty chart."""
+    at = open_app("lab")
+    at.selectbox(key="lab_sweep").set_value("rotation").run()
+    at.button(key="lab_sweep_run").click().run()
+    assert not at.exception
+    assert any("not encoded" in c.value for c in at.caption)
+    cos = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "lab_sweep_cos" in c.proto.id)
+    (trace,) = cos["data"]
+    assert trace["name"].endswith(": mean-Δ guess")
+    y = plotly_array(trace["y"])
+    assert len(y) == 8 and np.isfinite(y).sum() == 7  # every angle but the identity's (Δ = 0)
+
+
 def test_lab_view_is_a_retrieval_query(open_app):
     at = open_app("lab")
     at.slider(key="lab_crop_scale").set_value(0.5).run()
