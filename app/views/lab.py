@@ -288,6 +288,7 @@ def _sweep(values: list[SliderValues], mode: str, image: np.ndarray, predictors)
                     title=f"{title} vs {FAMILIES[name].label} ({swept_space})",
                     margin=dict(l=10, r=10, t=40, b=10),
                     legend=dict(orientation="h", yanchor="top", y=-0.2),
+                    showlegend=True,  # also for one trace: it may be a guess, not the model
                     xaxis_title=FAMILIES[name].label,
                 )
                 col.plotly_chart(f, key=f"lab_sweep_{key}", config={"displaylogo": False})

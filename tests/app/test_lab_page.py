@@ -87,7 +87,7 @@ def test_a_not_encoded_family_sweep_draws_its_mean_displacement_guess(open_app, 
     assert any("not encoded" in c.value for c in at.caption)
     cos = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "lab_sweep_cos" in c.proto.id)
     (trace,) = cos["data"]
-    assert trace["name"].endswith(": mean-Δ guess")
+    assert trace["name"].endswith(": mean-Δ guess") and cos["layout"]["showlegend"] is True
     y = plotly_array(trace["y"])
     assert len(y) == 8 and np.isfinite(y).sum() == 7  # every angle but the identity's (Δ = 0)
 
