@@ -213,6 +213,13 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     )
     assert "SimCLR at E-SSL's doubled lr 0.890 ± 0.046 (head_vs_lr, seeds [0, 1, 2])" in captions
 
+    # §6b, the CIFAR-10 counterpart of the robustness study: its own findings and its robustness chart
+    at.selectbox(key="about_study").set_value("clever_robustness_cifar10").run()
+    assert not at.exception
+    assert findings(results, "clever_robustness_cifar10") in " ".join(m.value for m in at.markdown)
+    charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any(c.layout.title.text.startswith("Robustness") for c in charts)
+
 
 def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
     d = roots["runs"] / "u"

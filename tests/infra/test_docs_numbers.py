@@ -26,7 +26,7 @@ STUDY = {
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
         "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full", "head_vs_lr",
-        "explaining_away_cifar10",
+        "explaining_away_cifar10", "clever_robustness_cifar10",
     )
 }  # fmt: skip
 SPACE = r"(backbone|projector|equivariant|invariant_part|equivariant_part)"
@@ -182,8 +182,18 @@ SECTIONS = [
             "explaining_away_cifar10",
         ),
     ),
-    (RESULTS, "## 6.", "## 7.", lambda: study_figures("clever_robustness")),
-    (RESULTS, "## 7.", "## 8.", lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness")),
+    (
+        RESULTS,
+        "## 6.",
+        "## 7.",
+        lambda: study_figures("clever_robustness", "clever_robustness_cifar10", "cifar10_cpu"),
+    ),
+    (
+        RESULTS,
+        "## 7.",
+        "## 8.",
+        lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness", "clever_robustness_cifar10"),
+    ),
     (RESULTS, "## 8.", "## 9.", lambda: study_figures("colour")),
     (RESULTS, "## 9.", None, lambda: study_figures("colour_full", "colour")),
 ]
