@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[3]
 WORLD, BATCH, SEED = 2, 16, 3
 
 WORKER = """
-import sys, torch
+import os, sys, torch
+from pathlib import Path
 from safetensors.torch import save_file
 sys.path.insert(0, sys.argv[2])
 from test_ddp_common import global_batch, make_model
@@ -47,7 +48,11 @@ if rank == 0:
 # Both ranks finish their collectives before teardown: tearing gloo down while the peer is still inside one
 # aborted a rank once on an overloaded machine ("terminate called without an active exception").
 torch.distributed.barrier()
+Path(sys.argv[2], f"done-{rank}").touch()  # every collective of this rank has finished
 torch.distributed.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)  # skip interpreter finalisation, where gloo's threads have aborted a rank (see the test)
 """
 
 COMMON = f"""
@@ -96,7 +101,13 @@ def test_two_gloo_ranks_match_single_process(tmp_path: Path) -> None:
         str(tmp_path),
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # torch's gloo teardown can still abort a rank after every collective has finished and the gradients are
+    # written ("terminate called without an active exception", seen under load on the 2-core CI even after the
+    # barrier); such a run's gradients are complete and compared below. Any failure before both ranks passed the
+    # final barrier fails here.
+    passed_barrier = all((tmp_path / f"done-{r}").exists() for r in range(WORLD))
+    teardown_abort = passed_barrier and "terminate called without an active exception" in proc.stderr
+    assert proc.returncode == 0 or teardown_abort, proc.stderr[-3000:]
     ddp_grads = load_file(str(out))
 
     # Single-process reference on the same global batch, same per-rank views, BN per shard.
