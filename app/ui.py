@@ -382,13 +382,17 @@ def class_points(xy: np.ndarray, ids: np.ndarray, name: str, colour: str, **mark
     return _points(xy, ids, name, dict(color=colour, **marker), name)
 
 
+def any_defined(values) -> bool:
+    """Whether any of ``values`` is a number (not NaN/inf): a colour bar over none would show made-up ticks."""
+    return bool(np.isfinite(np.asarray(values, dtype=np.float64)).any())
+
+
 def value_points(
     xy: np.ndarray, ids: np.ndarray, values: np.ndarray, name: str, title: str, **marker
 ) -> go.Scattergl:
     """Map points ``ids`` coloured by ``values`` [len(ids)] on a colour scale with a titled colour bar (none
     when no value is defined: a bar over nothing would show made-up ticks)."""
-    defined = bool(np.isfinite(np.asarray(values, dtype=np.float64)).any())
-    bar = dict(showscale=defined, colorbar=dict(title=dict(text=title, side="right")))
+    bar = dict(showscale=any_defined(values), colorbar=dict(title=dict(text=title, side="right")))
     return _points(xy, ids, name, dict(color=values, **bar, **marker), "")
 
 

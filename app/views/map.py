@@ -208,7 +208,7 @@ if not as_points:  # every item in view, as an image under the axes; hover cells
                     x=[None], y=[None], mode="markers", name=name, marker=dict(color=ui.class_colour(c))
                 )
             )
-    elif np.isfinite(np.asarray(values, np.float64)).any():  # the colour bar only (none over undefined)
+    elif ui.any_defined(values):  # the colour bar only (none over undefined values)
         lo, hi = span or (float(np.nanmin(values)), float(np.nanmax(values)))
         bar = dict(title=dict(text=colour_title, side="right"))
         fig.add_trace(
