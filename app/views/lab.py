@@ -347,6 +347,13 @@ def _lab() -> None:
             st.info("Pick a dataset image or upload one.")
             return  # not st.stop(): inside a fragment it would drop what this run drew (the upload error)
         st.image(displayable(image), caption=caption, width=160)
+        h, w = image.shape[:2]
+        if h != w:  # engine.augment.preprocess: the whole image is resized, not centre-cropped
+            side = model.image_size
+            st.caption(
+                f"{w}×{h} px, not square: the model sees the whole image stretched to {side}×{side}, as every "
+                "embedding in this tool does (the views below show it so)."
+            )
 
     predictors = cached.lab_predictors(ref, space, model, sel.checkpoint)
     try:

@@ -378,3 +378,15 @@ def test_compare_computes_factor_probes_from_the_page(plotly_array, open_app, ap
     assert how.count(f"computed here (half and half of {store.n} items)") == 2, how
     at.run()  # kept for the session: no second click needed
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_a_non_square_upload_in_the_lab_says_how_the_model_sees_it(open_app):
+    at = open_app("lab")
+    at.radio(key="lab_source").set_value("Upload").run()
+    at.file_uploader(key="lab_upload").set_value(
+        ("wide.png", encoded(Image.new("RGB", (60, 20))), "image/png")
+    ).run()
+    assert not at.exception and not at.error
+    side = 32  # the fixture models' image size
+    assert any(f"60×20 px, not square: the model sees the whole image stretched to {side}×{side}" in c.value
+               for c in at.caption)  # fmt: skip
