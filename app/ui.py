@@ -244,7 +244,10 @@ def pick_space(
     """Space picker in the sidebar restricted to the spaces the store has, shared by every page: the shared
     selection, else the widget's value, else ``?space=``, else the first of ``prefer``. Synced with ?space=."""
     fallback = next((s for s in prefer if s in spaces), spaces[0])
-    candidates = (_shared().get("space"), st.session_state.get(key), qp("space"))
+    want = qp("space")
+    candidates = (_shared().get("space"), st.session_state.get(key), want)
+    if want is not None and not any(s in spaces for s in candidates):  # the URL's value is the one refused
+        st.warning(f"Ignored space={want[:200]!r} from the URL: this store's spaces are {', '.join(spaces)}.")
     st.session_state[key] = next((s for s in candidates if s in spaces), fallback)
     space = st.sidebar.selectbox(label, spaces, key=key, on_change=_remember_space, args=(key,))
     _shared()["space"] = space

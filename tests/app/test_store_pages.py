@@ -390,3 +390,10 @@ def test_a_non_square_upload_in_the_lab_says_how_the_model_sees_it(open_app):
     side = 32  # the fixture models' image size
     assert any(f"60×20 px, not square: the model sees the whole image stretched to {side}×{side}" in c.value
                for c in at.caption)  # fmt: skip
+
+
+def test_an_unknown_space_in_the_url_is_named_not_silently_replaced(open_app):
+    at = open_app("lab", space="bogus")  # the page the URL opens on (a later page reads the remembered space)
+    assert not at.exception
+    assert any("Ignored space='bogus' from the URL" in w.value for w in at.warning)
+    assert at.sidebar.selectbox(key="sb_space").value != "bogus"
