@@ -3,10 +3,13 @@ the few options that make it that arm). ``engine.study.run`` trains and evaluate
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.core.errors import ConfigError
+from engine.train.config import build_config
 
 
 @dataclass(frozen=True)
@@ -289,3 +292,40 @@ def same_arms(source: str, target: str) -> dict[str, str]:
         if match is not None:
             out[a.name] = match.name
     return out
+
+
+def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str, Any], root: str | None):
+    """The validated training config of one (arm, seed): shared settings < arm overrides < ``extra``."""
+
+    flat = {
+        **study.settings,
+        "model.method": arm.method,
+        "data.dataset": study.dataset,
+        "data.root": root,
+        "train.seed": seed,
+        "train.out": str(run_dir),
+        **arm.overrides,
+        **extra,
+    }
+    return build_config(flat)
+
+
+def study_record(
+    name: str,
+    study: Study,
+    out: Path,
+    seeds: list[int],
+    chosen: tuple[Arm, ...],
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """study.json: the study's declared arms (all of them, in their order, whatever ``--arms`` ran now, so a report
+    keeps the declared order), plus any checkpoint arms and the seeds of this and earlier runs into ``out``."""
+    old = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
+    declared = [a.name for a in study.arms]
+    extra_arms = [a for a in [*old.get("arms", []), *(a.name for a in chosen)] if a not in declared]
+    checkpoints = {**old.get("checkpoints", {}), **{a.name: a.checkpoint for a in chosen if a.checkpoint}}
+    return {
+        "study": name, "description": study.description, "dataset": study.dataset,
+        "seeds": sorted({*old.get("seeds", []), *seeds}), "arms": declared + list(dict.fromkeys(extra_arms)),
+        "settings": study.settings, "extra": extra or {}, "checkpoints": checkpoints,
+    }  # fmt: skip

@@ -26,10 +26,10 @@ from engine.eval.context import EvalContext
 from engine.eval.evaluate import evaluate, write_results
 from engine.store.build import EmbedJob, build_store, resolve_device
 from engine.store.format import StoreOptions, open_store
-from engine.study.registry import STUDIES, Arm, Study, get_study, select_arms
+from engine.study.registry import STUDIES, Arm, Study, arm_config, get_study, select_arms, study_record
 from engine.study.report import FAILED, RETRY, add_report_args, failed_arms, training_rows
 from engine.train.checkpoint import read_info, stem_of
-from engine.train.config import build_config, parse_overrides, to_yaml
+from engine.train.config import parse_overrides, to_yaml
 from engine.train.loop import NonFiniteLossError, fit
 
 log = logging.getLogger(__name__)
@@ -53,22 +53,6 @@ def with_checkpoints(arms: tuple[Arm, ...], checkpoints: list[str | Path] | None
     if clash:
         raise ConfigError(f"arm name(s) {clash} used twice; rename the checkpoint(s) or leave out those arms")
     return (*arms, *added)
-
-
-def arm_config(study: Study, arm: Arm, seed: int, run_dir: Path, extra: dict[str, Any], root: str | None):
-    """The validated training config of one (arm, seed): shared settings < arm overrides < ``extra``."""
-
-    flat = {
-        **study.settings,
-        "model.method": arm.method,
-        "data.dataset": study.dataset,
-        "data.root": root,
-        "train.seed": seed,
-        "train.out": str(run_dir),
-        **arm.overrides,
-        **extra,
-    }
-    return build_config(flat)
 
 
 @dataclass(frozen=True)
@@ -193,27 +177,6 @@ def _evaluate(checkpoint: Path, dataset: str, root, run_dir: Path, seed: int, si
         n_sweep=sizes.n_sweep,
     )
     return evaluate(ctx)
-
-
-def study_record(
-    name: str,
-    study: Study,
-    out: Path,
-    seeds: list[int],
-    chosen: tuple[Arm, ...],
-    extra: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """study.json: the study's declared arms (all of them, in their order, whatever ``--arms`` ran now, so a report
-    keeps the declared order), plus any checkpoint arms and the seeds of this and earlier runs into ``out``."""
-    old = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
-    declared = [a.name for a in study.arms]
-    extra_arms = [a for a in [*old.get("arms", []), *(a.name for a in chosen)] if a not in declared]
-    checkpoints = {**old.get("checkpoints", {}), **{a.name: a.checkpoint for a in chosen if a.checkpoint}}
-    return {
-        "study": name, "description": study.description, "dataset": study.dataset,
-        "seeds": sorted({*old.get("seeds", []), *seeds}), "arms": declared + list(dict.fromkeys(extra_arms)),
-        "settings": study.settings, "extra": extra or {}, "checkpoints": checkpoints,
-    }  # fmt: skip
 
 
 def run_study(
