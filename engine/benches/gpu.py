@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -160,10 +161,24 @@ def _timed_once(fn: Callable[[], None], sync) -> float:
     return time.perf_counter() - t0
 
 
+def _failed(what: str, e: Exception, skipped: list[str], errors: dict[str, str] | None) -> None:
+    """One ``skipped:`` line for the table and, in ``errors`` (the JSON's), the whole traceback: a compiler's
+    message names its real cause pages below the first 200 characters."""
+    skipped.append(f'skipped: {what}: failed ({type(e).__name__}: {str(e)[:200]}); the whole error: "errors"')
+    if errors is not None:
+        errors[what] = "".join(traceback.format_exception(e))[-50_000:]
+
+
 def method_rows(
-    name: str, s: Settings, images: torch.Tensor, device: torch.device, skipped: list[str]
+    name: str,
+    s: Settings,
+    images: torch.Tensor,
+    device: torch.device,
+    skipped: list[str],
+    errors: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Eager (and compiled) training step of ``name``, interleaved over ``s.rounds``."""
+    """Eager (and compiled) training step of ``name``, interleaved over ``s.rounds``; a compiler failure leaves the
+    eager row, a ``skipped:`` line and its traceback in ``errors``."""
     args = argparse.Namespace(width=s.width, size=s.size)
     sync = train_bench._sync(device)
     precision = "bf16+channels_last" if device.type == "cuda" else "fp32"
@@ -176,15 +191,13 @@ def method_rows(
             compile_s = _timed_once(compiled, sync)  # the first call compiles forward and backward
             cases["compiled"] = compiled
         except Exception as e:  # any compiler failure is reported; the eager row still stands
-            skipped.append(f"skipped: torch.compile of {name}: failed ({type(e).__name__}: {str(e)[:200]})")
+            _failed(f"torch.compile of {name}", e, skipped, errors)
     try:
         times = interleave(cases, s.rounds, warmup=1, sync=sync)
     except Exception as e:  # a compiled graph that fails on a later call: keep the eager row
         if "compiled" not in cases:
             raise
-        skipped.append(
-            f"skipped: torch.compile of {name}: failed after compiling ({type(e).__name__}: {str(e)[:200]})"
-        )
+        _failed(f"torch.compile of {name}, after compiling", e, skipped, errors)
         del cases["compiled"]
         times = interleave(cases, s.rounds, warmup=1, sync=sync)
     eager = statistics.median(times["eager"])
@@ -286,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
     names = method_names(args.methods)
     t0 = time.perf_counter()
     skipped: list[str] = list(CPU_SKIPS) if device.type != "cuda" else []
+    errors: dict[str, str] = {}
     if device.type == "cuda" and args.no_compile:
         skipped.append("skipped: torch.compile rows: --no-compile")
     gen = torch.Generator().manual_seed(0)
@@ -309,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
         _free(device)
     for name in names:
         if not over_budget(f"train step {name}"):
-            rows += method_rows(name, s, images, device, skipped)
+            rows += method_rows(name, s, images, device, skipped, errors)
             _free(device)
     if any(r["item"] == "train step simclr" for r in rows):
         rows.append(epoch_row(rows, s))
@@ -335,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds": total,
             "rows": rows,
             "skipped": skipped,
+            "errors": errors,
         },
     )
     return 0

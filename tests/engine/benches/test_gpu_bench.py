@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import engine.benches.gpu as gpu
 from engine.benches.gpu import (
     CPU_SKIPS,
     ON_CPU,
@@ -74,3 +75,29 @@ def test_cpu_fallback_prints_one_table_and_what_it_skipped(tmp_path, capsys) -> 
     )
     assert all(r["median"] > 0 and r["img_per_s"] > 0 for r in res["rows"])
     assert res["skipped"] == list(CPU_SKIPS)
+
+
+def test_a_compiler_failure_keeps_the_eager_row_and_its_whole_traceback(monkeypatch) -> None:
+    """Inductor's errors name their cause pages below the first line (the device's 2026-12-04 check cut it at 200
+    characters); the table keeps one line, the JSON the whole traceback. The failure is raised by hand: compiling
+    for real takes minutes on these cores and succeeds here."""
+    cause = "ptxas fatal: the real cause, far below the first line"
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(
+            "SubprocException: Name=triton_per_fused_nll_loss_forward_46\n" + "." * 400 + cause
+        )
+
+    monkeypatch.setattr(gpu, "_compiled_step", fails)
+    s = gpu.replace(ON_CPU, compile=True, rounds=1)
+    images = torch.randint(0, 256, (s.batch, 3, s.size, s.size), dtype=torch.uint8)
+    skipped: list[str] = []
+    errors: dict[str, str] = {}
+    rows = gpu.method_rows("simclr", s, images, torch.device("cpu"), skipped, errors)
+    assert [r["setting"].split()[-1] for r in rows] == ["eager"] and rows[0]["median"] > 0
+    assert len(skipped) == 1 and skipped[0].startswith(
+        "skipped: torch.compile of simclr: failed (RuntimeError"
+    )
+    assert cause not in skipped[0] and skipped[0].endswith('the whole error: "errors"')
+    assert list(errors) == ["torch.compile of simclr"] and cause in errors["torch.compile of simclr"]
+    assert "Traceback" in errors["torch.compile of simclr"]
