@@ -24,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.store.build",  # embed
     "engine.eval.evaluate",  # eval
     "engine.imports.convert",  # import
-    "engine.study.run",  # study run|report
+    "engine.study.run",  # study run|report|collect
     "engine.benches.cli",  # bench augment|train|embed|knn|browser|gpu
     "engine.store.precompile",  # precompile
     "engine.lab.precompute",  # precompute (lab predictors + missing UMAP of built stores)

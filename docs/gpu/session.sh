@@ -11,8 +11,16 @@
 #   device run, carry [".device"], timeout_s 560:  OUT=$OUT DATA=.device/cifar.tar.xz DEADLINE_S=500 bash docs/gpu/session.sh
 # It writes log.txt, gpu.json (the GPU check, eager), runs.tar.gz (each run's config.yaml, metrics.jsonl, log; no
 # weights) and, if time is left, gpu_compile.json (the torch.compile rows) into OUT.
-# DEADLINE_S bounds the whole script; EXTRA adds overrides to every train command. A CPU dry run of the whole flow
-# (about 2 minutes here):
+# DEADLINE_S bounds the whole script; EXTRA adds overrides to every train command. A second call on the still-warm
+# machine can add a seed at the same schedule, skipping the check (EPOCHS fixes the epochs, NO_COMPILE skips the
+# compile rows, RUNS must be a new directory):
+#   OUT=$OUT DATA=.device/cifar.tar.xz DEADLINE_S=370 EPOCHS=14 NO_COMPILE=1 EXTRA="seed=1" RUNS=/tmp/gpu-runs-seed1 \
+#   bash docs/gpu/session.sh
+# Back here, the runs become the study paper_cifar10 (docs/results.md §7; docs/gpu/2026-12-04 holds that session's):
+#   for s in 0 1; do mkdir -p runs/gpu/seed$s && tar xzf docs/gpu/2026-12-04/seed$s/runs.tar.gz -C runs/gpu/seed$s; done
+#   python -m engine study collect paper_cifar10 runs/gpu/seed*/paper-* --out docs/gpu/study-paper_cifar10
+#   python -m engine study report docs/gpu/study-paper_cifar10 --out docs/study-paper_cifar10
+# A CPU dry run of the whole flow (about 2 minutes here):
 #   OUT=/tmp/dry DATA=.device/cifar.tar.xz PY=.venv/bin/python DEADLINE_S=300 METHODS="simclr equimod" \
 #   EXTRA="model.width=0.0625 data.train_subset=512 optim.batch_size=128 knn_bank=1000 knn_queries=200 epochs=1" \
 #   bash docs/gpu/session.sh
@@ -39,6 +47,7 @@ from engine.data import DataSpec
 for split in ('train', 'test'):
     d = DataSpec('cifar10', split, '$ROOT', {}).load(); print(split, d.images.shape)" || exit 1
 
+if [ -z "${EPOCHS:-}" ]; then
 echo "== bench gpu ($SECONDS s)"
 timeout 150 $PY -m engine bench gpu --out "$OUT/gpu.json" --methods "${METHODS// /,}" --no-compile --rounds 3 \
   --budget-s 60 || echo "bench gpu failed or timed out"
@@ -58,6 +67,7 @@ print(max(1, min(200, math.floor((left - 60) / per_epoch))), file=sys.stdout)
 print(f"{per_epoch:.1f} s per epoch of all methods together, {left:.0f} s left", file=sys.stderr)
 PY
 )
+fi
 WARM=$(( EPOCHS / 10 > 1 ? EPOCHS / 10 : 1 ))
 KNN=$(( EPOCHS / 4 > 1 ? EPOCHS / 4 : 1 ))
 echo "epochs=$EPOCHS warmup_epochs=$WARM knn_every=$KNN"
@@ -77,7 +87,7 @@ for m in $METHODS; do echo "-- $m"; tail -n 3 "$RUNS/train-$m.log"; tail -n 1 "$
 echo "== pack ($SECONDS s)"
 (cd "$RUNS" && tar czf "$OUT/runs.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.state' .)
 
-if [ "$(left)" -gt 90 ]; then
+if [ "$(left)" -gt 90 ] && [ -z "${NO_COMPILE:-}" ]; then
   echo "== compile check ($SECONDS s)"
   timeout "$(left)" $PY -m engine bench gpu --out "$OUT/gpu_compile.json" --methods simclr --rounds 2 --budget-s 20 \
     || echo "compile check failed or timed out"

@@ -220,6 +220,18 @@ ISSUE14_STUDIES: dict[str, Study] = {
     ),
 }  # fmt: skip
 
+# The papers' CIFAR-10 setting (methods.md §1.4): the dataset defaults are width 1, batch 512, SGD lr 0.03 x bs/256;
+# the monitors run on the whole splits (E-SSL's kNN monitor: 50,000-image bank, 10,000 test queries).
+_PAPER_CIFAR = {
+    "model.width": 1.0,
+    "optim.batch_size": 512,
+    "data.train_subset": 0,
+    "data.knn_bank": 50000,
+    "data.knn_queries": 10000,
+    "train.online_linear": True,
+    "train.checkpoint_every": 0,
+}
+
 STUDIES: dict[str, Study] = {
     "shapes": Study(
         "shapes",
@@ -239,6 +251,15 @@ STUDIES: dict[str, Study] = {
         tuple(a for a in SHAPES_ARMS if a.name != "essl-lr1"),
         "CPU baseline on real CIFAR-10: ResNet-18 width 0.125, 10,000 images, batch 256, 10 epochs; "
         "simclr-lr2 is the control for E-SSL's doubled lr; kNN and probes use all 50,000 train images",
+        probe_cap=0,
+    ),
+    "paper_cifar10": Study(
+        "cifar10",
+        _PAPER_CIFAR,
+        tuple(a for a in SHAPES_ARMS if a.name in ("simclr", "essl", "equimod")),
+        "paper scale on a GPU: ResNet-18 width 1, the whole 50,000-image train split, batch 512, SGD with cosine "
+        "decay, E-SSL's kNN monitor on the full splits and the online linear classifier; epochs as the session "
+        "allows (--set optim.epochs=N; docs/gpu/session.sh, then `study collect`)",
         probe_cap=0,
     ),
     **ISSUE14_STUDIES,

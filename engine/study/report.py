@@ -37,6 +37,7 @@ PREDICTION = "disp/method/cos"  # cos(Δ, Δ̂) of the model's own or the post-h
 GAIN = "disp/gain/cos"  # the predictor's cos minus its strongest baseline's
 NOT_ENCODED_MARK = " (not encoded)"
 ONLINE = "online_linear"  # the space of the trainer's online linear classifier row (train.online_linear)
+KNN_MONITOR = "knn_monitor"  # the space of the trainer's kNN monitor row (train.knn_every > 0)
 PRETEXT_SPACES = ("rotation_logits", "pretext_logits")  # engine.methods.protocol.logits_key
 ROBUSTNESS = tuple(PERTURBATIONS)  # engine.eval.robustness: the conditions, headed by PERTURBATION_LABELS
 # Arm-name prefixes of studies that pair one transformation two ways: (prefix a, prefix b, label a, label b).
@@ -53,14 +54,18 @@ def family_header(family: str, kind: str) -> str:
 
 
 def training_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """The last epoch's online linear classifier accuracy (on detached backbone features, test split, as
-    Understanding-ESSL tracks it) from the run's metrics.jsonl, as an eval row; [] when it was not on."""
+    """The trainer's own monitors from the run's metrics.jsonl, as eval rows: the last recorded online linear
+    classifier accuracy (on detached backbone features, test split, as Understanding-ESSL tracks it) and the last
+    kNN monitor accuracy (E-SSL's: backbone, k = train.knn_k, t = train.knn_t, bank and queries as data.knn_bank and
+    data.knn_queries); [] for a monitor that was off."""
     path = Path(run_dir) / METRICS_FILE
     df = read_metrics(path) if path.is_file() else None
-    if df is None or "online_linear_acc" not in df:
-        return []
-    acc = df["online_linear_acc"].dropna()
-    return [{"space": ONLINE, "metric": "acc", "value": float(acc.iloc[-1])}] if len(acc) else []
+    rows = []
+    for column, space in (("online_linear_acc", ONLINE), ("knn_acc", KNN_MONITOR)):
+        acc = df[column].dropna() if df is not None and column in df else ()
+        if len(acc):
+            rows.append({"space": space, "metric": "acc", "value": float(acc.iloc[-1])})
+    return rows
 
 
 def missing_baselines(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -239,13 +244,38 @@ def _const(stats: dict[tuple[str, str], Stat], key: tuple[str, str], digits: int
 
 
 def summary_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
-    """One row per arm: shape-class accuracy, factor R², method-specific scores, displacement prediction."""
+    """One row per arm: shape-class accuracy, factor R², method-specific scores, displacement prediction; only the
+    columns some arm has a value for (a study scored by the training monitors alone has none of them)."""
+    columns = [c for c in SUMMARY_COLUMNS if any((c[1], c[2]) in agg[a] for a in arms)]
+    if not columns:
+        return ""
     rows = []
     for arm in arms:
         n = max((s.n for s in agg[arm].values()), default=0)
-        cells = [_cell(agg[arm], (sp, m)) for _, sp, m in SUMMARY_COLUMNS]
+        cells = [_cell(agg[arm], (sp, m)) for _, sp, m in columns]
         rows.append([arm, str(n), *cells, disp_space(k for k in agg[arm] if k[0] != "disp")])
-    return _md(["arm", "seeds"] + [c[0] for c in SUMMARY_COLUMNS] + ["Δ scored in"], rows)
+    return _md(["arm", "seeds"] + [c[0] for c in columns] + ["Δ scored in"], rows)
+
+
+def monitor_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
+    """Per arm: the trainer's monitors at the end of training (kNN monitor, online linear classifier) beside the
+    evaluation's kNN and linear probe where it ran; "" when no arm has a kNN monitor row."""
+    if not any((KNN_MONITOR, "acc") in agg[a] for a in arms):
+        return ""
+    columns = (
+        ("kNN monitor", KNN_MONITOR, "acc"), ("online linear", ONLINE, "acc"),
+        ("kNN (evaluation)", "backbone", "knn_acc"), ("linear probe (evaluation)", "backbone", "linear_acc"),
+    )  # fmt: skip
+    present = [c for c in columns if any((c[1], c[2]) in agg[a] for a in arms)]
+    rows = [
+        [
+            a,
+            str(max((s.n for s in agg[a].values()), default=0)),
+            *(_cell(agg[a], (sp, m)) for _, sp, m in present),
+        ]
+        for a in arms
+    ]
+    return _md(["arm", "seeds"] + [c[0] for c in present], rows)
 
 
 def head_of(stats: dict[tuple[str, str], Stat]) -> tuple[str, str] | None:
@@ -372,6 +402,8 @@ def family_table(
 
     families = sweep_keys(agg, space, kind)
     names = [f for f in FAMILIES if f in families]
+    if not names:
+        return ""
     rows = []
     for arm in arms:
         cells = []
@@ -404,11 +436,15 @@ def _pyplot():
     return plt
 
 
-def plot_probes(agg, arms: list[str], path: Path, title: str) -> Path:
-    """Two panels: shape-class kNN/linear accuracy per arm, and factor-probe R² (hue, scale, ...) per arm."""
+def plot_probes(agg, arms: list[str], path: Path, title: str) -> Path | None:
+    """Two panels: shape-class kNN/linear accuracy per arm, and factor-probe R² (hue, scale, ...) per arm; None
+    when no arm was probed (a study of training monitors only)."""
+    groups = [("kNN", "knn_acc"), ("linear", "linear_acc")]
+    keys = [("backbone", m) for _, m in groups] + [("backbone", f"r2_{f}") for f in FACTORS]
+    if not any(k in agg[a] for a in arms for k in keys):
+        return None
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
-    groups = [("kNN", "knn_acc"), ("linear", "linear_acc")]
     _bars(a1, agg, arms, [("backbone", m) for _, m in groups], [g for g, _ in groups], "shape-class accuracy")
     _bars(a2, agg, arms, [("backbone", f"r2_{f}") for f in FACTORS], list(FACTORS), "factor probe R² (test)")
     a2.legend(fontsize=8, ncols=min(len(arms), 4), loc="upper right")
@@ -456,12 +492,17 @@ def _bars(ax, agg, arms, keys, labels, ylabel) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
-def plot_sweeps(agg, arms: list[str], space: str, kind: str, path: Path, title: str, ylabel: str) -> Path:
-    """One panel per augmentation family: ``kind`` against strength, a line per arm with a ±std band."""
+def plot_sweeps(
+    agg, arms: list[str], space: str, kind: str, path: Path, title: str, ylabel: str
+) -> Path | None:
+    """One panel per augmentation family: ``kind`` against strength, a line per arm with a ±std band; None when
+    no arm has a sweep."""
 
-    plt = _pyplot()
     families = sweep_keys(agg, space, kind)
     names = [f for f in FAMILIES if f in families]
+    if not names:
+        return None
+    plt = _pyplot()
     cols = 3
     rows = max(1, math.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
@@ -518,20 +559,22 @@ def write_report(
         carried, old_failed, was = carry_over(merge, here, seeds, record)
         agg, failed = {**agg, **carried}, failed + old_failed
     arms = arm_order(record.get("arms", []), [d["arm"] for d in docs] + list(carried))
-    md = [
-        f"### {title}: summary (mean ± std over seeds {seeds})",
-        summary_table(agg, arms),
-        "### relative invariance per augmentation family in the backbone, mean over strengths "
-        "(1 − E‖s(a(x)) − s(x)‖² / E‖s(x) − s(x′)‖²: 1 = a view is its image, 0 = as far as another image)",
-        family_table(agg, arms, "backbone", INVARIANCE),
-        "### displacement prediction per family: cos(Δ, Δ̂) in the scored space (EquiMod: its own predictor; "
-        "else the post-hoc ridge); not encoded = the 15-d parameter vector has no entry for the family",
-        family_table(agg, arms, "disp", PREDICTION),
-        "### gain per family: cos(Δ, Δ̂) minus the strongest baseline's (mean Δ of the family and strength, "
-        "parameters only, image only, shuffled parameters); > 0 only where the predictor beats every guess",
-        family_table(agg, arms, "disp", GAIN),
-    ]
-    extra = (
+    md = [f"### {title}: summary (mean ± std over seeds {seeds})"]
+    tables = (
+        ("", summary_table(agg, arms)),
+        ("relative invariance per augmentation family in the backbone, mean over strengths "
+         "(1 − E‖s(a(x)) − s(x)‖² / E‖s(x) − s(x′)‖²: 1 = a view is its image, 0 = as far as another image)",
+         family_table(agg, arms, "backbone", INVARIANCE)),
+        ("displacement prediction per family: cos(Δ, Δ̂) in the scored space (EquiMod: its own predictor; "
+         "else the post-hoc ridge); not encoded = the 15-d parameter vector has no entry for the family",
+         family_table(agg, arms, "disp", PREDICTION)),
+        ("gain per family: cos(Δ, Δ̂) minus the strongest baseline's (mean Δ of the family and strength, "
+         "parameters only, image only, shuffled parameters); > 0 only where the predictor beats every guess",
+         family_table(agg, arms, "disp", GAIN)),
+        ("training monitors at the last epoch: the kNN monitor (backbone, weighted cosine kNN, k and t as the runs' "
+         "train.knn_k and train.knn_t, the runs' data.knn_bank train items as bank, data.knn_queries test items as "
+         "queries) and the online linear classifier (detached backbone features, test split)",
+         monitor_table(agg, arms)),
         ("pretext heads: accuracy beside chance and the identifiability ceiling; what the backbone knows of the "
          "classes", pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
         ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within twice the larger "
@@ -542,7 +585,7 @@ def write_report(
         ("robustness: linear-probe accuracy under test-time perturbations (backbone; probe fitted on clean "
          "features)", robustness_table(agg, arms)),
     )  # fmt: skip
-    md += [item for head, table in extra if table for item in (f"### {head}", table)]
+    md += [item for head, table in tables if table for item in ([f"### {head}"] if head else []) + [table]]
     kept = [a for a in arms if a in carried]
     if kept:
         md += [f"### carried over from an earlier report, {merge} (not re-run here; same seeds {seeds}): "
@@ -575,10 +618,9 @@ def write_report(
             agg, arms, "disp", PREDICTION, Path(out) / "sweep_prediction.png",
             f"{title}: predicted vs actual displacement cos(Δ, Δ̂)", "cos(Δ, Δ̂)",
         ),
+        plot_pretext(agg, arms, Path(out) / "pretext.png", title),
     ]  # fmt: skip
-    if (pretext := plot_pretext(agg, arms, Path(out) / "pretext.png", title)) is not None:
-        paths.append(pretext)
-    return paths
+    return [p for p in paths if p is not None]
 
 
 def add_report_args(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from engine.eval.context import EvalContext
 from engine.eval.evaluate import evaluate, write_results
 from engine.store.build import EmbedJob, build_store, resolve_device
 from engine.store.format import StoreOptions, open_store
+from engine.study.collect import add_collect_args
 from engine.study.registry import STUDIES, Arm, Study, arm_config, get_study, select_arms, study_record
 from engine.study.report import FAILED, RETRY, add_report_args, failed_arms, training_rows
 from engine.train.checkpoint import read_info, stem_of
@@ -225,7 +226,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "tables (mean ± std over seeds) and PNG plots. Studies: "
         + "; ".join(f"{k}: {v.description}" for k, v in STUDIES.items()),
     )
-    sp = p.add_subparsers(dest="study_cmd", required=True, metavar="{run,report}")
+    sp = p.add_subparsers(dest="study_cmd", required=True, metavar="{run,report,collect}")
     r = sp.add_parser("run", help="train and evaluate every (seed, arm); skips finished ones")
     r.add_argument("study", choices=sorted(STUDIES), help="which study")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
@@ -260,6 +261,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_cmd_run)
 
     add_report_args(sp.add_parser("report", help="tables and plots from a study directory's eval.json files"))
+    add_collect_args(
+        sp.add_parser(
+            "collect", help="finished training runs made elsewhere (a GPU session) as a study directory"
+        )
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
