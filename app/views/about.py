@@ -213,6 +213,7 @@ STUDY_CHARTS: dict[str, dict[str, str]] = {  # chart title -> {label: "space/met
         "kNN": "backbone/knn_acc",
         "linear probe": "backbone/linear_acc",
         "online linear (trained alongside)": "online_linear/acc",
+        "kNN monitor (trained alongside)": "knn_monitor/acc",
     },
     "Factor probes (test R²; 0 = the train mean)": {
         f: f"backbone/r2_{f}" for f in ("hue", "scale", "rotation", "x", "y")

@@ -49,11 +49,14 @@ CONTROLS = ("simclr", "simclr-lr2")
 
 def baseline_note(arms: list[str]) -> str:
     """What a study's numbers are read against, from the arms it has: the untrained network, else both
-    :data:`CONTROLS`, else nothing to name."""
+    :data:`CONTROLS`, else SimCLR alone (saying when E-SSL's doubled lr has no control), else nothing to name."""
     if "none" in arms:
         return "the `none` arm is the untrained network, the baseline every learned number is read against"
     if set(CONTROLS) <= set(arms):
         return "no untrained arm here: each arm is read against `simclr` and `simclr-lr2` (SimCLR at E-SSL's doubled lr)"
+    if "simclr" in arms:
+        lr = " (and no `simclr-lr2`: E-SSL's lead includes its doubled lr)" if "essl" in arms else ""
+        return f"no untrained arm here: each arm is read against `simclr`{lr}"
     return "no untrained arm in this study"
 
 

@@ -220,6 +220,22 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(c.layout.title.text.startswith("Robustness") for c in charts)
 
+    # §7b, the GPU session's study: scored by the training monitors only, so one chart with both monitors, the
+    # findings, and a caption that says E-SSL's doubled lr has no control here
+    at.selectbox(key="about_study").set_value("paper_cifar10").run()
+    assert not at.exception
+    assert findings(results, "paper_cifar10") in " ".join(m.value for m in at.markdown)
+    assert "(and no `simclr-lr2`: E-SSL's lead includes its doubled lr)" in " ".join(
+        c.value for c in at.caption
+    )
+    charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    assert [c.layout.title.text for c in charts] == ["What the backbone knows of the classes"]
+    essl = next(t for t in charts[0].data if t.name == "essl")
+    assert sorted(essl.x) == ["kNN monitor (trained alongside)", "online linear (trained alongside)"]
+    doc = json.loads((summary.parents[1] / "study-paper_cifar10" / "summary.json").read_text())
+    knn = doc["metrics"]["essl"]["knn_monitor/acc"]["mean"]
+    assert abs(plotly_array(essl.y)[list(essl.x).index("kNN monitor (trained alongside)")] - knn) < 1e-9
+
 
 def test_training_page_gives_each_unit_its_chart_and_hides_empty_columns(roots):
     d = roots["runs"] / "u"

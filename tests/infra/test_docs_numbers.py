@@ -26,7 +26,7 @@ STUDY = {
     for s in (
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
         "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full", "head_vs_lr",
-        "explaining_away_cifar10", "clever_robustness_cifar10",
+        "explaining_away_cifar10", "clever_robustness_cifar10", "paper_cifar10",
     )
 }  # fmt: skip
 SPACE = r"(backbone|projector|equivariant|invariant_part|equivariant_part)"
@@ -38,7 +38,7 @@ STUDY_METRICS = re.compile(
     r"|disp/(method|mean_delta|params_only|image_only|shuffled_params|gain)/(cos|r2)|disp/image/\w+"
     r"|sweep/[\w.@-]+/invariance/relative|sweep/[\w.@-]+/disp/(method|gain)/cos)"
     r"|(ir_head|ef_head|invariant_part|equivariant_part)/(cross_view_cos|between_image_cos)"
-    r"|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)|online_linear/acc)$"
+    r"|(rotation|pretext)_logits/\w+_(acc|chance|ceiling)|(online_linear|knn_monitor)/acc)$"
 )
 # How the measures were named before v2 (uncentred invariance, displacement without baselines).
 PRE_V2 = re.compile(r"/(disp_\w+|shuffled_disp_\w+)$|/sweep/[^/]+/(cos|invariance)$")
@@ -59,6 +59,10 @@ ALLOWED = {
     "0.25": "chance / Bayes ceiling of 4-way rotation on shapes",
     "0.63": "Bayes ceiling of rotation on shapes_upright (engine.data.shapes.rotation_ceiling)",
     "0.5": "base learning rate",
+    "0.03": "SGD base learning rate of the papers' CIFAR-10 setting (docs/methods.md §1.4)",
+    "4.0": "EquiMod's LARS learning rate (docs/methods.md §2.4)",
+    "3.12": "the GPU machine's Python version",
+    "2.11": "the GPU machine's torch version",
     "0.9": "SGD momentum",
     "0.8": "colour-jitter strength of the shapes recipe",
     "90.96": "SimCLR's published linear accuracy (docs/methods.md)",
@@ -162,7 +166,8 @@ SECTIONS = [
         "### CIFAR-10 on CPU",
         lambda: study_figures("shapes", "shapes_upright"),
     ),
-    (README, "### CIFAR-10 on CPU", "### The shipped models", lambda: study_figures("cifar10_cpu")),
+    (README, "### CIFAR-10 on CPU", "### CIFAR-10 at the papers'", lambda: study_figures("cifar10_cpu")),
+    (README, "### CIFAR-10 at the papers'", "### The shipped models", lambda: study_figures("paper_cifar10")),
     (README, "### The shipped models", "### Benchmarks", shipped_figures),
     (RESULTS, "# Results", "## 1.", lambda: Figures()),
     (RESULTS, "## 1.", "## 2.", lambda: study_figures("shapes")),
@@ -192,7 +197,9 @@ SECTIONS = [
         RESULTS,
         "## 7.",
         "## 8.",
-        lambda: study_figures("cifar10_cpu", "transforms", "clever_robustness", "clever_robustness_cifar10"),
+        lambda: study_figures(
+            "cifar10_cpu", "transforms", "clever_robustness", "clever_robustness_cifar10", "paper_cifar10"
+        ),
     ),
     (RESULTS, "## 8.", "## 9.", lambda: study_figures("colour")),
     (RESULTS, "## 9.", None, lambda: study_figures("colour_full", "colour")),

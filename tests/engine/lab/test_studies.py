@@ -41,7 +41,11 @@ def test_every_reported_study_has_its_findings_in_results():
 def test_baseline_note_names_only_the_baselines_a_study_has():
     assert "`none` arm is the untrained network" in baseline_note(["simclr", "none"])
     assert "read against `simclr` and `simclr-lr2`" in baseline_note(["simclr", "simclr-lr2", "eq-blur"])
-    assert baseline_note(["simclr", "eq-blur"]) == "no untrained arm in this study"
+    assert baseline_note(["simclr", "eq-blur"]) == "no untrained arm here: each arm is read against `simclr`"
+    assert baseline_note(["simclr", "essl", "equimod"]).endswith(
+        "read against `simclr` (and no `simclr-lr2`: E-SSL's lead includes its doubled lr)"
+    )
+    assert baseline_note(["clever-baug", "clever-caug"]) == "no untrained arm in this study"
 
 
 def test_carried_note_says_where_each_carried_arm_came_from_and_under_what_name():
