@@ -626,8 +626,9 @@ def write_report(
 def add_report_args(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Aggregate a study directory's <arm>-s<seed>/eval.json files: tables.md (summary, invariance and "
-        "displacement prediction per augmentation family; mean ± sample std over seeds), summary.json and PNG "
-        "plots (factor_probes.png, sweep_invariance.png, sweep_prediction.png)."
+        "displacement prediction per augmentation family, training monitors; mean ± sample std over seeds), "
+        "summary.json and PNG plots of what was measured (factor_probes.png, sweep_invariance.png, "
+        "sweep_prediction.png, pretext.png)."
     )
     p.add_argument("study_dir", type=Path, help="directory written by `study run`")
     p.add_argument("--out", type=Path, default=None, help="where to write (default: <study_dir>/report)")
