@@ -402,10 +402,10 @@ study_table(
 explaining_cifar = cached.study_summary(DOCS / "study-explaining_away_cifar10" / "summary.json")
 study_table(
     explaining_away(explaining_cifar),
-    "Explaining away on CIFAR-10: does pushing the class out hurt rotation prediction?",
-    "Rotation prediction alone and with the class made unreadable (`confuse`) on real CIFAR-10 at CPU scale: "
-    "ResNet-18 width 0.125, 10,000 train images, batch 256, 10 epochs, probes on all 50,000 train images "
-    "(`python -m engine study run explaining_away_cifar10 --arms rotation-none rotation-confuse`; "
+    "Explaining away on CIFAR-10: does rotation prediction move with the class information?",
+    "Rotation prediction alone, with the class cross-entropy added (λ = 1, trained on the labels) and with the class "
+    "made unreadable (`confuse`) on real CIFAR-10 at CPU scale: ResNet-18 width 0.125, 10,000 train images, batch "
+    "256, 10 epochs, probes on all 50,000 train images (`python -m engine study run explaining_away_cifar10`; "
     "docs/study-explaining_away_cifar10). Rotation is learnable on these images without the class, so the "
     "comparison is not drowned by seeds that never learn the task, as on shapes_upright. Real images have no "
     "computable identifiability ceiling, so none is shown; chance is 0.25.",

@@ -276,12 +276,13 @@ def test_about_shows_no_blank_ceiling_for_real_images(roots):
     at = app_on("about")
     assert not at.exception
     heads = [s.value for s in at.subheader]
-    title = "Explaining away on CIFAR-10: does pushing the class out hurt rotation prediction?"
+    title = "Explaining away on CIFAR-10: does rotation prediction move with the class information?"
     assert title in heads
     tables = [d.value for d in at.dataframe if "rotation acc" in d.value.columns]
     cifar = next(t for t in tables if "ceiling" not in t.columns)
     assert list(cifar["arm"]) == [
         "rotation alone",
+        "+ class cross-entropy",
         "+ KL(uniform ‖ classifier): class made unreadable, bounded",
     ]
     assert any("no computable identifiability ceiling" in c.value for c in at.caption)
