@@ -55,7 +55,11 @@ def baseline_note(arms: list[str]) -> str:
     if set(CONTROLS) <= set(arms):
         return "no untrained arm here: each arm is read against `simclr` and `simclr-lr2` (SimCLR at E-SSL's doubled lr)"
     if "simclr" in arms:
-        lr = " (and no `simclr-lr2`: E-SSL's lead includes its doubled lr)" if "essl" in arms else ""
+        lr = (
+            " (and no `simclr-lr2`: E-SSL's lead is not separated from its doubled lr)"
+            if "essl" in arms
+            else ""
+        )
         return f"no untrained arm here: each arm is read against `simclr`{lr}"
     return "no untrained arm in this study"
 

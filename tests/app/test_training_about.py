@@ -225,7 +225,7 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     at.selectbox(key="about_study").set_value("paper_cifar10").run()
     assert not at.exception
     assert findings(results, "paper_cifar10") in " ".join(m.value for m in at.markdown)
-    assert "(and no `simclr-lr2`: E-SSL's lead includes its doubled lr)" in " ".join(
+    assert "(and no `simclr-lr2`: E-SSL's lead is not separated from its doubled lr)" in " ".join(
         c.value for c in at.caption
     )
     charts = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]

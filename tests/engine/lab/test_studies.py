@@ -43,7 +43,7 @@ def test_baseline_note_names_only_the_baselines_a_study_has():
     assert "read against `simclr` and `simclr-lr2`" in baseline_note(["simclr", "simclr-lr2", "eq-blur"])
     assert baseline_note(["simclr", "eq-blur"]) == "no untrained arm here: each arm is read against `simclr`"
     assert baseline_note(["simclr", "essl", "equimod"]).endswith(
-        "read against `simclr` (and no `simclr-lr2`: E-SSL's lead includes its doubled lr)"
+        "read against `simclr` (and no `simclr-lr2`: E-SSL's lead is not separated from its doubled lr)"
     )
     assert baseline_note(["clever-baug", "clever-caug"]) == "no untrained arm in this study"
 
