@@ -68,35 +68,36 @@ def collect(name: str, run_dirs: list[Path], out: Path) -> list[Path]:
     """Write ``out/<arm>-s<seed>/eval.json`` (the runs' monitors) with copies of each run's config.yaml and
     metrics.jsonl, and ``out/study.json``; every run is checked before anything is written."""
     study = get_study(name)
-    found: list[tuple[Arm, int, dict[str, Any], Path]] = []
+    found: list[tuple[Arm, int, dict[str, Any], Path, list[dict[str, Any]]]] = []
     for run_dir in map(Path, run_dirs):
         if not (run_dir / "config.yaml").is_file() or not (run_dir / METRICS_FILE).is_file():
             raise ConfigError(f"{run_dir} is not a training run: it needs config.yaml and {METRICS_FILE}")
         cfg = load_config(run_dir / "config.yaml")
         finished(run_dir, cfg)
         arm, free = match_arm(study, cfg, run_dir)
-        if not training_rows(run_dir):
+        rows = training_rows(run_dir)
+        if not rows:
             raise ConfigError(
                 f"{run_dir}: {METRICS_FILE} holds no monitor to collect; "
                 "train with train.knn_every > 0 or train.online_linear=true"
             )
-        found.append((arm, cfg.train.seed, free, run_dir))
+        found.append((arm, cfg.train.seed, free, run_dir, rows))
     if not found:
         raise ConfigError("name at least one run directory to collect")
-    extras = {json.dumps(free, sort_keys=True) for _, _, free, _ in found}
+    extras = {json.dumps(free, sort_keys=True) for _, _, free, *_ in found}
     if len(extras) > 1:
         raise ConfigError(
             "the runs differ in settings the study does not fix: " + " vs ".join(sorted(extras))
             + "; collect each setting into its own study directory"
         )  # fmt: skip
     seen: dict[tuple[str, int], Path] = {}
-    for arm, seed, _, run_dir in found:
+    for arm, seed, _, run_dir, _ in found:
         if (arm.name, seed) in seen:
             raise ConfigError(f"{run_dir} and {seen[arm.name, seed]} are both {arm.name} seed {seed}")
         seen[arm.name, seed] = run_dir
     extra = found[0][2]
     paths = []
-    for arm, seed, _, run_dir in found:
+    for arm, seed, _, run_dir, rows in found:
         dest = Path(out) / f"{arm.name}-s{seed}"
         for f in ("config.yaml", METRICS_FILE):
             atomic_write_text(dest / f, (run_dir / f).read_text())
@@ -104,7 +105,7 @@ def collect(name: str, run_dirs: list[Path], out: Path) -> list[Path]:
             "study": study.dataset, "arm": arm.name, "method": arm.method, "seed": seed,
             "overrides": {**study.settings, **arm.overrides, **extra},
             "source": {"run": str(run_dir), "dataset": study.dataset, "results": "training monitors, last epoch"},
-            "results": training_rows(run_dir),
+            "results": rows,
         }  # fmt: skip
         paths.append(atomic_write_json(dest / "eval.json", doc))
     arms = tuple({a.name: a for a, *_ in found}.values())
