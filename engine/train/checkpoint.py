@@ -63,6 +63,11 @@ def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
 
+def _device_type(model: nn.Module) -> str:
+    """Where the model's weights are ("cpu", "cuda"; "cpu" for a model without parameters)."""
+    return next((p.device.type for p in model.parameters()), "cpu")
+
+
 def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -106,6 +111,8 @@ def save_checkpoint(
         "step": int(step),
         "metrics": dict(metrics or {}),
         "versions": {"engine": __version__, "torch": torch.__version__},
+        # what a bit-identical rerun also needs: a CPU run's float sums depend on torch's intra-op thread count
+        "host": {"device": _device_type(model), "torch_threads": torch.get_num_threads()},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "state": None,
     }

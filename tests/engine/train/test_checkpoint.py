@@ -69,6 +69,7 @@ def test_round_trip_weights_and_embeddings(saved) -> None:
         16,
     )
     assert info["metrics"] == {"knn_acc": 0.5} and info["versions"]["torch"] == torch.__version__
+    assert info["host"] == {"device": "cpu", "torch_threads": torch.get_num_threads()}
     assert len(info["weights"]["sha256"]) == 64 and info["config"]["model"]["method"] == "simclr"
 
 
