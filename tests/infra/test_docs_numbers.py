@@ -78,7 +78,8 @@ ALLOWED = {
     "71.3": "CLeVER's README: CLeVER, CAug, jitter + rotation",
 }
 
-NUMBER = re.compile(r"(?<![\w.])[-−]?\d+\.\d+(?![\w.])")
+# a section reference (§7.1) is not a figure
+NUMBER = re.compile(r"(?<![\w.§])[-−]?\d+\.\d+(?![\w.])")
 PAIR = re.compile(r"([-−]?\d+\.\d+) ± (\d+\.\d+)")
 
 
