@@ -198,6 +198,10 @@ ISSUE14_STUDIES: dict[str, Study] = {
         "shapes_upright", _MONITORED, BACKBONE_ARMS,
         "rotation prediction with a plain vs a C4- and a D4-equivariant ResNet-18 (Understanding-ESSL part 3)",
     ),
+    "rotation_backbones_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, BACKBONE_ARMS, "the model-equivariance study on CIFAR-10 at CPU scale",
+        probe_cap=0,
+    ),
     "clever_robustness": Study(
         "shapes", _SHAPES_SETTINGS, _robustness_arms("shapes"),
         "SimCLR vs CLeVER, BAug vs CAug; the robustness evaluator scores test-time jitter and rotation",

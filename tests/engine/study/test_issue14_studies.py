@@ -24,7 +24,13 @@ ARMS = {
 
 
 def test_every_issue14_study_has_its_cifar_variant():
-    for name in ("transforms", "explaining_away", "clever_robustness", "invariance_vs_equivariance"):
+    for name in (
+        "transforms",
+        "explaining_away",
+        "clever_robustness",
+        "invariance_vs_equivariance",
+        "rotation_backbones",
+    ):
         cifar, shapes = STUDIES[f"{name}_cifar10"], STUDIES[name]
         assert cifar.dataset == "cifar10" and [a.name for a in cifar.arms] == [a.name for a in shapes.arms]
         assert (
