@@ -9,7 +9,14 @@ import streamlit as st
 
 from app import cached, ui
 from engine.eval.robustness import PERTURBATION_LABELS
-from engine.lab.pretext_choice import PRINCIPLES, backbones, explaining_away, task_baselines
+from engine.lab.pretext_choice import (
+    PRINCIPLES,
+    backbones,
+    explaining_away,
+    real_task_baselines,
+    real_task_table,
+    task_baselines,
+)
 from engine.lab.studies import (
     baseline_note,
     carried_note,
@@ -388,6 +395,19 @@ def study_table(frame, title: str, caption: str, summary: dict | None = None) ->
             )
 
 
+transforms_cifar = cached.study_summary(DOCS / "study-transforms_cifar10" / "summary.json")
+cifar_control = cached.study_summary(DOCS / "study-cifar10_cpu" / "summary.json")
+study_table(
+    real_task_table(transforms_cifar, cifar_control),
+    "The same tasks on CIFAR-10: which one teaches the classes?",
+    "Each task alone and as E-SSL's head on real CIFAR-10 at CPU scale: ResNet-18 width 0.125, 10,000 train images, "
+    "batch 256, 10 epochs, probes on all 50,000 train images (`python -m engine study run transforms_cifar10`; "
+    "docs/study-transforms_cifar10). Real images have no computable identifiability ceiling, so none is shown. "
+    + real_task_baselines(transforms_cifar, cifar_control)
+    + " The doubled-lr control is cifar10_cpu's `simclr-lr2`: the same settings and seeds, trained without the "
+    'online classifier, which does not change training. "noise" when within twice the larger seed spread.',
+    transforms_cifar,
+)
 explaining = cached.study_summary(DOCS / "study-explaining_away" / "summary.json")
 study_table(
     explaining_away(explaining),

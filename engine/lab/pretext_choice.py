@@ -38,10 +38,12 @@ LINEAR = "backbone/linear_acc"
 LR_CONTROL = CONTROLS[1]  # SimCLR at E-SSL's doubled lr: the baseline an E-SSL head's gain is read against
 
 
-def delta_cell(summary: dict | None, arm: str, control: str) -> str:
-    """``arm``'s linear accuracy minus ``control``'s in the same study: "+0.012 (noise)", "+0.080 (higher)",
-    "−0.101 (1 seed: spread unknown)", "—" when either arm is not measured (:func:`noise_word`'s rule)."""
-    a, ctrl = stat(summary, arm, LINEAR), stat(summary, control, LINEAR)
+def delta_cell(summary: dict | None, arm: str, control: str, control_summary: dict | None = None) -> str:
+    """``arm``'s linear accuracy minus ``control``'s (in the same study, or in ``control_summary``): "+0.012
+    (noise)", "+0.080 (higher)", "−0.101 (1 seed: spread unknown)", "—" when either arm is not measured
+    (:func:`noise_word`'s rule)."""
+    a = stat(summary, arm, LINEAR)
+    ctrl = stat(summary if control_summary is None else control_summary, control, LINEAR)
     if a is None or ctrl is None:
         return "—"
     return f"{a.mean - ctrl.mean:+.3f} ({noise_word(ctrl, a)})"
@@ -95,6 +97,48 @@ def task_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def real_task_table(transforms: dict | None, lr_control: dict | None = None) -> pd.DataFrame:
+    """The ``transforms`` study on a real dataset (``transforms_cifar10``), one row per pretext task: its chance
+    (real images have no computable ceiling), the task's accuracy and the backbone's linear accuracy with the task
+    alone and as E-SSL's head, and the head against SimCLR in the same study and against SimCLR at E-SSL's doubled
+    lr (``simclr-lr2`` of ``lr_control``, a study with the same settings and seeds, e.g. ``cifar10_cpu``). A task
+    the study has not measured has no row; no study, no rows."""
+    rows = []
+    for task, spec in PRETEXT_TASKS.items():
+        acc = f"{logits_key(task)}/{task}_acc"
+        alone, head = f"pretext-{task}", f"essl-{task}"
+        rows.append(
+            {
+                "task": task,
+                "chance": round(1.0 / spec.n_labels, 3),
+                "pretext acc (alone)": fmt(stat(transforms, alone, acc)),
+                "linear (alone)": fmt(stat(transforms, alone, LINEAR)),
+                "pretext acc (E-SSL head)": fmt(stat(transforms, head, acc)),
+                "linear (E-SSL head)": fmt(stat(transforms, head, LINEAR)),
+                "E-SSL head − SimCLR": delta_cell(transforms, head, CONTROLS[0]),
+                "E-SSL head − SimCLR at its lr": delta_cell(transforms, head, LR_CONTROL, lr_control or {}),
+            }
+        )
+    measured = [r for r in rows if any(r[c] != "—" for c in ("linear (alone)", "linear (E-SSL head)"))]
+    return pd.DataFrame(measured)
+
+
+def real_task_baselines(transforms: dict | None, lr_control: dict | None) -> str:
+    """The linear-probe levels :func:`real_task_table` is read against, each with its study and seeds."""
+    parts = []
+    for label, doc, arm in (
+        ("untrained network", transforms, "none"),
+        ("SimCLR", transforms, CONTROLS[0]),
+        ("SimCLR at E-SSL's doubled lr", lr_control, LR_CONTROL),
+    ):
+        s = stat(doc, arm, LINEAR)
+        if s is not None:
+            parts.append(
+                f"{label} {fmt(s)} ({(doc or {}).get('study', '?')}, seeds {(doc or {}).get('seeds', [])})"
+            )
+    return "Baselines, backbone linear probe: " + "; ".join(parts) + "." if parts else ""
 
 
 ROTATION = {  # column -> "space/metric" of a rotation-predicting arm

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from engine.lab.pretext_choice import backbones, explaining_away, task_baselines, task_table
+from engine.lab.pretext_choice import (
+    backbones,
+    explaining_away,
+    real_task_baselines,
+    real_task_table,
+    task_baselines,
+    task_table,
+)
 from engine.lab.studies import fmt, measured_columns, read_summary, stat, tidy
 
 
@@ -167,3 +174,39 @@ def test_an_invariance_is_read_against_simclr_alone_at_the_same_lr():
     assert task_table(None, one_seed).set_index("task").loc["blur", "as invariance − SimCLR"] == (
         "+0.008 (1 seed: spread unknown)"
     )
+
+
+def test_real_task_table_reads_heads_against_both_simclr_controls():
+    """CIFAR-10's transforms study: no ceiling column; each head against SimCLR in the same study and against
+    SimCLR at the doubled lr from the control study; a task nothing measured has no row."""
+    lin = "backbone/linear_acc"
+    transforms = _summary(
+        {
+            "none": {lin: {"mean": 0.30, "std": 0.004, "n": 2}},
+            "simclr": {lin: {"mean": 0.46, "std": 0.010, "n": 2}},
+            "pretext-rotation": {lin: {"mean": 0.40, "std": 0.01, "n": 2},
+                                 "rotation_logits/rotation_acc": {"mean": 0.64, "std": 0.01, "n": 2}},
+            # +0.04 over SimCLR (beyond 2 × 0.010), +0.005 over the lr control (within 2 × 0.005)
+            "essl-rotation": {lin: {"mean": 0.50, "std": 0.005, "n": 2}},
+            "essl-blur": {lin: {"mean": 0.40, "std": 0.005, "n": 1}},  # one seed: no verdict
+        }
+    )  # fmt: skip
+    transforms["study"] = "transforms_cifar10"
+    control = {"study": "cifar10_cpu", "seeds": [0, 1, 2],
+               "metrics": {"simclr-lr2": {lin: {"mean": 0.495, "std": 0.005, "n": 3}}}}  # fmt: skip
+    t = real_task_table(transforms, control).set_index("task")
+    assert list(t.index) == ["rotation", "blur"] and "ceiling" not in " ".join(t.columns)
+    assert t.loc["rotation", "chance"] == 0.25
+    assert t.loc["rotation", "pretext acc (alone)"] == "0.640 ± 0.010"
+    assert t.loc["rotation", "E-SSL head − SimCLR"] == "+0.040 (higher)"
+    assert t.loc["rotation", "E-SSL head − SimCLR at its lr"] == "+0.005 (noise)"
+    assert t.loc["blur", "E-SSL head − SimCLR"] == "-0.060 (1 seed: spread unknown)"
+    assert t.loc["rotation", "linear (alone)"] == "0.400 ± 0.010" and t.loc["blur", "linear (alone)"] == "—"
+    assert real_task_table(transforms, None).loc[0, "E-SSL head − SimCLR at its lr"] == "—"
+    assert real_task_table(None).empty
+    assert real_task_baselines(transforms, control) == (
+        "Baselines, backbone linear probe: untrained network 0.300 ± 0.004 (transforms_cifar10, seeds [0, 1, 2]); "
+        "SimCLR 0.460 ± 0.010 (transforms_cifar10, seeds [0, 1, 2]); "
+        "SimCLR at E-SSL's doubled lr 0.495 ± 0.005 (cifar10_cpu, seeds [0, 1, 2])."
+    )
+    assert real_task_baselines(None, None) == ""
