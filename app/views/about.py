@@ -404,7 +404,7 @@ study_table(
     "batch 256, 10 epochs, probes on all 50,000 train images (`python -m engine study run transforms_cifar10`; "
     "docs/study-transforms_cifar10). Real images have no computable identifiability ceiling, so none is shown. "
     + real_task_baselines(transforms_cifar, cifar_control)
-    + " The doubled-lr control is cifar10_cpu's `simclr-lr2`: the same settings and seeds, trained without the "
+    + " The doubled-lr control is cifar10_cpu's `simclr-lr2`: the same settings, trained without the "
     'online classifier, which does not change training. "noise" when within twice the larger seed spread.',
     transforms_cifar,
 )
