@@ -271,6 +271,23 @@ def test_about_answers_which_transformation_to_predict_with_ceilings(roots):
     )  # unmeasured columns are hidden
 
 
+def test_about_reads_the_cifar_transforms_against_simclr_and_the_lr_control(roots):
+    """The transforms study on CIFAR-10 (docs/results.md §5): a row per measured task, no ceiling column, each
+    head against SimCLR and against cifar10_cpu's doubled-lr control, the baselines named with their seeds."""
+    at = app_on("about")
+    assert not at.exception
+    assert "The same tasks on CIFAR-10: which one teaches the classes?" in [s.value for s in at.subheader]
+    table = next(d.value for d in at.dataframe if "E-SSL head − SimCLR" in d.value.columns).set_index("task")
+    assert "rotation" in table.index and not any("ceiling" in c for c in table.columns)
+    docs = Path(MAIN).parents[1] / "docs"
+    summary = json.loads((docs / "study-transforms_cifar10" / "summary.json").read_text())
+    lin = summary["metrics"]["essl-rotation"]["backbone/linear_acc"]
+    assert table.loc["rotation", "linear (E-SSL head)"] == f"{lin['mean']:.3f} ± {lin['std']:.3f}"
+    assert table.loc["rotation", "E-SSL head − SimCLR at its lr"].endswith("(noise)")
+    caption = next(c.value for c in at.caption if "cifar10_cpu's `simclr-lr2`" in c.value)
+    assert "SimCLR at E-SSL's doubled lr 0.475 ± 0.005 (cifar10_cpu, seeds [0, 1, 2])" in caption
+
+
 def test_about_shows_no_blank_ceiling_for_real_images(roots):
     """CIFAR-10 has no identifiability ceiling: the explaining-away table on it leaves the column out and says so."""
     at = app_on("about")
