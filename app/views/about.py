@@ -370,7 +370,8 @@ if baselines:
         + ' "as invariance − SimCLR": SimCLR with the transformation added to its augmentations minus SimCLR '
         "alone, same lr and seeds. \"E-SSL head − SimCLR at its lr\": the head's linear accuracy minus SimCLR's at "
         "the same doubled lr, the part of the gain that is the head's, not the learning rate's. \"noise\" when within "
-        "twice the larger seed spread."
+        "twice the larger seed spread. The ceilings are of the evaluation, on clean test images; the training views "
+        "are mirrored at random before the label, so no model trained here can learn hflip (docs/methods.md §4.4)."
     )
 if transforms is None or inv_vs_eq is None:
     st.caption(
