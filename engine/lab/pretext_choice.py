@@ -58,15 +58,21 @@ def head_vs_lr_cell(head_vs_lr: dict | None, task: str) -> str:
 def task_baselines(inv_vs_eq: dict | None, head_vs_lr: dict | None) -> str:
     """The linear-probe levels the table's columns are read against, each with the study and seeds it comes
     from; "" when neither study is reported."""
-    parts = []
-    for label, study, doc, arm in (
+    return _baselines(
         ("SimCLR alone", "invariance_vs_equivariance", inv_vs_eq, CONTROLS[0]),
         ("SimCLR alone", "head_vs_lr", head_vs_lr, CONTROLS[0]),
         ("SimCLR at E-SSL's doubled lr", "head_vs_lr", head_vs_lr, LR_CONTROL),
-    ):
-        s = stat(doc, arm, LINEAR)
-        if s is not None:
-            parts.append(f"{label} {fmt(s)} ({study}, seeds {doc.get('seeds', [])})")
+    )
+
+
+def _baselines(*entries: tuple[str, str, dict | None, str]) -> str:
+    """ "Baselines, backbone linear probe: <label> <mean ± std> (<study>, seeds [...]); ..." for each (label,
+    study, summary, arm) whose arm is measured; "" when none is."""
+    parts = [
+        f"{label} {fmt(s)} ({study}, seeds {(doc or {}).get('seeds', [])})"
+        for label, study, doc, arm in entries
+        if (s := stat(doc, arm, LINEAR)) is not None
+    ]
     return "Baselines, backbone linear probe: " + "; ".join(parts) + "." if parts else ""
 
 
@@ -127,18 +133,12 @@ def real_task_table(transforms: dict | None, lr_control: dict | None = None) -> 
 
 def real_task_baselines(transforms: dict | None, lr_control: dict | None) -> str:
     """The linear-probe levels :func:`real_task_table` is read against, each with its study and seeds."""
-    parts = []
-    for label, doc, arm in (
-        ("untrained network", transforms, "none"),
-        ("SimCLR", transforms, CONTROLS[0]),
-        ("SimCLR at E-SSL's doubled lr", lr_control, LR_CONTROL),
-    ):
-        s = stat(doc, arm, LINEAR)
-        if s is not None:
-            parts.append(
-                f"{label} {fmt(s)} ({(doc or {}).get('study', '?')}, seeds {(doc or {}).get('seeds', [])})"
-            )
-    return "Baselines, backbone linear probe: " + "; ".join(parts) + "." if parts else ""
+    name, control = (transforms or {}).get("study", "?"), (lr_control or {}).get("study", "?")
+    return _baselines(
+        ("untrained network", name, transforms, "none"),
+        ("SimCLR", name, transforms, CONTROLS[0]),
+        ("SimCLR at E-SSL's doubled lr", control, lr_control, LR_CONTROL),
+    )
 
 
 ROTATION = {  # column -> "space/metric" of a rotation-predicting arm
