@@ -35,6 +35,7 @@ patches); any even H and W works here.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from typing import NamedTuple
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.augment.ops import grayscale as luma
+from engine.augment.recipes import Recipe
 from engine.core.errors import ConfigError
 
 Op = Callable[[Tensor, Tensor], Tensor]  # (images [B, 3, H, W], labels [B] long) -> images
@@ -217,6 +219,27 @@ def untransform(x: Tensor, task: str, labels: Tensor) -> Tensor:
     if spec.inverse is None:
         raise ConfigError(f"pretext {task!r} is lossy and has no inverse.")
     return spec.inverse(x, labels.to(x.device))
+
+
+# The recipe fields that apply a task's transformation (or part of it) to a base view at random, before the task's
+# label is applied: a head cannot learn a label that the base view has already scrambled (docs/methods.md §4.4).
+# Setting them to "never" keeps the rest of the recipe. vflip and jigsaw have no counterpart in any recipe.
+TASK_RECIPE_FIELDS: dict[str, dict[str, object]] = {
+    "hflip": {"flip_p": 0.0},
+    "grayscale": {"gray_p": 0.0},
+    # solarize inverts the pixels above its threshold: a partial colour inversion
+    "invert": {"solarize_p": 0.0},
+    "blur": {"blur_p": 0.0},
+    # CAug draws angles in [-90°, 90°], quarter turns among them
+    "rotation": {"rotations": ()},
+}
+
+
+def without_task(recipe: Recipe, task: str) -> Recipe:
+    """``recipe`` with the random transformations that overlap ``task`` switched off (:data:`TASK_RECIPE_FIELDS`),
+    so a view drawn from it shows the task's label 0 until the label is applied."""
+    get_task(task)
+    return dataclasses.replace(recipe, **TASK_RECIPE_FIELDS.get(task, {}))
 
 
 def sample_labels(n: int, task: str, generator: torch.Generator | None = None) -> Tensor:

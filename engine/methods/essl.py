@@ -12,7 +12,7 @@ import torch
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, get_recipe
-from engine.augment.pretext import PRETEXT_TASKS, expand, get_task
+from engine.augment.pretext import PRETEXT_TASKS, expand, get_task, without_task
 from engine.methods.losses import Gather, local, nt_xent, rotation_ce
 from engine.methods.protocol import logits_key
 from engine.models import projector, rotation_head
@@ -34,6 +34,10 @@ class ESSLConfig:
     recipe: str = "simclr"  # augmentation recipe of the views (engine.augment.RECIPES)
     gather: bool = True
     transform: str = "rotation"  # the pretext task the equivariant head predicts (engine.augment.pretext)
+    # True: the head's small view never applies ``transform`` before its label (SimCLR's recipe mirrors and grays
+    # at random, which hides the hflip and grayscale labels; docs/methods.md §4.4). The two SimCLR views keep the
+    # recipe. False keeps the recipe as it is, so earlier configs mean what they meant.
+    task_free_base: bool = False
 
 
 class ESSL(nn.Module):
@@ -62,11 +66,15 @@ class ESSL(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"x1", "x2"} SimCLR views, {"xr" [kB, 3, s, s], "yr" [kB]} a small view under all k labels of the
-        task (all four rotations by default)."""
+        task (all four rotations by default), drawn without the task's own transformation when
+        ``task_free_base``."""
         r = get_recipe(self.config.recipe, self.image_size)
         x1, _ = augment(images_uint8, r, generator)
         x2, _ = augment(images_uint8, r, generator)
-        small, _ = augment(images_uint8, dataclasses.replace(r, size=self.rot_size), generator)
+        small_recipe = dataclasses.replace(r, size=self.rot_size)
+        if self.config.task_free_base:
+            small_recipe = without_task(small_recipe, self.pretext_task)
+        small, _ = augment(images_uint8, small_recipe, generator)
         xr, yr = expand(small, self.pretext_task)
         return {"x1": x1, "x2": x2, "xr": xr, "yr": yr}
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Generator, Tensor, nn
 
 from engine.augment import augment, light_recipe
-from engine.augment.pretext import PRETEXT_TASKS, expand, get_task, sample_labels, transform
+from engine.augment.pretext import PRETEXT_TASKS, expand, get_task, sample_labels, transform, without_task
 from engine.core.errors import ConfigError
 from engine.methods.losses import rotation_ce
 from engine.methods.protocol import logits_key
@@ -57,6 +57,10 @@ class PretextConfig:
     class_weight: float = 1.0
     num_classes: int = 10  # the trainer sets the dataset's class count when the option is not given
     lr_scale: float = 1.0
+    # True: the base view never applies the task's own transformation before the label (the light recipe's
+    # random mirror would otherwise make hflip's label unlearnable; docs/methods.md §4.4). False keeps the
+    # recipe as it is, so earlier configs mean what they meant.
+    task_free_base: bool = False
 
 
 def pretext_views(x: Tensor, task: str, copies: str, generator: Generator) -> tuple[Tensor, Tensor]:
@@ -114,7 +118,10 @@ class Pretext(nn.Module):
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
         """{"xr" [kB or B, 3, S, S] lightly augmented views under the task's labels, "yr" their labels}."""
-        x, _ = augment(images_uint8, light_recipe(self.image_size), generator)
+        recipe = light_recipe(self.image_size)
+        if getattr(self.config, "task_free_base", False):
+            recipe = without_task(recipe, self.pretext_task)
+        x, _ = augment(images_uint8, recipe, generator)
         xt, yt = pretext_views(x, self.pretext_task, self.copies, generator)
         return {"xr": xt, "yr": yt}
 

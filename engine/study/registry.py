@@ -77,14 +77,50 @@ def _copies(task: str) -> dict[str, Any]:
     return {"model.options.copies": "sampled"} if task == "jigsaw" else {}
 
 
+# The tasks whose label the arms' base views apply at random before it (docs/methods.md §4.4): the light recipe
+# mirrors (pretext); SimCLR's and shapes' recipes mirror and gray (E-SSL's head view). Each such arm has a `-clean`
+# twin whose base view never applies its task (``task_free_base``); the flawed arm stays, as the measured flaw.
+_HIDDEN_BY_LIGHT = ("hflip",)
+_HIDDEN_BY_SIMCLR = ("hflip", "grayscale")
+_CLEAN = {"model.options.task_free_base": True}
+
+
+def _with_clean(arm: Arm, task: str, hidden: tuple[str, ...]) -> tuple[Arm, ...]:
+    """``arm``, then its `-clean` twin when the base recipe applies ``task`` at random."""
+    if task not in hidden:
+        return (arm,)
+    note = f"{arm.note}; the base view never applies {task} before the label"
+    return arm, Arm(f"{arm.name}-clean", arm.method, {**arm.overrides, **_CLEAN}, note=note)
+
+
 TRANSFORM_ARMS = (
     *(
-        Arm(f"pretext-{t}", "pretext", {"model.options.task": t, **_copies(t)}, note=f"{t} prediction alone")
+        a
         for t in _TASKS
+        for a in _with_clean(
+            Arm(
+                f"pretext-{t}",
+                "pretext",
+                {"model.options.task": t, **_copies(t)},
+                note=f"{t} prediction alone",
+            ),
+            t,
+            _HIDDEN_BY_LIGHT,
+        )
     ),
     *(
-        Arm(f"essl-{t}", "essl", {"model.options.transform": t}, note=f"SimCLR + E-SSL head predicting {t}")
+        a
         for t in _TASKS
+        for a in _with_clean(
+            Arm(
+                f"essl-{t}",
+                "essl",
+                {"model.options.transform": t},
+                note=f"SimCLR + E-SSL head predicting {t}",
+            ),
+            t,
+            _HIDDEN_BY_SIMCLR,
+        )
     ),
     Arm("simclr", "simclr"),
     Arm("none", "none", note="random initialisation (floor)"),
@@ -129,8 +165,13 @@ INV_VS_EQ_ARMS = (
         for t in _TASKS
     ),
     *(
-        Arm(f"eq-{t}", "essl", {"model.options.transform": t}, note=f"{t} predicted (E-SSL head)")
+        a
         for t in _TASKS
+        for a in _with_clean(
+            Arm(f"eq-{t}", "essl", {"model.options.transform": t}, note=f"{t} predicted (E-SSL head)"),
+            t,
+            _HIDDEN_BY_SIMCLR,
+        )
     ),
 )
 
@@ -141,7 +182,7 @@ HEAD_VS_LR_ARMS = (
     INV_VS_EQ_ARMS[0],
     SIMCLR_LR2,
     *(a for a in INV_VS_EQ_ARMS if a.name in ("eq-rotation", "eq-vflip", "eq-blur", "eq-jigsaw")),
-    *(a for a in INV_VS_EQ_ARMS if a.name in ("inv-grayscale", "eq-grayscale")),
+    *(a for a in INV_VS_EQ_ARMS if a.name in ("inv-grayscale", "eq-grayscale", "eq-grayscale-clean")),
 )
 
 _CIFAR_CPU = {

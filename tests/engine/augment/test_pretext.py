@@ -14,12 +14,15 @@ from engine.augment.pretext import (
     BLUR_KERNELS,
     JIGSAW_PERMUTATIONS,
     PRETEXT_TASKS,
+    TASK_RECIPE_FIELDS,
     blur_sigma,
     expand,
     sample_labels,
     transform,
     untransform,
+    without_task,
 )
+from engine.augment.recipes import RECIPES, Recipe, get_recipe, light_recipe
 from engine.augment.rotation import rotate4
 from engine.core.errors import ConfigError
 
@@ -193,3 +196,22 @@ def test_cuda_matches_cpu():
         assert (cpu.int() - gpu.int()).abs().max() <= (1 if task == "blur" else 0), task
         if spec.inverse is not None:
             assert torch.equal(untransform(gpu.cuda(), task, labels).cpu(), x)
+
+
+def test_without_task_switches_off_only_the_recipe_fields_that_apply_the_task():
+    simclr, caug = get_recipe("simclr"), get_recipe("simclr_caug")
+    assert without_task(simclr, "hflip") == Recipe(flip_p=0.0)
+    assert (
+        without_task(simclr, "grayscale").gray_p == 0.0 and without_task(simclr, "grayscale").jitter_p == 0.8
+    )
+    assert without_task(get_recipe("byol"), "blur").blur_p == 0.0
+    assert without_task(get_recipe("byol_view2"), "invert").solarize_p == 0.0
+    assert without_task(caug, "rotation").rotations == () and caug.rotations
+    # tasks no recipe applies at random leave every recipe as it is
+    for name, recipe in RECIPES.items():
+        for task in ("vflip", "jigsaw"):
+            assert without_task(recipe, task) == recipe, name
+    assert without_task(light_recipe(16), "hflip").size == 16
+    assert set(TASK_RECIPE_FIELDS) <= set(PRETEXT_TASKS)
+    with pytest.raises(ConfigError, match="shear"):
+        without_task(simclr, "shear")

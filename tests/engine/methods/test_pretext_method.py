@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.augment.pretext import PRETEXT_TASKS
+from engine.augment import augment, get_recipe, light_recipe
+from engine.augment.pretext import PRETEXT_TASKS, expand
 from engine.core.errors import ConfigError
 from engine.methods import LOGIT_KEYS, build_method, method_config
 from engine.methods.pretext import confusion
@@ -174,3 +175,95 @@ def test_trainer_passes_labels_and_logs_the_online_linear_classifier(tmp_path):
     assert "acc/class" in recs[0] and "acc/rotation" in recs[0]
     epoch = recs[-1]
     assert 0.0 <= epoch["online_linear_acc"] <= 1.0 and 0.0 <= epoch["online_linear_train_acc"] <= 1.0
+
+
+def _ramps(n: int, seed: int = 0) -> torch.Tensor:
+    """Reddish images that brighten from left to right (plus noise): a mirror reverses the ramp, gray removes the
+    colour, and no crop, jitter or resize of the recipes undoes either."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 160, 32).expand(n, 1, 32, 32)
+    x = ramp + torch.randint(0, 20, (n, 1, 32, 32), generator=g)
+    return torch.cat([x + 80, x * 0.3, x * 0.3], dim=1).clamp(0, 255).to(torch.uint8)
+
+
+def _mirrored(views: torch.Tensor) -> torch.Tensor:
+    """Which views run dark to bright right to left (their left edge brighter than their right)."""
+    return views[..., :3].mean((1, 2, 3)) > views[..., -3:].mean((1, 2, 3))
+
+
+def _gray(views: torch.Tensor) -> torch.Tensor:
+    return (views.amax(1) - views.amin(1)).amax((1, 2)) < 1e-6
+
+
+@pytest.mark.parametrize("method,task_key", [("pretext", "task"), ("essl", "transform")])
+def test_task_free_base_makes_the_hflip_label_readable_from_the_view(method, task_key):
+    """The base views mirror at random (p = 0.5) before the hflip label: then a view's orientation says nothing
+    about its label. With ``task_free_base`` every label-1 view and no label-0 view is mirrored."""
+    x = _ramps(256)
+
+    def agreement(free: bool) -> float:
+        m = build_method(method, width=WIDTH, options={task_key: "hflip", "task_free_base": free})
+        v = m.make_views(x, torch.Generator().manual_seed(0))
+        return (_mirrored(v["xr"]) == (v["yr"] == 1)).float().mean().item()
+
+    assert agreement(True) == 1.0
+    assert 0.35 < agreement(False) < 0.65, (
+        "the recipe's mirror no longer hides the label: update methods.md §4.4"
+    )
+
+
+def test_task_free_base_keeps_colour_in_essl_grayscale_label_0_views():
+    """SimCLR's recipe grays a fifth of the head's small views before the grayscale label; the option stops it and
+    leaves the two SimCLR views on the recipe (they still gray at random)."""
+    x = _ramps(256)
+
+    def views(free: bool) -> dict[str, torch.Tensor]:
+        m = build_method("essl", width=WIDTH, options={"transform": "grayscale", "task_free_base": free})
+        return m.make_views(x, torch.Generator().manual_seed(0))
+
+    free, kept = views(True), views(False)
+    assert not _gray(free["xr"][free["yr"] == 0]).any() and _gray(free["xr"][free["yr"] == 1]).all()
+    assert 0.1 < _gray(kept["xr"][kept["yr"] == 0]).float().mean() < 0.3
+    assert 0.1 < _gray(free["x1"]).float().mean() < 0.3
+
+
+def test_task_free_base_is_off_by_default_so_old_configs_draw_the_same_views():
+    """Without the option the views are the recipes' as before: the light recipe then the labels (pretext), and
+    SimCLR's recipe for both views and the 16 px head view (E-SSL)."""
+    x = _ramps(8)
+    pretext = build_method("pretext", width=WIDTH, options={"task": "hflip"})
+    essl = build_method("essl", width=WIDTH, options={"transform": "grayscale"})
+    assert pretext.config.task_free_base is False and essl.config.task_free_base is False
+
+    v, g = pretext.make_views(x, torch.Generator().manual_seed(3)), torch.Generator().manual_seed(3)
+    want = expand(augment(x, light_recipe(32), g)[0], "hflip")
+    assert torch.equal(v["xr"], want.images) and torch.equal(v["yr"], want.labels)
+
+    v, g = essl.make_views(x, torch.Generator().manual_seed(3)), torch.Generator().manual_seed(3)
+    r = get_recipe("simclr")
+    x1, x2 = augment(x, r, g)[0], augment(x, r, g)[0]
+    small = expand(augment(x, get_recipe("simclr", 16), g)[0], "grayscale")
+    assert torch.equal(v["x1"], x1) and torch.equal(v["x2"], x2) and torch.equal(v["xr"], small.images)
+
+
+def test_hflip_is_learned_with_a_task_free_base_and_not_without():
+    """Trained alike on left-to-right ramps, the hflip head reads clean test views' labels only when its training
+    views were not mirrored at random before the label (chance is 0.5)."""
+
+    def trained(free: bool) -> torch.nn.Module:
+        torch.manual_seed(0)
+        m = build_method("pretext", width=WIDTH, options={"task": "hflip", "task_free_base": free})
+        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+        for step in range(25):
+            out = m(m.make_views(_ramps(16, step), torch.Generator().manual_seed(step)))
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+        return m.eval()
+
+    clean = build_method("pretext", width=WIDTH, options={"task": "hflip", "task_free_base": True})
+    test = clean.make_views(_ramps(64, 999), torch.Generator().manual_seed(999))
+    models = trained(True), trained(False)
+    with torch.no_grad():
+        learned, hidden = (m(test)["acc/hflip"].item() for m in models)
+    assert learned > 0.9 and 0.3 < hidden < 0.7, (learned, hidden)

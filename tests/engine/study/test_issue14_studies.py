@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from engine.augment import get_recipe, light_recipe
+from engine.augment.pretext import without_task
 from engine.lab.studies import Stat, noise_word
 from engine.study.registry import STUDIES, get_study, same_arms, select_arms
 from engine.study.report import control_table, pairing_table, pretext_table, robustness_table
@@ -36,7 +38,31 @@ def test_every_issue14_study_has_its_cifar_variant():
         assert (
             cifar.probe_cap == 0 == STUDIES["cifar10_cpu"].probe_cap
         )  # the whole train split, comparable arms
-    assert len(STUDIES["transforms"].arms) == 16 and len(STUDIES["invariance_vs_equivariance"].arms) == 15
+    assert len(STUDIES["transforms"].arms) == 19 and len(STUDIES["invariance_vs_equivariance"].arms) == 17
+
+
+@pytest.mark.parametrize("study", ["transforms", "invariance_vs_equivariance", "head_vs_lr"])
+def test_every_task_its_base_recipe_hides_has_a_clean_twin(study):
+    """An arm whose base views apply its own task at random before the label (methods.md §4.4) keeps its name and
+    config (its runs stay valid and show the flaw) and has a `-clean` twin that differs only by task_free_base."""
+    base = {"pretext": light_recipe(32), "essl": get_recipe("simclr")}
+    arms = {a.name: a for a in STUDIES[study].arms}
+    for arm in arms.values():
+        task = arm.overrides.get("model.options.task") or arm.overrides.get("model.options.transform")
+        if arm.name.endswith("-clean") or task is None:
+            continue
+        assert "model.options.task_free_base" not in arm.overrides
+        hidden = without_task(base[arm.method], task) != base[arm.method]
+        assert (
+            hidden == (without_task(get_recipe("shapes"), task) != get_recipe("shapes"))
+            or arm.method != "essl"
+        )
+        twin = arms.get(f"{arm.name}-clean")
+        if study == "head_vs_lr" and arm.name != "eq-grayscale":
+            continue
+        assert (twin is not None) == hidden, arm.name
+        if twin is not None:
+            assert twin.overrides == {**arm.overrides, "model.options.task_free_base": True}
 
 
 def test_head_vs_lr_arms_are_the_invariance_vs_equivariance_arms_plus_the_lr_control():
