@@ -348,6 +348,11 @@ else:
         st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 
+CLEAN_BASE_NOTE = (
+    "In the hflip row, and in grayscale's E-SSL-head columns, the training views applied the task at random before "
+    'its label, which hides the label (docs/methods.md §4.4); a "…, clean base" row reads the arms trained without '
+    "that (`-clean`), and the arm itself where its base never applied the task."
+)
 st.header("Which transformation should an equivariant task predict?")
 st.markdown(
     "Understanding-ESSL asks which transformation an equivariant pretext task should predict. A task can only be "
@@ -370,8 +375,8 @@ if baselines:
         + ' "as invariance − SimCLR": SimCLR with the transformation added to its augmentations minus SimCLR '
         "alone, same lr and seeds. \"E-SSL head − SimCLR at its lr\": the head's linear accuracy minus SimCLR's at "
         "the same doubled lr, the part of the gain that is the head's, not the learning rate's. \"noise\" when within "
-        "twice the larger seed spread. The ceilings are of the evaluation, on clean test images; the training views "
-        "are mirrored at random before the label, so no model trained here can learn hflip (docs/methods.md §4.4)."
+        "twice the larger seed spread. The ceilings are of the evaluation, on clean test images. "
+        + CLEAN_BASE_NOTE
     )
 if transforms is None or inv_vs_eq is None:
     st.caption(
@@ -406,7 +411,8 @@ study_table(
     "docs/study-transforms_cifar10). Real images have no computable identifiability ceiling, so none is shown. "
     + real_task_baselines(transforms_cifar, cifar_control)
     + " The doubled-lr control is cifar10_cpu's `simclr-lr2`: the same settings, trained without the "
-    'online classifier, which does not change training. "noise" when within twice the larger seed spread.',
+    'online classifier, which does not change training. "noise" when within twice the larger seed spread. '
+    + CLEAN_BASE_NOTE,
     transforms_cifar,
 )
 explaining = cached.study_summary(DOCS / "study-explaining_away" / "summary.json")

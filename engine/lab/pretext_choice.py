@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine.augment.pretext import PRETEXT_TASKS
+from engine.augment import get_recipe, light_recipe
+from engine.augment.pretext import PRETEXT_TASKS, without_task
 from engine.data.ceilings import ceilings
 from engine.lab.studies import CONTROLS, fmt, noise_word, stat
 from engine.methods.protocol import logits_key
@@ -49,10 +50,44 @@ def delta_cell(summary: dict | None, arm: str, control: str, control_summary: di
     return f"{a.mean - ctrl.mean:+.3f} ({noise_word(ctrl, a)})"
 
 
-def head_vs_lr_cell(head_vs_lr: dict | None, task: str) -> str:
+def head_vs_lr_cell(head_vs_lr: dict | None, task: str, clean: bool = False) -> str:
     """E-SSL's head predicting ``task`` against SimCLR at the same doubled lr, linear probe (the ``head_vs_lr``
     study): the part of the ``eq-*`` arm's gain that is the head's, not the learning rate's."""
-    return delta_cell(head_vs_lr, f"eq-{task}", LR_CONTROL)
+    return delta_cell(head_vs_lr, arm_name("eq", task, clean), LR_CONTROL)
+
+
+# The view each kind of head is trained on before its label: the light recipe (a task alone) and SimCLR's (E-SSL's
+# head; the shapes recipe mirrors and grays alike).
+BASE_RECIPES = {"pretext": light_recipe(32), "essl": get_recipe("simclr")}
+CLEAN_ROW = "{task}, clean base"
+
+
+def hidden_by_base(kind: str, task: str) -> bool:
+    """Whether the base recipe of ``kind`` ("pretext": the task alone; "essl": E-SSL's head) applies ``task`` at
+    random before its label, so that arm's label is partly or wholly hidden (docs/methods.md §4.4)."""
+    recipe = BASE_RECIPES[kind]
+    return without_task(recipe, task) != recipe
+
+
+def arm_name(prefix: str, task: str, clean: bool = False) -> str:
+    """The study arm of ``task`` with ``prefix`` (``pretext``, ``essl`` or ``eq``); with ``clean``, the arm whose base
+    view never applies the task: its `-clean` twin where the base recipe hides the task, else the arm itself."""
+    kind = "pretext" if prefix == "pretext" else "essl"
+    return f"{prefix}-{task}-clean" if clean and hidden_by_base(kind, task) else f"{prefix}-{task}"
+
+
+def task_rows(*summaries: dict | None) -> list[tuple[str, str, bool]]:
+    """(task, row label, clean) per task in :data:`PRETEXT_TASKS` order; a task whose `-clean` arms any of
+    ``summaries`` measured gets a second row, labelled :data:`CLEAN_ROW`, that reads those arms."""
+    rows = []
+    for task in PRETEXT_TASKS:
+        rows.append((task, task, False))
+        twins = {arm_name(p, task, True) for p in ("pretext", "essl", "eq")} - {
+            arm_name(p, task) for p in ("pretext", "essl", "eq")
+        }
+        if any(stat(doc, arm, LINEAR) is not None for doc in summaries for arm in twins):
+            rows.append((task, CLEAN_ROW.format(task=task), True))
+    return rows
 
 
 def task_baselines(inv_vs_eq: dict | None, head_vs_lr: dict | None) -> str:
@@ -85,21 +120,22 @@ def task_table(
     at its doubled lr (:func:`head_vs_lr_cell`)."""
     ceil = {o: ceilings(o) for o in ("uniform", "upright")}
     rows = []
-    for task, spec in PRETEXT_TASKS.items():
-        acc = f"{logits_key(task)}/{task}_acc"
+    for task, label, clean in task_rows(transforms, inv_vs_eq, head_vs_lr):
+        spec, acc = PRETEXT_TASKS[task], f"{logits_key(task)}/{task}_acc"
+        alone, head, eq = (arm_name(p, task, clean) for p in ("pretext", "essl", "eq"))
         rows.append(
             {
-                "task": task,
+                "task": label,
                 "labels": spec.n_labels,
                 "chance": round(1.0 / spec.n_labels, 3),
                 "ceiling shapes": round(ceil["uniform"][task], 3),
                 "ceiling shapes_upright": round(ceil["upright"][task], 3),
-                "pretext acc (alone)": fmt(stat(transforms, f"pretext-{task}", acc)),
-                "pretext acc (E-SSL head)": fmt(stat(transforms, f"essl-{task}", acc)),
+                "pretext acc (alone)": fmt(stat(transforms, alone, acc)),
+                "pretext acc (E-SSL head)": fmt(stat(transforms, head, acc)),
                 "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", LINEAR)),
                 "as invariance − SimCLR": delta_cell(inv_vs_eq, f"inv-{task}", CONTROLS[0]),
-                "linear, as equivariance": fmt(stat(inv_vs_eq, f"eq-{task}", LINEAR)),
-                "E-SSL head − SimCLR at its lr": head_vs_lr_cell(head_vs_lr, task),
+                "linear, as equivariance": fmt(stat(inv_vs_eq, eq, LINEAR)),
+                "E-SSL head − SimCLR at its lr": head_vs_lr_cell(head_vs_lr, task, clean),
             }
         )
     return pd.DataFrame(rows)
@@ -112,12 +148,12 @@ def real_task_table(transforms: dict | None, lr_control: dict | None = None) -> 
     lr (``simclr-lr2`` of ``lr_control``, a study with the same settings and seeds, e.g. ``cifar10_cpu``). A task
     the study has not measured has no row; no study, no rows."""
     rows = []
-    for task, spec in PRETEXT_TASKS.items():
-        acc = f"{logits_key(task)}/{task}_acc"
-        alone, head = f"pretext-{task}", f"essl-{task}"
+    for task, label, clean in task_rows(transforms):
+        spec, acc = PRETEXT_TASKS[task], f"{logits_key(task)}/{task}_acc"
+        alone, head = arm_name("pretext", task, clean), arm_name("essl", task, clean)
         rows.append(
             {
-                "task": task,
+                "task": label,
                 "chance": round(1.0 / spec.n_labels, 3),
                 "pretext acc (alone)": fmt(stat(transforms, alone, acc)),
                 "linear (alone)": fmt(stat(transforms, alone, LINEAR)),

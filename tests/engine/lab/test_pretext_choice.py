@@ -210,3 +210,43 @@ def test_real_task_table_reads_heads_against_both_simclr_controls():
         "SimCLR at E-SSL's doubled lr 0.495 ± 0.005 (cifar10_cpu, seeds [0, 1, 2])."
     )
     assert real_task_baselines(None, None) == ""
+
+
+def test_a_task_whose_base_view_hid_it_gets_a_clean_row_reading_its_twins():
+    """methods.md §4.4: the hflip arms' base views mirror at random (their label is hidden), E-SSL's gray. A
+    `-clean` twin measured anywhere adds a row "<task>, clean base" that reads the twins, and for a column whose
+    arm never hid the task (the grayscale task alone: the light recipe never grays) the arm itself."""
+    lin, hacc, gacc = "backbone/linear_acc", "pretext_logits/hflip_acc", "pretext_logits/grayscale_acc"
+    transforms = _summary(
+        {
+            "simclr": {lin: {"mean": 0.46, "std": 0.010, "n": 2}},
+            "pretext-hflip": {lin: {"mean": 0.30, "std": 0.002, "n": 2}, hacc: {"mean": 0.50, "std": 0.0, "n": 2}},
+            "pretext-hflip-clean": {lin: {"mean": 0.36, "std": 0.004, "n": 2},
+                                    hacc: {"mean": 0.81, "std": 0.01, "n": 2}},
+            "pretext-grayscale": {lin: {"mean": 0.27, "std": 0.01, "n": 2}},
+            "essl-grayscale": {lin: {"mean": 0.42, "std": 0.01, "n": 2}, gacc: {"mean": 0.77, "std": 0.3, "n": 2}},
+            "essl-grayscale-clean": {lin: {"mean": 0.45, "std": 0.01, "n": 2},
+                                     gacc: {"mean": 0.99, "std": 0.0, "n": 2}},
+        }
+    )  # fmt: skip
+    t = real_task_table(transforms).set_index("task")
+    assert list(t.index) == ["hflip", "hflip, clean base", "grayscale", "grayscale, clean base"]
+    assert t.loc["hflip", "pretext acc (alone)"] == "0.500 ± 0.000"
+    assert t.loc["hflip, clean base", "pretext acc (alone)"] == "0.810 ± 0.010"
+    assert t.loc["hflip, clean base", "linear (E-SSL head)"] == "—"  # essl-hflip-clean not measured
+    assert t.loc["grayscale, clean base", "linear (alone)"] == "0.270 ± 0.010"  # never hidden: the same arm
+    assert t.loc["grayscale, clean base", "pretext acc (E-SSL head)"] == "0.990 ± 0.000"
+    assert t.loc["grayscale, clean base", "E-SSL head − SimCLR"] == "-0.010 (noise)"
+
+    inv = _summary({"eq-hflip-clean": {lin: {"mean": 0.9, "std": 0.01, "n": 3}}})
+    head = _summary({"simclr-lr2": {lin: {"mean": 0.88, "std": 0.02, "n": 3}},
+                     "eq-grayscale-clean": {lin: {"mean": 0.70, "std": 0.02, "n": 3}}})  # fmt: skip
+    shapes = task_table(None, inv, head).set_index("task")
+    assert [r for r in shapes.index if "clean" in r] == ["hflip, clean base", "grayscale, clean base"]
+    assert shapes.loc["hflip, clean base", "linear, as equivariance"] == "0.900 ± 0.010"
+    assert (
+        shapes.loc["hflip, clean base", "ceiling shapes_upright"]
+        == shapes.loc["hflip", "ceiling shapes_upright"]
+    )
+    assert shapes.loc["grayscale, clean base", "E-SSL head − SimCLR at its lr"] == "-0.180 (lower)"
+    assert "clean" not in " ".join(task_table().task)  # no twin measured: no row
