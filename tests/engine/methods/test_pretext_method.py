@@ -142,15 +142,21 @@ def test_confuse_is_the_bounded_form_of_eliminate():
     assert g["classifier.weight"].abs().sum() > 0 and g["backbone.stem.0.weight"].abs().sum() > 0
 
 
-def test_pretext_learns_a_learnable_task_and_none_stays_the_floor():
+def _trained(options: dict, images, steps: int = 25) -> torch.nn.Module:
+    """A pretext model after ``steps`` SGD steps on ``images(16, step)``, seeded, in eval mode."""
     torch.manual_seed(0)
-    m = build_method("pretext", width=WIDTH, options={"task": "rotation"})
+    m = build_method("pretext", width=WIDTH, options=options)
     opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-    for step in range(25):
-        out = m(m.make_views(_upright(16, step), torch.Generator().manual_seed(step)))
+    for step in range(steps):
+        out = m(m.make_views(images(16, step), torch.Generator().manual_seed(step)))
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
+    return m.eval()
+
+
+def test_pretext_learns_a_learnable_task_and_none_stays_the_floor():
+    m = _trained({"task": "rotation"}, _upright)
     floor = build_method("pretext", width=WIDTH, options={"task": "rotation"})  # random init: `none` + a head
     test = m.make_views(_upright(32, 999), torch.Generator().manual_seed(999))
     m.eval(), floor.eval()
@@ -250,20 +256,9 @@ def test_hflip_is_learned_with_a_task_free_base_and_not_without():
     """Trained alike on left-to-right ramps, the hflip head reads clean test views' labels only when its training
     views were not mirrored at random before the label (chance is 0.5)."""
 
-    def trained(free: bool) -> torch.nn.Module:
-        torch.manual_seed(0)
-        m = build_method("pretext", width=WIDTH, options={"task": "hflip", "task_free_base": free})
-        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-        for step in range(25):
-            out = m(m.make_views(_ramps(16, step), torch.Generator().manual_seed(step)))
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-        return m.eval()
-
     clean = build_method("pretext", width=WIDTH, options={"task": "hflip", "task_free_base": True})
     test = clean.make_views(_ramps(64, 999), torch.Generator().manual_seed(999))
-    models = trained(True), trained(False)
+    models = [_trained({"task": "hflip", "task_free_base": free}, _ramps) for free in (True, False)]
     with torch.no_grad():
         learned, hidden = (m(test)["acc/hflip"].item() for m in models)
     assert learned > 0.9 and 0.3 < hidden < 0.7, (learned, hidden)
