@@ -349,9 +349,9 @@ else:
 
 
 CLEAN_BASE_NOTE = (
-    "In the hflip row, and in grayscale's E-SSL-head columns, the training views applied the task at random before "
-    'its label, which hides the label (docs/methods.md §4.4); a "…, clean base" row reads the arms trained without '
-    "that (`-clean`), and the arm itself where its base never applied the task."
+    "In the hflip row's task-predicting columns, and in grayscale's E-SSL-head columns, the training views applied "
+    'the task at random before its label, which hides the label (docs/methods.md §4.4); a "…, clean base" row '
+    "reads the arms trained without that (`-clean`), and the arm itself where its base never applied the task."
 )
 st.header("Which transformation should an equivariant task predict?")
 st.markdown(

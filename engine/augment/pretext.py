@@ -236,8 +236,8 @@ TASK_RECIPE_FIELDS: dict[str, dict[str, object]] = {
 
 
 def without_task(recipe: Recipe, task: str) -> Recipe:
-    """``recipe`` with the random transformations that overlap ``task`` switched off (:data:`TASK_RECIPE_FIELDS`),
-    so a view drawn from it shows the task's label 0 until the label is applied."""
+    """``recipe`` with the recipe fields that apply ``task`` (or part of it) switched off (:data:`TASK_RECIPE_FIELDS`):
+    exact for hflip and grayscale; a recipe's milder look-alikes (low saturation, the resize's softening) stay."""
     get_task(task)
     return dataclasses.replace(recipe, **TASK_RECIPE_FIELDS.get(task, {}))
 

@@ -1,6 +1,7 @@
 """The About page's "Which transformation should an equivariant task predict?": one row per pretext task of
-Understanding-ESSL (engine.augment.pretext) with its chance level and its identifiability ceilings on ``shapes`` and
-``shapes_upright`` (engine.data.ceilings), joined with what the studies measured when their summaries exist
+Understanding-ESSL (engine.augment.pretext), and a second where a `-clean` twin was measured (:func:`task_rows`),
+with its chance level and its identifiability ceilings on ``shapes`` and ``shapes_upright``
+(engine.data.ceilings), joined with what the studies measured when their summaries exist
 (``python -m engine study report ... --out docs/study-<name>``: the ``transforms``, ``invariance_vs_equivariance``
 and ``head_vs_lr`` studies). Pure functions of the summary documents; missing studies give blank cells.
 """
@@ -111,10 +112,20 @@ def _baselines(*entries: tuple[str, str, dict | None, str]) -> str:
     return "Baselines, backbone linear probe: " + "; ".join(parts) + "." if parts else ""
 
 
+def _invariance_cells(inv_vs_eq: dict | None, task: str, clean: bool) -> dict[str, str]:
+    """The task added as an invariance (SimCLR + it) and that against SimCLR alone; a clean row says "as above"
+    where the task's first row has them: an invariance has no label for a base view to hide."""
+    cells = {
+        "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", LINEAR)),
+        "as invariance − SimCLR": delta_cell(inv_vs_eq, f"inv-{task}", CONTROLS[0]),
+    }
+    return {k: ("as above" if v != "—" else v) for k, v in cells.items()} if clean else cells
+
+
 def task_table(
     transforms: dict | None = None, inv_vs_eq: dict | None = None, head_vs_lr: dict | None = None
 ) -> pd.DataFrame:
-    """One row per pretext task: labels, chance, ceilings, and (when the studies exist) the pretext accuracy of the
+    """One row per pretext task (two where a `-clean` twin was measured, :func:`task_rows`): labels, chance, ceilings, and (when the studies exist) the pretext accuracy of the
     task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it,
     and that against SimCLR alone at the same lr) and as an equivariance (E-SSL head), and that head against SimCLR
     at its doubled lr (:func:`head_vs_lr_cell`)."""
@@ -132,8 +143,7 @@ def task_table(
                 "ceiling shapes_upright": round(ceil["upright"][task], 3),
                 "pretext acc (alone)": fmt(stat(transforms, alone, acc)),
                 "pretext acc (E-SSL head)": fmt(stat(transforms, head, acc)),
-                "linear, as invariance": fmt(stat(inv_vs_eq, f"inv-{task}", LINEAR)),
-                "as invariance − SimCLR": delta_cell(inv_vs_eq, f"inv-{task}", CONTROLS[0]),
+                **_invariance_cells(inv_vs_eq, task, clean),
                 "linear, as equivariance": fmt(stat(inv_vs_eq, eq, LINEAR)),
                 "E-SSL head − SimCLR at its lr": head_vs_lr_cell(head_vs_lr, task, clean),
             }
@@ -142,7 +152,7 @@ def task_table(
 
 
 def real_task_table(transforms: dict | None, lr_control: dict | None = None) -> pd.DataFrame:
-    """The ``transforms`` study on a real dataset (``transforms_cifar10``), one row per pretext task: its chance
+    """The ``transforms`` study on a real dataset (``transforms_cifar10``), one row per pretext task (two where a `-clean` twin was measured): its chance
     (real images have no computable ceiling), the task's accuracy and the backbone's linear accuracy with the task
     alone and as E-SSL's head, and the head against SimCLR in the same study and against SimCLR at E-SSL's doubled
     lr (``simclr-lr2`` of ``lr_control``, a study with the same settings and seeds, e.g. ``cifar10_cpu``). A task

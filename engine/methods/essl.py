@@ -36,7 +36,8 @@ class ESSLConfig:
     transform: str = "rotation"  # the pretext task the equivariant head predicts (engine.augment.pretext)
     # True: the head's small view never applies ``transform`` before its label (SimCLR's recipe mirrors and grays
     # at random, which hides the hflip and grayscale labels; docs/methods.md §4.4). The two SimCLR views keep the
-    # recipe. False keeps the recipe as it is, so earlier configs mean what they meant.
+    # recipe, so the invariance loss still asks for the invariance the head is asked to break. False keeps the
+    # recipe as it is, so earlier configs mean what they meant.
     task_free_base: bool = False
 
 

@@ -117,7 +117,8 @@ class Pretext(nn.Module):
         return getattr(self, self.head_attr)
 
     def make_views(self, images_uint8: Tensor, generator: Generator) -> dict[str, Tensor]:
-        """{"xr" [kB or B, 3, S, S] lightly augmented views under the task's labels, "yr" their labels}."""
+        """{"xr" [kB or B, 3, S, S] lightly augmented views under the task's labels, "yr" their labels}; with
+        ``task_free_base`` the light recipe never applies the task itself first."""
         recipe = light_recipe(self.image_size)
         if getattr(self.config, "task_free_base", False):
             recipe = without_task(recipe, self.pretext_task)

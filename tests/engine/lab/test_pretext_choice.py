@@ -238,12 +238,19 @@ def test_a_task_whose_base_view_hid_it_gets_a_clean_row_reading_its_twins():
     assert t.loc["grayscale, clean base", "pretext acc (E-SSL head)"] == "0.990 ± 0.000"
     assert t.loc["grayscale, clean base", "E-SSL head − SimCLR"] == "-0.010 (noise)"
 
-    inv = _summary({"eq-hflip-clean": {lin: {"mean": 0.9, "std": 0.01, "n": 3}}})
+    inv = _summary({"eq-hflip-clean": {lin: {"mean": 0.9, "std": 0.01, "n": 3}},
+                    "inv-hflip": {lin: {"mean": 0.8, "std": 0.01, "n": 3}}})  # fmt: skip
     head = _summary({"simclr-lr2": {lin: {"mean": 0.88, "std": 0.02, "n": 3}},
                      "eq-grayscale-clean": {lin: {"mean": 0.70, "std": 0.02, "n": 3}}})  # fmt: skip
     shapes = task_table(None, inv, head).set_index("task")
     assert [r for r in shapes.index if "clean" in r] == ["hflip, clean base", "grayscale, clean base"]
     assert shapes.loc["hflip, clean base", "linear, as equivariance"] == "0.900 ± 0.010"
+    # an invariance has no label to hide: the clean row points at the task's own row, never a blank "not measured"
+    assert shapes.loc["hflip", "linear, as invariance"] == "0.800 ± 0.010"
+    assert shapes.loc["hflip, clean base", "linear, as invariance"] == "as above"
+    assert (
+        shapes.loc["grayscale, clean base", "linear, as invariance"] == "—"
+    )  # nor one where nothing is measured
     assert (
         shapes.loc["hflip, clean base", "ceiling shapes_upright"]
         == shapes.loc["hflip", "ceiling shapes_upright"]

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from engine.augment import get_recipe, light_recipe
-from engine.augment.pretext import without_task
+from engine.augment.pretext import PRETEXT_TASKS, without_task
+from engine.lab.pretext_choice import arm_name
 from engine.lab.studies import Stat, noise_word
 from engine.study.registry import STUDIES, get_study, same_arms, select_arms
 from engine.study.report import control_table, pairing_table, pretext_table, robustness_table
@@ -157,3 +158,11 @@ def test_same_arms_matches_arms_by_method_and_options_not_by_name():
     }  # fmt: skip
     assert same_arms("explaining_away", "transforms") == {}  # no arm in common
     assert same_arms("gone", "transforms") == same_arms("transforms", "gone") == {}  # not a study
+
+
+def test_the_about_tables_name_the_clean_twins_the_registry_declares():
+    """engine.lab.pretext_choice finds a task's `-clean` arm by rule (:func:`arm_name`); the rule and the studies'
+    arm lists must agree, or a measured twin would never reach the About page."""
+    declared = {a.name for study in ("transforms", "invariance_vs_equivariance") for a in STUDIES[study].arms}
+    by_rule = {arm_name(prefix, t, clean=True) for prefix in ("pretext", "essl", "eq") for t in PRETEXT_TASKS}
+    assert {a for a in declared if a.endswith("-clean")} == {a for a in by_rule if a.endswith("-clean")}
