@@ -104,6 +104,9 @@ RECIPES: dict[str, Recipe] = {
     # unique to an image.
     "shapes_colour": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.1),
     "shapes_caug": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5, rotations=CAUG_ANGLES),
+    # The shapes recipe without its random grayscale: an invariance objective that no longer asks to ignore gray,
+    # beside a head that predicts it (study `grayscale_conflict`, docs/results.md §5).
+    "shapes_nogray": Recipe(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5, gray_p=0.0),
 }
 
 

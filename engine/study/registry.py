@@ -217,6 +217,19 @@ COLOUR_FULL_ARMS = tuple(
     for a in COLOUR_ARMS
 )  # fmt: skip
 
+# Why does predicting grayscale hurt (head_vs_lr)? Not the random gray before the head's label (eq-grayscale-clean
+# is no better). What remains is the invariance views' own random gray: one loss asks the backbone to ignore gray,
+# the other to read it. Here neither SimCLR view is ever gray, beside SimCLR at the same doubled lr and recipe.
+_NO_GRAY = {"model.options.recipe": "shapes_nogray"}
+GRAYSCALE_CONFLICT_ARMS = (
+    SIMCLR_LR2,
+    next(a for a in INV_VS_EQ_ARMS if a.name == "eq-grayscale-clean"),
+    Arm("simclr-lr2-nogray", "simclr", {**SIMCLR_LR2.overrides, **_NO_GRAY},
+        note="SimCLR at the doubled lr, views never gray"),
+    Arm("eq-grayscale-nogray", "essl", {"model.options.transform": "grayscale", **_NO_GRAY},
+        note="grayscale predicted (E-SSL head), no view ever gray before a label"),
+)  # fmt: skip
+
 # The CIFAR-10 variants probe on the whole 50,000-image train split, as cifar10_cpu does, so their arms compare.
 ISSUE14_STUDIES: dict[str, Study] = {
     "transforms": Study(
@@ -258,6 +271,11 @@ ISSUE14_STUDIES: dict[str, Study] = {
         "shapes_upright", _MONITORED, HEAD_VS_LR_ARMS,
         "E-SSL's head or its doubled lr? invariance_vs_equivariance's eq-* arms that beat SimCLR, and grayscale, "
         "beside SimCLR at the doubled lr (simclr-lr2)",
+    ),
+    "grayscale_conflict": Study(
+        "shapes_upright", _MONITORED, GRAYSCALE_CONFLICT_ARMS,
+        "does predicting grayscale hurt because SimCLR's views are gray at random? E-SSL's grayscale head and SimCLR "
+        "at its doubled lr, with and without grayscale in the views",
     ),
     "invariance_vs_equivariance_cifar10": Study(
         "cifar10", _CIFAR_MONITORED, INV_VS_EQ_ARMS, "invariance vs equivariance on CIFAR-10 at CPU scale",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -166,3 +167,28 @@ def test_the_about_tables_name_the_clean_twins_the_registry_declares():
     declared = {a.name for study in ("transforms", "invariance_vs_equivariance") for a in STUDIES[study].arms}
     by_rule = {arm_name(prefix, t, clean=True) for prefix in ("pretext", "essl", "eq") for t in PRETEXT_TASKS}
     assert {a for a in declared if a.endswith("-clean")} == {a for a in by_rule if a.endswith("-clean")}
+
+
+def test_grayscale_conflict_differs_from_head_vs_lr_only_by_the_gray_in_the_views():
+    """Its two carried arms are head_vs_lr's (so `--merge` carries their runs), and each new arm is one of them with
+    the shapes recipe less its random grayscale, nothing else."""
+    conflict, head = STUDIES["grayscale_conflict"], STUDIES["head_vs_lr"]
+    assert (conflict.dataset, conflict.settings) == (head.dataset, head.settings)
+    by_name = {a.name: a for a in head.arms}
+    arms = {a.name: a for a in conflict.arms}
+    assert (
+        arms["simclr-lr2"] == by_name["simclr-lr2"]
+        and arms["eq-grayscale-clean"] == by_name["eq-grayscale-clean"]
+    )
+    assert get_recipe("shapes_nogray") == replace(get_recipe("shapes"), gray_p=0.0)
+    nogray = {"model.options.recipe": "shapes_nogray"}
+    assert arms["simclr-lr2-nogray"].overrides == {**by_name["simclr-lr2"].overrides, **nogray}
+    clean = {
+        k: v
+        for k, v in by_name["eq-grayscale-clean"].overrides.items()
+        if k != "model.options.task_free_base"
+    }
+    assert arms["eq-grayscale-nogray"].overrides == {
+        **clean,
+        **nogray,
+    }  # nothing gray left for the option to remove
