@@ -348,6 +348,8 @@ else:
         st.plotly_chart(fig, key=f"about_{pick}_{title}", config={"displaylogo": False})
 
 
+# wide enough for the longest row name ("grayscale, clean base", "C4-equivariant ResNet-18") without truncation
+FIRST_COLUMN = {name: st.column_config.Column(width="medium") for name in ("task", "arm", "backbone")}
 CLEAN_BASE_NOTE = (
     "In the hflip row's task-predicting columns, and in grayscale's E-SSL-head columns, the training views applied "
     'the task at random before its label, which hides the label (docs/methods.md §4.4); a "…, clean base" row '
@@ -367,7 +369,7 @@ inv_vs_eq_path = DOCS / "study-invariance_vs_equivariance" / "summary.json"
 head_vs_lr_path = DOCS / "study-head_vs_lr" / "summary.json"
 transforms, inv_vs_eq = cached.study_summary(transforms_path), cached.study_summary(inv_vs_eq_path)
 table = cached.task_table(transforms_path, inv_vs_eq_path, head_vs_lr_path)
-st.dataframe(measured_columns(table), hide_index=True, width="stretch")
+st.dataframe(measured_columns(table), hide_index=True, width="stretch", column_config=FIRST_COLUMN)
 baselines = task_baselines(inv_vs_eq, cached.study_summary(head_vs_lr_path))
 if baselines:
     st.caption(
@@ -392,7 +394,7 @@ def study_table(frame, title: str, caption: str, summary: dict | None = None) ->
     if len(frame):
         st.subheader(title)
         st.caption(caption)
-        st.dataframe(measured_columns(frame), hide_index=True, width="stretch")
+        st.dataframe(measured_columns(frame), hide_index=True, width="stretch", column_config=FIRST_COLUMN)
         failed = (summary or {}).get("failed") or []
         if failed:
             st.caption(

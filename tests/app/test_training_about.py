@@ -164,11 +164,11 @@ def test_about_draws_the_study_summaries_as_interactive_charts(plotly_array, roo
     assert not at.info  # the "make the summaries" hint only shows when they are missing
     at.selectbox(key="about_study").set_value(
         "invariance_vs_equivariance"
-    ).run()  # 15 arms: more than D3's 10
+    ).run()  # 17 arms: more than D3's 10
     wide = [plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")]
     big = next(c for c in wide if "class" in c.layout.title.text)
-    assert len(big.data) == 15 and len({t.marker.color for t in big.data}) == 15  # no two arms share a colour
-    assert big.layout.height >= 120 + 20 * 15  # the legend names all 15 arms without a scroll bar
+    assert len(big.data) == 17 and len({t.marker.color for t in big.data}) == 17  # no two arms share a colour
+    assert big.layout.height >= 120 + 20 * 17  # the legend names all 17 arms without a scroll bar
     assert "online linear (trained alongside)" in set(big.data[0].x)  # class measures together, chance 0.10
     rot = next(c for c in wide if c.layout.title.text.startswith("Rotation prediction"))
     bars_at = {x for t in rot.data for x in t.x}
