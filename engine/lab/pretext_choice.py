@@ -125,8 +125,8 @@ def _invariance_cells(inv_vs_eq: dict | None, task: str, clean: bool) -> dict[st
 def task_table(
     transforms: dict | None = None, inv_vs_eq: dict | None = None, head_vs_lr: dict | None = None
 ) -> pd.DataFrame:
-    """One row per pretext task (two where a `-clean` twin was measured, :func:`task_rows`): labels, chance, ceilings, and (when the studies exist) the pretext accuracy of the
-    task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it,
+    """One row per pretext task (two where a `-clean` twin was measured, :func:`task_rows`): labels, chance,
+    ceilings, and (when the studies exist) the pretext accuracy of the task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it,
     and that against SimCLR alone at the same lr) and as an equivariance (E-SSL head), and that head against SimCLR
     at its doubled lr (:func:`head_vs_lr_cell`)."""
     ceil = {o: ceilings(o) for o in ("uniform", "upright")}
@@ -152,8 +152,8 @@ def task_table(
 
 
 def real_task_table(transforms: dict | None, lr_control: dict | None = None) -> pd.DataFrame:
-    """The ``transforms`` study on a real dataset (``transforms_cifar10``), one row per pretext task (two where a `-clean` twin was measured): its chance
-    (real images have no computable ceiling), the task's accuracy and the backbone's linear accuracy with the task
+    """The ``transforms`` study on a real dataset (``transforms_cifar10``), one row per pretext task (two where a
+    `-clean` twin was measured): its chance (real images have no computable ceiling), the task's accuracy and the backbone's linear accuracy with the task
     alone and as E-SSL's head, and the head against SimCLR in the same study and against SimCLR at E-SSL's doubled
     lr (``simclr-lr2`` of ``lr_control``, a study with the same settings and seeds, e.g. ``cifar10_cpu``). A task
     the study has not measured has no row; no study, no rows."""
