@@ -126,9 +126,10 @@ def task_table(
     transforms: dict | None = None, inv_vs_eq: dict | None = None, head_vs_lr: dict | None = None
 ) -> pd.DataFrame:
     """One row per pretext task (two where a `-clean` twin was measured, :func:`task_rows`): labels, chance,
-    ceilings, and (when the studies exist) the pretext accuracy of the task alone and as E-SSL's head, the backbone's linear accuracy with the task as an invariance (SimCLR + it,
-    and that against SimCLR alone at the same lr) and as an equivariance (E-SSL head), and that head against SimCLR
-    at its doubled lr (:func:`head_vs_lr_cell`)."""
+    ceilings, and (when the studies exist) the pretext accuracy of the task alone and as E-SSL's head, the
+    backbone's linear accuracy with the task as an invariance (SimCLR + it, and that against SimCLR alone at the
+    same lr) and as an equivariance (E-SSL head), and that head against SimCLR at its doubled lr
+    (:func:`head_vs_lr_cell`)."""
     ceil = {o: ceilings(o) for o in ("uniform", "upright")}
     rows = []
     for task, label, clean in task_rows(transforms, inv_vs_eq, head_vs_lr):
