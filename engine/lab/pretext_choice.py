@@ -154,10 +154,10 @@ def task_table(
 
 def real_task_table(transforms: dict | None, lr_control: dict | None = None) -> pd.DataFrame:
     """The ``transforms`` study on a real dataset (``transforms_cifar10``), one row per pretext task (two where a
-    `-clean` twin was measured): its chance (real images have no computable ceiling), the task's accuracy and the backbone's linear accuracy with the task
-    alone and as E-SSL's head, and the head against SimCLR in the same study and against SimCLR at E-SSL's doubled
-    lr (``simclr-lr2`` of ``lr_control``, a study with the same settings and seeds, e.g. ``cifar10_cpu``). A task
-    the study has not measured has no row; no study, no rows."""
+    `-clean` twin was measured): its chance (real images have no computable ceiling), the task's accuracy and the
+    backbone's linear accuracy with the task alone and as E-SSL's head, and the head against SimCLR in the same
+    study and against SimCLR at E-SSL's doubled lr (``simclr-lr2`` of ``lr_control``, a study with the same
+    settings and seeds, e.g. ``cifar10_cpu``). A task the study has not measured has no row; no study, no rows."""
     rows = []
     for task, label, clean in task_rows(transforms):
         spec, acc = PRETEXT_TASKS[task], f"{logits_key(task)}/{task}_acc"
