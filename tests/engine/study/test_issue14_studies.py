@@ -155,7 +155,8 @@ def test_control_table_reads_each_arm_against_simclr_and_the_doubled_lr():
 def test_same_arms_matches_arms_by_method_and_options_not_by_name():
     tasks = ("hflip", "vflip", "invert", "grayscale", "rotation", "blur", "jigsaw")
     assert same_arms("invariance_vs_equivariance", "transforms") == {
-        "simclr": "simclr", **{f"eq-{t}": f"essl-{t}" for t in tasks}
+        "simclr": "simclr", **{f"eq-{t}": f"essl-{t}" for t in tasks},
+        **{f"eq-{t}-clean": f"essl-{t}-clean" for t in ("hflip", "grayscale")},  # the twins match too
     }  # fmt: skip
     assert same_arms("explaining_away", "transforms") == {}  # no arm in common
     assert same_arms("gone", "transforms") == same_arms("transforms", "gone") == {}  # not a study
