@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.augment.ops import grayscale as luma
-from engine.augment.recipes import Recipe
+from engine.augment.recipes import Recipe, get_recipe, light_recipe
 from engine.core.errors import ConfigError
 
 Op = Callable[[Tensor, Tensor], Tensor]  # (images [B, 3, H, W], labels [B] long) -> images
@@ -240,6 +240,18 @@ def without_task(recipe: Recipe, task: str) -> Recipe:
     exact for hflip and grayscale; a recipe's milder look-alikes (low saturation, the resize's softening) stay."""
     get_task(task)
     return dataclasses.replace(recipe, **TASK_RECIPE_FIELDS.get(task, {}))
+
+
+# The view each kind of head is trained on before its label: the light recipe (a task alone, ``pretext``) and
+# SimCLR's (E-SSL's head; the shapes recipe mirrors and grays alike).
+BASE_RECIPES: dict[str, Recipe] = {"pretext": light_recipe(32), "essl": get_recipe("simclr")}
+
+
+def hidden_by_base(kind: str, task: str) -> bool:
+    """Whether the base recipe of ``kind`` ("pretext": the task alone; "essl": E-SSL's head) applies ``task`` at
+    random before its label, so that arm's label is partly or wholly hidden (docs/methods.md §4.4)."""
+    recipe = BASE_RECIPES[kind]
+    return without_task(recipe, task) != recipe
 
 
 def sample_labels(n: int, task: str, generator: torch.Generator | None = None) -> Tensor:

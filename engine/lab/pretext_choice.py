@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine.augment import get_recipe, light_recipe
-from engine.augment.pretext import PRETEXT_TASKS, without_task
+from engine.augment.pretext import PRETEXT_TASKS, hidden_by_base
 from engine.data.ceilings import ceilings
 from engine.lab.studies import CONTROLS, fmt, noise_word, stat
 from engine.methods.protocol import logits_key
@@ -57,17 +56,7 @@ def head_vs_lr_cell(head_vs_lr: dict | None, task: str, clean: bool = False) -> 
     return delta_cell(head_vs_lr, arm_name("eq", task, clean), LR_CONTROL)
 
 
-# The view each kind of head is trained on before its label: the light recipe (a task alone) and SimCLR's (E-SSL's
-# head; the shapes recipe mirrors and grays alike).
-BASE_RECIPES = {"pretext": light_recipe(32), "essl": get_recipe("simclr")}
 CLEAN_ROW = "{task}, clean base"
-
-
-def hidden_by_base(kind: str, task: str) -> bool:
-    """Whether the base recipe of ``kind`` ("pretext": the task alone; "essl": E-SSL's head) applies ``task`` at
-    random before its label, so that arm's label is partly or wholly hidden (docs/methods.md §4.4)."""
-    recipe = BASE_RECIPES[kind]
-    return without_task(recipe, task) != recipe
 
 
 def arm_name(prefix: str, task: str, clean: bool = False) -> str:

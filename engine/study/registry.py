@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.augment.pretext import hidden_by_base
 from engine.core.errors import ConfigError
 from engine.train.config import build_config
 
@@ -80,14 +81,12 @@ def _copies(task: str) -> dict[str, Any]:
 # The tasks whose label the arms' base views apply at random before it (docs/methods.md §4.4): the light recipe
 # mirrors (pretext); SimCLR's and shapes' recipes mirror and gray (E-SSL's head view). Each such arm has a `-clean`
 # twin whose base view never applies its task (``task_free_base``); the flawed arm stays, as the measured flaw.
-_HIDDEN_BY_LIGHT = ("hflip",)
-_HIDDEN_BY_SIMCLR = ("hflip", "grayscale")
 _CLEAN = {"model.options.task_free_base": True}
 
 
-def _with_clean(arm: Arm, task: str, hidden: tuple[str, ...]) -> tuple[Arm, ...]:
-    """``arm``, then its `-clean` twin when the base recipe applies ``task`` at random."""
-    if task not in hidden:
+def _with_clean(arm: Arm, task: str, kind: str) -> tuple[Arm, ...]:
+    """``arm``, then its `-clean` twin when the base recipe of ``kind`` applies ``task`` at random."""
+    if not hidden_by_base(kind, task):
         return (arm,)
     note = f"{arm.note}; the base view never applies {task} before the label"
     return arm, Arm(f"{arm.name}-clean", arm.method, {**arm.overrides, **_CLEAN}, note=note)
@@ -105,7 +104,7 @@ TRANSFORM_ARMS = (
                 note=f"{t} prediction alone",
             ),
             t,
-            _HIDDEN_BY_LIGHT,
+            "pretext",
         )
     ),
     *(
@@ -119,7 +118,7 @@ TRANSFORM_ARMS = (
                 note=f"SimCLR + E-SSL head predicting {t}",
             ),
             t,
-            _HIDDEN_BY_SIMCLR,
+            "essl",
         )
     ),
     Arm("simclr", "simclr"),
@@ -170,7 +169,7 @@ INV_VS_EQ_ARMS = (
         for a in _with_clean(
             Arm(f"eq-{t}", "essl", {"model.options.transform": t}, note=f"{t} predicted (E-SSL head)"),
             t,
-            _HIDDEN_BY_SIMCLR,
+            "essl",
         )
     ),
 )
