@@ -14,7 +14,10 @@ import pandas as pd
 
 from engine.core.paths import is_inside
 
-METRICS_FILE = "metrics.jsonl"
+# read_metrics is re-exported: the app reads runs through engine.lab (it never imports engine.train)
+from engine.train.metrics import METRICS_FILE
+from engine.train.metrics import read_metrics as read_metrics
+
 EVAL_FILE = "eval.json"
 X_COLUMNS = ("step", "global_step", "epoch")  # preferred x axis first
 NOT_CURVES = frozenset({*X_COLUMNS, "time"})
@@ -31,22 +34,6 @@ def find_runs(root: Path, limit: int = 200) -> dict[str, Path]:
     found = [p for p in root.glob(f"**/{METRICS_FILE}") if is_inside(p, root)]
     found = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
     return {str(p.parent.relative_to(root)) or ".": p.parent for p in found}
-
-
-def read_metrics(path: Path) -> pd.DataFrame:
-    """One row per JSON object line of a metrics.jsonl (numeric values only; unparsable lines are skipped)."""
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                rows.append(
-                    {k: v for k, v in rec.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-                )
-    return pd.DataFrame(rows)
 
 
 def is_writing(run_dir: Path, within_s: float = 120.0, now: float | None = None) -> bool:

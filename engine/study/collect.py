@@ -17,10 +17,10 @@ from typing import Any
 
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
-from engine.lab.runs import METRICS_FILE, read_metrics
 from engine.study.registry import STUDIES, Arm, Study, arm_config, get_study, study_record
 from engine.study.report import training_rows
 from engine.train.config import Config, load_config, to_dict
+from engine.train.metrics import METRICS_FILE, read_metrics
 
 # Where and on what a run ran: never what makes it an arm.
 PLACE = ("train.out", "data.root", "train.device")

@@ -23,9 +23,9 @@ from engine.eval.displacement import scored_space
 from engine.eval.evaluate import TABLE_COLUMNS, pretext_baselines
 from engine.eval.measures import not_encoded_families
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
-from engine.lab.runs import METRICS_FILE, read_metrics
 from engine.lab.studies import CONTROLS, Stat, noise_word, read_summary
 from engine.study.registry import same_arms
+from engine.train.metrics import METRICS_FILE, read_metrics
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).

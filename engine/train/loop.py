@@ -42,6 +42,7 @@ from engine.train.config import (
     to_yaml,
 )
 from engine.train.data import RunData, autocast, knn_monitor, load_run_data, to_device
+from engine.train.metrics import METRICS_FILE
 from engine.train.online import OnlineLinear
 from engine.train.optim import build_optimizer, lr_at, set_lr
 
@@ -259,7 +260,7 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
             "lower it or raise data.train_subset"
         )
     total, warm = cfg.optim.epochs * steps_per_epoch, round(cfg.optim.warmup_epochs * steps_per_epoch)
-    start_epoch, step, metrics_path = 0, 0, run / "metrics.jsonl"
+    start_epoch, step, metrics_path = 0, 0, run / METRICS_FILE
     online = None
     if cfg.train.online_linear and is_main and data.train_labels is not None:
         online = OnlineLinear(model.backbone.feat_dim, data.num_classes, device, cfg.train.seed)
