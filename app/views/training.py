@@ -1,5 +1,5 @@
 """Training: loss, lr and kNN curves (one unit per chart) from run directories' metrics.jsonl, refreshed while a
-run writes."""
+run writes; a pretext head's loss is drawn beside ln k (its uniform guess) and a head that sits there is named."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from app import ui
 from engine.core.paths import UnsafePathError
 from engine.lab.runs import (
     METRICS_FILE,
+    at_chance,
+    chance_loss,
     chart_groups,
     filled_columns,
     find_runs,
+    head_losses,
     is_writing,
     read_metrics,
     x_axis,
@@ -57,6 +60,9 @@ def curves(chosen: list[str]) -> None:
     if not frames:
         st.info("The selected runs have no metrics yet.")
         return
+    for run, df in frames.items():
+        for flag in at_chance(df):
+            st.warning(f"{run}: {flag.sentence()}.")
     cols = filled_columns(list(frames.values()))  # a column never logged with a value is not drawn or listed
     for group, names in chart_groups(cols).items():
         fig = go.Figure()
@@ -68,6 +74,14 @@ def curves(chosen: list[str]) -> None:
                     fig.add_trace(
                         go.Scatter(x=d[x] if x else d.index, y=d[c], mode="lines", name=f"{run} · {c}")
                     )
+        for k in sorted(set(head_losses(names).values())):
+            fig.add_hline(
+                y=chance_loss(k),
+                line_dash="dot",
+                line_color="grey",
+                annotation_text=f"ln {k} = {chance_loss(k):.3f}: a {k}-way head's uniform guess",
+                annotation_position="top left",
+            )
         fig.update_layout(
             title=group,
             height=340,

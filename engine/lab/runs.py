@@ -14,8 +14,12 @@ import pandas as pd
 
 from engine.core.paths import is_inside
 
-# read_metrics is re-exported: the app reads runs through engine.lab (it never imports engine.train)
+# The metrics.jsonl reader and its head check are re-exported: the app reads runs through engine.lab (it never
+# imports engine.train)
 from engine.train.metrics import METRICS_FILE
+from engine.train.metrics import at_chance as at_chance
+from engine.train.metrics import chance_loss as chance_loss
+from engine.train.metrics import head_losses as head_losses
 from engine.train.metrics import read_metrics as read_metrics
 
 EVAL_FILE = "eval.json"

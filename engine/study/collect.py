@@ -18,7 +18,7 @@ from typing import Any
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write_json, atomic_write_text
 from engine.study.registry import STUDIES, Arm, Study, arm_config, get_study, study_record
-from engine.study.report import training_rows
+from engine.study.report import KNN_MONITOR, ONLINE, training_rows
 from engine.train.config import Config, load_config, to_dict
 from engine.train.metrics import METRICS_FILE, read_metrics
 
@@ -76,7 +76,7 @@ def collect(name: str, run_dirs: list[Path], out: Path) -> list[Path]:
         finished(run_dir, cfg)
         arm, free = match_arm(study, cfg, run_dir)
         rows = training_rows(run_dir)
-        if not rows:
+        if not any(r["space"] in (ONLINE, KNN_MONITOR) for r in rows):
             raise ConfigError(
                 f"{run_dir}: {METRICS_FILE} holds no monitor to collect; "
                 "train with train.knn_every > 0 or train.online_linear=true"

@@ -25,7 +25,7 @@ from engine.eval.measures import not_encoded_families
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.lab.studies import CONTROLS, Stat, noise_word, read_summary
 from engine.study.registry import same_arms
-from engine.train.metrics import METRICS_FILE, read_metrics
+from engine.train.metrics import CHANCE_EPOCHS, CHANCE_TOL, METRICS_FILE, at_chance, head_losses, read_metrics
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -38,6 +38,8 @@ GAIN = "disp/gain/cos"  # the predictor's cos minus its strongest baseline's
 NOT_ENCODED_MARK = " (not encoded)"
 ONLINE = "online_linear"  # the space of the trainer's online linear classifier row (train.online_linear)
 KNN_MONITOR = "knn_monitor"  # the space of the trainer's kNN monitor row (train.knn_every > 0)
+TRAINING = "training"  # the space of rows read from the training log itself (engine.train.metrics)
+AT_CHANCE = "_at_chance"  # <task>_at_chance: the head's loss ended training at ln k (1.0) or not (0.0)
 PRETEXT_SPACES = ("rotation_logits", "pretext_logits")  # engine.methods.protocol.logits_key
 ROBUSTNESS = tuple(PERTURBATIONS)  # engine.eval.robustness: the conditions, headed by PERTURBATION_LABELS
 # Arm-name prefixes of studies that pair one transformation two ways: (prefix a, prefix b, label a, label b).
@@ -65,7 +67,21 @@ def training_rows(run_dir: Path) -> list[dict[str, Any]]:
         acc = df[column].dropna() if df is not None and column in df else ()
         if len(acc):
             rows.append({"space": space, "metric": "acc", "value": float(acc.iloc[-1])})
-    return rows
+    return rows + (chance_rows(df) if df is not None else [])
+
+
+def chance_rows(df) -> list[dict[str, Any]]:
+    """Per pretext head of a metrics frame: 1.0 when its loss ended training at ln k (a uniform guess,
+    :func:`engine.train.metrics.at_chance`), else 0.0; over seeds the mean is the fraction of seeds at chance."""
+    flagged = {f.key for f in at_chance(df)}
+    return [
+        {
+            "space": TRAINING,
+            "metric": f"{key.removeprefix('loss/')}{AT_CHANCE}",
+            "value": float(key in flagged),
+        }
+        for key in head_losses(df.columns)
+    ]
 
 
 def missing_baselines(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,14 +101,18 @@ def missing_baselines(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def load_results(study_dir: Path) -> list[dict[str, Any]]:
     """Every ``<study_dir>/<arm>-s<seed>/eval.json`` written by ``study run`` (ConfigError if there is none);
-    a result written before the online classifier row existed gets it from its run's metrics.jsonl."""
+    a result written before a training row existed (online classifier, head at chance) gets it from its run's
+    metrics.jsonl."""
     docs = []
     for p in sorted(Path(study_dir).glob("*/eval.json")):
         d = json.loads(p.read_text())
         if "arm" not in d or "seed" not in d:
             continue
-        if not any(r.get("space") == ONLINE for r in d.get("results", [])):
-            d["results"] = [*d.get("results", []), *training_rows(p.parent)]
+        have = {(r.get("space"), r.get("metric")) for r in d.get("results", [])}
+        d["results"] = [
+            *d.get("results", []),
+            *(r for r in training_rows(p.parent) if (r["space"], r["metric"]) not in have),
+        ]
         d["results"] = [*d.get("results", []), *missing_baselines(d)]
         docs.append(d)
     if not docs:
@@ -286,9 +306,16 @@ def head_of(stats: dict[tuple[str, str], Stat]) -> tuple[str, str] | None:
     return None
 
 
+def seeds_at_chance(stats: dict[tuple[str, str], Stat], task: str) -> str:
+    """ "<m> of <n> seeds": how many of the arm's seeds ended training with the head's loss at ln k (a uniform
+    guess: its accuracy is chance however the curve looks); "—" for results without the training row."""
+    s = stats.get((TRAINING, f"{task}{AT_CHANCE}"))
+    return "—" if s is None or s.n == 0 else f"{round(s.mean * s.n)} of {s.n}"
+
+
 def pretext_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
-    """Per arm: its pretext head's accuracy beside chance and the identifiability ceiling, then what the backbone
-    knows of the classes (online linear classifier during training, linear probe and kNN after)."""
+    """Per arm: its pretext head's accuracy beside chance and the identifiability ceiling and the seeds whose head
+    loss ended at ln k, then what the backbone knows of the classes (online linear classifier during training, linear probe and kNN after)."""
     rows = []
     for arm in arms:
         st, head = agg[arm], head_of(agg[arm])
@@ -296,14 +323,15 @@ def pretext_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) 
         sp, task = head or ("", "")
         task_cells = (
             [task, _cell(st, (sp, f"{task}_acc")), _const(st, (sp, f"{task}_chance")),
-             _const(st, (sp, f"{task}_ceiling"))]
-            if head else ["—", "—", "—", "—"]
+             _const(st, (sp, f"{task}_ceiling")), seeds_at_chance(st, task)]
+            if head else ["—", "—", "—", "—", "—"]
         )  # fmt: skip
         rows.append(
             [arm, str(n), *task_cells, _cell(st, (ONLINE, "acc")), _cell(st, ("backbone", "linear_acc")),
              _cell(st, ("backbone", "knn_acc"))]
         )  # fmt: skip
-    header = ["arm", "seeds", "task", "pretext acc", "chance", "ceiling", "online linear", "linear", "kNN"]
+    header = ["arm", "seeds", "task", "pretext acc", "chance", "ceiling", "loss at ln k", "online linear", "linear",
+              "kNN"]  # fmt: skip
     return _md(header, rows)
 
 
@@ -575,8 +603,9 @@ def write_report(
          "train.knn_k and train.knn_t, the runs' data.knn_bank train items as bank, data.knn_queries test items as "
          "queries) and the online linear classifier (detached backbone features, test split)",
          monitor_table(agg, arms)),
-        ("pretext heads: accuracy beside chance and the identifiability ceiling; what the backbone knows of the "
-         "classes", pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
+        ("pretext heads: accuracy beside chance and the identifiability ceiling; \"loss at ln k\": seeds whose "
+         f"head loss (epoch mean) sat within {CHANCE_TOL:.0%} of ln k (a uniform guess) for its last {CHANCE_EPOCHS} "
+         "or more epochs; what the backbone knows of the classes", pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
         ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within twice the larger "
          "seed standard deviation", pairing_table(agg, arms)),
         ("against the learning-rate control: linear-probe accuracy (backbone) minus SimCLR's and minus SimCLR's "

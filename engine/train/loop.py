@@ -42,7 +42,7 @@ from engine.train.config import (
     to_yaml,
 )
 from engine.train.data import RunData, autocast, knn_monitor, load_run_data, to_device
-from engine.train.metrics import METRICS_FILE
+from engine.train.metrics import METRICS_FILE, at_chance, read_metrics
 from engine.train.online import OnlineLinear
 from engine.train.optim import build_optimizer, lr_at, set_lr
 
@@ -216,6 +216,14 @@ def method_options(cfg: Config, data: RunData) -> dict:
     return options
 
 
+def warn_at_chance(run: Path, metrics_path: Path, warned: set[tuple[str, int]]) -> None:
+    """Log once per stretch a pretext head whose loss sits at ln k (:func:`engine.train.metrics.at_chance`)."""
+    for f in at_chance(read_metrics(metrics_path)):
+        if (f.key, f.since) not in warned:
+            warned.add((f.key, f.since))
+            log.warning("%s: %s", run, f.sentence())
+
+
 def run_dir_of(cfg: Config) -> Path:
     return Path(cfg.train.out or f"runs/{cfg.model.method}-{cfg.data.dataset}")
 
@@ -286,6 +294,8 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
     record = (lambda r: _append(metrics_path, r)) if is_main else (lambda r: None)
     epochs = cfg.optim.epochs if model.trainable else 0
 
+    warned: set[tuple[str, int]] = set()
+
     def save(epoch: int, metrics: dict) -> None:
         if not is_main:
             return
@@ -335,6 +345,8 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
             rec.update(online.end_epoch(model, data.query_images, data.query_labels, device))
         record(rec)
         log.info("epoch %d/%d %s", epoch + 1, epochs, {k: round(v, 4) for k, v in rec.items()})
+        if is_main:
+            warn_at_chance(run, metrics_path, warned)
         save(epoch + 1, rec)
         if world > 1:
             dist.barrier()

@@ -58,6 +58,34 @@ def test_training_page_plots_runs_and_overlays(roots):
     assert last.loc["a", "loss"] == 2.0 and last.loc["b", "step"] == 2.0  # half line skipped
 
 
+def test_training_page_draws_ln_k_beside_a_head_loss_and_names_a_head_sitting_there(roots):
+    d = roots["runs"] / "essl-gray"
+    d.mkdir()
+    lines = []
+    for epoch, head in enumerate((0.5, 0.6931, 0.6932), start=1):
+        lines += [
+            {"step": 3 * epoch + i, "epoch": epoch, "loss": 5.0, "loss/grayscale": head} for i in range(3)
+        ]
+        lines.append({"epoch": epoch, "step": 3 * epoch + 3, "loss_epoch": 5.0})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    write_run(roots["runs"] / "simclr", 3, 0.1)
+    at = app_on("training")
+    at.multiselect[0].set_value(["essl-gray", "simclr"]).run()
+    assert not at.exception
+    (warning,) = [w.value for w in at.main.warning]
+    assert (
+        warning.startswith("essl-gray: loss/grayscale has sat at ln 2 = 0.693")
+        and "epoch 2 to epoch 3" in warning
+    )
+    loss = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert loss["layout"]["title"]["text"] == "loss"
+    (line,) = loss["layout"]["shapes"]
+    assert line["y0"] == line["y1"] == pytest.approx(0.693147, abs=1e-6)
+    assert "uniform guess" in loss["layout"]["annotations"][0]["text"]
+    at.multiselect[0].set_value(["simclr"]).run()
+    assert not at.main.warning and "shapes" not in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+
+
 def test_training_page_refuses_paths_outside_the_roots(roots, tmp_path):
     outside = tmp_path / "elsewhere"
     write_run(outside, 2, 0.1)

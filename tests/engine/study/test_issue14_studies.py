@@ -101,6 +101,7 @@ def test_pretext_pairing_and_robustness_tables():
         "pretext-hflip": {("pretext_logits", "hflip_acc"): Stat(0.53, 0.01, 3),
                           ("pretext_logits", "hflip_chance"): Stat(0.5, 0, 3),
                           ("pretext_logits", "hflip_ceiling"): Stat(0.55, 0, 3),
+                          ("training", "hflip_at_chance"): Stat(2 / 3, 0.577, 3),
                           ("online_linear", "acc"): Stat(0.4, 0.02, 3), ("backbone", "linear_acc"): Stat(0.5, 0.01, 3)},
         "essl-hflip": {("backbone", "linear_acc"): Stat(0.6, 0.01, 3)},
         "inv-hflip": {("backbone", "linear_acc"): Stat(0.60, 0.05, 3)},
@@ -110,10 +111,10 @@ def test_pretext_pairing_and_robustness_tables():
     arms = list(agg)
     pre = pretext_table(agg, arms)
     assert (
-        "| pretext-hflip | 3 | hflip | 0.530 ± 0.010 | 0.500 | 0.550 | 0.400 ± 0.020 | 0.500 ± 0.010 | — |"
+        "| pretext-hflip | 3 | hflip | 0.530 ± 0.010 | 0.500 | 0.550 | 2 of 3 | 0.400 ± 0.020 | 0.500 ± 0.010 | — |"
         in pre
     )
-    assert "| simclr | 1 | — | — | — | — | — | — | — |" in pre
+    assert "| simclr | 1 | — | — | — | — | — | — | — | — |" in pre
     pairs = pairing_table(agg, arms)
     inv_eq, pre_essl = pairs.split("\n\n")  # one table per pairing, its two ways named in the header
     assert inv_eq.startswith(
