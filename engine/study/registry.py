@@ -229,6 +229,20 @@ GRAYSCALE_CONFLICT_ARMS = (
         note="grayscale predicted (E-SSL head), no view ever gray before a label"),
 )  # fmt: skip
 
+# E-SSL's grayscale head on CIFAR-10 sat at ln 2 (a constant output) in 3 of its 4 transforms_cifar10 runs, with
+# and without the clean base, at E-SSL's doubled lr (peak 1.0 at CPU scale). The same two arms at SimCLR's lr
+# (lr_scale 1, peak 0.5), beside them (carried with `--merge`): is the collapse the lr's?
+_GRAY_HEAD = ("essl-grayscale", "essl-grayscale-clean")
+GRAYSCALE_HEAD_LR_ARMS = (
+    *(a for a in TRANSFORM_ARMS if a.name in _GRAY_HEAD),
+    *(
+        Arm(f"{a.name}-lr1", a.method, {**a.overrides, "model.options.lr_scale": 1.0},
+            note=f"{a.note}; at SimCLR's lr (lr_scale 1)")
+        for a in TRANSFORM_ARMS
+        if a.name in _GRAY_HEAD
+    ),
+)  # fmt: skip
+
 # The CIFAR-10 variants probe on the whole 50,000-image train split, as cifar10_cpu does, so their arms compare.
 ISSUE14_STUDIES: dict[str, Study] = {
     "transforms": Study(
@@ -275,6 +289,11 @@ ISSUE14_STUDIES: dict[str, Study] = {
         "shapes_upright", _MONITORED, GRAYSCALE_CONFLICT_ARMS,
         "does predicting grayscale hurt because SimCLR's views are gray at random? E-SSL's grayscale head and SimCLR "
         "at its doubled lr, with and without grayscale in the views",
+    ),
+    "grayscale_head_lr_cifar10": Study(
+        "cifar10", _CIFAR_MONITORED, GRAYSCALE_HEAD_LR_ARMS,
+        "does E-SSL's grayscale head collapse on CIFAR-10 because of its doubled lr? the head at SimCLR's lr "
+        "(lr_scale 1) beside transforms_cifar10's arms at the doubled lr", probe_cap=0,
     ),
     "invariance_vs_equivariance_cifar10": Study(
         "cifar10", _CIFAR_MONITORED, INV_VS_EQ_ARMS, "invariance vs equivariance on CIFAR-10 at CPU scale",

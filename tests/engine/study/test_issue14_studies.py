@@ -11,6 +11,7 @@ from engine.augment import get_recipe, light_recipe
 from engine.augment.pretext import PRETEXT_TASKS, without_task
 from engine.lab.pretext_choice import arm_name
 from engine.lab.studies import Stat, noise_word
+from engine.methods import build_method
 from engine.study.registry import STUDIES, get_study, same_arms, select_arms
 from engine.study.report import control_table, pairing_table, pretext_table, robustness_table
 from engine.study.run import EvalSizes, run_arm
@@ -194,3 +195,22 @@ def test_grayscale_conflict_differs_from_head_vs_lr_only_by_the_gray_in_the_view
         **clean,
         **nogray,
     }  # nothing gray left for the option to remove
+
+
+def test_grayscale_head_lr_differs_from_transforms_cifar10_only_by_the_lr():
+    """Its carried arms are transforms_cifar10's own (so `--merge` carries their runs); each new arm is one of them
+    at SimCLR's lr (lr_scale 1 against E-SSL's 2), nothing else."""
+    lr, transforms = STUDIES["grayscale_head_lr_cifar10"], STUDIES["transforms_cifar10"]
+    assert (lr.dataset, lr.settings, lr.probe_cap) == (
+        transforms.dataset,
+        transforms.settings,
+        transforms.probe_cap,
+    )
+    assert same_arms("transforms_cifar10", "grayscale_head_lr_cifar10") == {
+        "essl-grayscale": "essl-grayscale",
+        "essl-grayscale-clean": "essl-grayscale-clean",
+    }
+    arms = {a.name: a for a in lr.arms}
+    for name in ("essl-grayscale", "essl-grayscale-clean"):
+        assert arms[f"{name}-lr1"].overrides == {**arms[name].overrides, "model.options.lr_scale": 1.0}
+    assert build_method("essl", options={"transform": "grayscale"}).config.lr_scale == 2.0
