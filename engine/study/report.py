@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.augment import FAMILIES
+from engine.augment.pretext import hidden_by_base
 from engine.core.errors import ConfigError
 from engine.core.io import atomic_write, atomic_write_json, atomic_write_text
 from engine.data import DataSpec
@@ -42,11 +43,13 @@ TRAINING = "training"  # the space of rows read from the training log itself (en
 AT_CHANCE = "_at_chance"  # <task>_at_chance: the head's loss ended training at ln k (1.0) or not (0.0)
 PRETEXT_SPACES = ("rotation_logits", "pretext_logits")  # engine.methods.protocol.logits_key
 ROBUSTNESS = tuple(PERTURBATIONS)  # engine.eval.robustness: the conditions, headed by PERTURBATION_LABELS
-# Arm-name prefixes of studies that pair one transformation two ways: (prefix a, prefix b, label a, label b).
+# Arm-name prefixes of studies that pair one transformation two ways: (prefix a, prefix b, label a, label b, the
+# head kind of a's arms for engine.augment.pretext.hidden_by_base, None when they have no head).
 PAIRINGS = (
-    ("inv-", "eq-", "as invariance (SimCLR + it)", "as equivariance (E-SSL head)"),
-    ("pretext-", "essl-", "pretext alone", "E-SSL head"),
+    ("inv-", "eq-", "as invariance (SimCLR + it)", "as equivariance (E-SSL head)", None),
+    ("pretext-", "essl-", "pretext alone", "E-SSL head", "pretext"),
 )
+CLEAN = "-clean"  # engine.study.registry's twin suffix: the head's base view never applies its task
 
 
 def family_header(family: str, kind: str) -> str:
@@ -344,19 +347,38 @@ def pairing_table(
     whether it is beyond noise (:func:`noise_word`): one table per pairing the study has, its two ways named in the
     header; "" when the study has no such pairs."""
     tables = []
-    for pa, pb, la, lb in PAIRINGS:
-        rows = []
-        for arm in arms:
-            if not arm.startswith(pa) or (other := pb + arm.removeprefix(pa)) not in agg:
+    for pa, pb, la, lb, kind in PAIRINGS:
+        rows, plain = [], False
+        for other in arms:
+            if not other.startswith(pb) or (first := partner(agg, pa, other.removeprefix(pb), kind)) is None:
                 continue
-            a, b = agg[arm].get(key), agg[other].get(key)
+            a, b = agg[first].get(key), agg[other].get(key)
             diff = "—" if a is None or b is None else f"{b.mean - a.mean:+.3f}"
+            mark = "" if first == pa + other.removeprefix(pb) else " ¹"
+            plain |= bool(mark)
             rows.append(
-                [arm.removeprefix(pa), _cell(agg[arm], key), _cell(agg[other], key), diff, noise_word(a, b)]
-            )
+                [other.removeprefix(pb), _cell(agg[first], key) + mark, _cell(agg[other], key), diff,
+                 noise_word(a, b)]
+            )  # fmt: skip
         if rows:
-            tables.append(_md(["transformation", la, lb, "second − first", "second vs first"], rows))
+            note = (
+                f"\n\n¹ {pa}<transformation>: its arms' base never applies the transformation"
+                if plain
+                else ""
+            )
+            tables.append(_md(["transformation", la, lb, "second − first", "second vs first"], rows) + note)
     return "\n\n".join(tables)
+
+
+def partner(agg: dict[str, Any], prefix: str, suffix: str, kind: str | None) -> str | None:
+    """The arm ``prefix + suffix``; for a `-clean` twin without one, the plain arm when that is already clean
+    (no head, or a head whose base view never applies the task); None when neither is in ``agg``."""
+    if prefix + suffix in agg:
+        return prefix + suffix
+    task, plain = suffix.removesuffix(CLEAN), prefix + suffix.removesuffix(CLEAN)
+    if suffix.endswith(CLEAN) and plain in agg and (kind is None or not hidden_by_base(kind, task)):
+        return plain
+    return None
 
 
 def control_table(

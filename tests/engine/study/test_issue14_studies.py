@@ -134,6 +134,29 @@ def test_pretext_pairing_and_robustness_tables():
     assert robustness_table({"a": {}}, ["a"]) == "" and pairing_table({"a": {}}, ["a"]) == ""
 
 
+def test_a_clean_twin_pairs_with_the_plain_arm_only_where_that_arm_is_already_clean():
+    """No inv-*-clean exists (an invariance arm has no head, nothing to mend), and the pretext arms' light recipe
+    never grays, so eq-grayscale-clean and essl-grayscale-clean pair with the plain arms, marked; the light recipe
+    mirrors, so essl-hflip-clean has no partner without pretext-hflip-clean."""
+    lin = ("backbone", "linear_acc")
+    agg = {
+        name: {lin: Stat(v, 0.01, 3)}
+        for name, v in (
+            ("inv-grayscale", 0.9), ("eq-grayscale", 0.6), ("eq-grayscale-clean", 0.5),
+            ("pretext-grayscale", 0.4), ("essl-grayscale-clean", 0.45),
+            ("pretext-hflip", 0.3), ("essl-hflip", 0.35), ("essl-hflip-clean", 0.36),
+        )
+    }  # fmt: skip
+    inv_eq, pre_essl = pairing_table(agg, list(agg)).split("\n\n| transformation")
+    assert "| grayscale | 0.900 ± 0.010 | 0.600 ± 0.010 | -0.300 | lower |" in inv_eq
+    assert "| grayscale-clean | 0.900 ± 0.010 ¹ | 0.500 ± 0.010 | -0.400 | lower |" in inv_eq
+    assert "¹ inv-<transformation>: its arms' base never applies the transformation" in inv_eq
+    assert "| grayscale-clean | 0.400 ± 0.010 ¹ | 0.450 ± 0.010 | +0.050 | higher |" in pre_essl
+    assert "| hflip | 0.300 ± 0.010 | 0.350 ± 0.010 |" in pre_essl and "hflip-clean" not in pre_essl
+    agg["pretext-hflip-clean"] = {lin: Stat(0.31, 0.01, 3)}
+    assert "| hflip-clean | 0.310 ± 0.010 | 0.360 ± 0.010 |" in pairing_table(agg, list(agg))
+
+
 def test_control_table_reads_each_arm_against_simclr_and_the_doubled_lr():
     lin = ("backbone", "linear_acc")
     agg = {
