@@ -362,7 +362,8 @@ def pairing_table(
             )  # fmt: skip
         if rows:
             note = (
-                f"\n\n¹ {pa}<transformation>: its arms' base never applies the transformation"
+                f"\n\n¹ {pa}<transformation> itself: nothing to mend (no head, or a head whose base view never "
+                "applies the transformation)"
                 if plain
                 else ""
             )
