@@ -318,7 +318,8 @@ def seeds_at_chance(stats: dict[tuple[str, str], Stat], task: str) -> str:
 
 def pretext_table(agg: dict[str, dict[tuple[str, str], Stat]], arms: list[str]) -> str:
     """Per arm: its pretext head's accuracy beside chance and the identifiability ceiling and the seeds whose head
-    loss ended at ln k, then what the backbone knows of the classes (online linear classifier during training, linear probe and kNN after)."""
+    loss ended at ln k, then what the backbone knows of the classes (online linear classifier during training,
+    linear probe and kNN after)."""
     rows = []
     for arm in arms:
         st, head = agg[arm], head_of(agg[arm])
@@ -628,7 +629,8 @@ def write_report(
          monitor_table(agg, arms)),
         ("pretext heads: accuracy beside chance and the identifiability ceiling; \"loss at ln k\": seeds whose "
          f"head loss (epoch mean) sat within {CHANCE_TOL:.0%} of ln k (a uniform guess) for its last {CHANCE_EPOCHS} "
-         "or more epochs; what the backbone knows of the classes", pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
+         "or more epochs; what the backbone knows of the classes",
+         pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
         ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within twice the larger "
          "seed standard deviation", pairing_table(agg, arms)),
         ("against the learning-rate control: linear-probe accuracy (backbone) minus SimCLR's and minus SimCLR's "
