@@ -71,8 +71,10 @@ def curves(chosen: list[str]) -> None:
             for c in names:
                 if c in df:
                     d = df[[c] + ([x] if x else [])].dropna()
+                    # a one-point series (a run's first record) has no line to draw: show the point
+                    mode = "lines" if len(d) > 1 else "markers"
                     fig.add_trace(
-                        go.Scatter(x=d[x] if x else d.index, y=d[c], mode="lines", name=f"{run} · {c}")
+                        go.Scatter(x=d[x] if x else d.index, y=d[c], mode=mode, name=f"{run} · {c}")
                     )
         for k in sorted(set(head_losses(names).values())):
             fig.add_hline(

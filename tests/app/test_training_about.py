@@ -86,6 +86,13 @@ def test_training_page_draws_ln_k_beside_a_head_loss_and_names_a_head_sitting_th
     assert not at.main.warning and "shapes" not in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
 
 
+def test_a_run_with_one_record_is_drawn_as_a_point(roots):
+    write_run(roots["runs"] / "one", 1, 0.1)
+    at = app_on("training")
+    loss = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [(t["name"], t["mode"]) for t in loss["data"]] == [("one · loss", "markers")]
+
+
 def test_training_page_refuses_paths_outside_the_roots(roots, tmp_path):
     outside = tmp_path / "elsewhere"
     write_run(outside, 2, 0.1)
