@@ -4,8 +4,8 @@ dependencies, docs/gpu/session.sh) as a study directory that ``study report`` re
 Each run is matched to the study's arm whose resolved config it is (the study's settings, the arm's method and
 options); the keys that neither fix (e.g. ``optim.epochs`` of a short schedule) must be the same in every run and
 are recorded as the study's ``extra``, as ``study run --set`` records them. A collected run's results are the
-trainer's own monitors at its last epoch (:func:`engine.study.report.training_rows`: the kNN monitor and the online
-linear classifier), not the evaluation's probes: the report names them so.
+trainer's own monitors at its last epoch (:func:`engine.study.report.training_rows`: the kNN monitor, the online
+linear classifier and whether a pretext head ended at chance), not the evaluation's probes: the report names them so.
 """
 
 from __future__ import annotations

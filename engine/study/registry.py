@@ -229,9 +229,9 @@ GRAYSCALE_CONFLICT_ARMS = (
         note="grayscale predicted (E-SSL head), no view ever gray before a label"),
 )  # fmt: skip
 
-# E-SSL's grayscale head on CIFAR-10 sat at ln 2 (a constant output) in 3 of its 4 transforms_cifar10 runs, with
-# and without the clean base, at E-SSL's doubled lr (peak 1.0 at CPU scale). The same two arms at SimCLR's lr
-# (lr_scale 1, peak 0.5), beside them (carried with `--merge`): is the collapse the lr's?
+# E-SSL's grayscale head on CIFAR-10 went back to ln 2 (a uniform guess's loss) in 3 of its 4 transforms_cifar10
+# runs, with and without the clean base, at E-SSL's doubled lr (peak 1.0 at CPU scale). The same two arms at
+# SimCLR's lr (lr_scale 1, peak 0.5), beside them (carried with `--merge`): is the collapse the lr's?
 _GRAY_HEAD = ("essl-grayscale", "essl-grayscale-clean")
 GRAYSCALE_HEAD_LR_ARMS = (
     *(a for a in TRANSFORM_ARMS if a.name in _GRAY_HEAD),

@@ -26,7 +26,14 @@ from engine.eval.measures import not_encoded_families
 from engine.eval.robustness import PERTURBATION_LABELS, PERTURBATIONS
 from engine.lab.studies import CONTROLS, Stat, noise_word, read_summary
 from engine.study.registry import same_arms
-from engine.train.metrics import CHANCE_EPOCHS, CHANCE_TOL, METRICS_FILE, at_chance, head_losses, read_metrics
+from engine.train.metrics import (
+    CHANCE_EPOCHS,
+    CHANCE_TOL,
+    METRICS_FILE,
+    at_chance,
+    checked_heads,
+    read_metrics,
+)
 
 # The evaluation's comparison columns (header, space, metric); "disp" = the space whose displacement is scored
 # (engine.eval.displacement.scored_space: EquiMod's own "equivariant" predictor, else projector, else backbone).
@@ -60,9 +67,10 @@ def family_header(family: str, kind: str) -> str:
 
 def training_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The trainer's own monitors from the run's metrics.jsonl, as eval rows: the last recorded online linear
-    classifier accuracy (on detached backbone features, test split, as Understanding-ESSL tracks it) and the last
+    classifier accuracy (on detached backbone features, test split, as Understanding-ESSL tracks it), the last
     kNN monitor accuracy (E-SSL's: backbone, k = train.knn_k, t = train.knn_t, bank and queries as data.knn_bank and
-    data.knn_queries); [] for a monitor that was off."""
+    data.knn_queries), and whether each pretext head ended at chance (:func:`chance_rows`); none for a monitor that
+    was off."""
     path = Path(run_dir) / METRICS_FILE
     df = read_metrics(path) if path.is_file() else None
     rows = []
@@ -74,8 +82,9 @@ def training_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def chance_rows(df) -> list[dict[str, Any]]:
-    """Per pretext head of a metrics frame: 1.0 when its loss ended training at ln k (a uniform guess,
-    :func:`engine.train.metrics.at_chance`), else 0.0; over seeds the mean is the fraction of seeds at chance."""
+    """Per pretext head of a metrics frame logged over enough epochs to judge: 1.0 when its loss ended training at
+    ln k or above (no better than a uniform guess, :func:`engine.train.metrics.at_chance`), else 0.0; over seeds the
+    mean is the fraction of seeds at chance. A head logged over too few epochs gets no row (not a 0)."""
     flagged = {f.key for f in at_chance(df)}
     return [
         {
@@ -83,7 +92,7 @@ def chance_rows(df) -> list[dict[str, Any]]:
             "metric": f"{key.removeprefix('loss/')}{AT_CHANCE}",
             "value": float(key in flagged),
         }
-        for key in head_losses(df.columns)
+        for key in checked_heads(df)
     ]
 
 
@@ -112,9 +121,11 @@ def load_results(study_dir: Path) -> list[dict[str, Any]]:
         if "arm" not in d or "seed" not in d:
             continue
         have = {(r.get("space"), r.get("metric")) for r in d.get("results", [])}
+        # a reused run (study run --reuse) keeps its metrics.jsonl where it was trained
+        trained = Path(d["reused_from"]) if isinstance(d.get("reused_from"), str) else p.parent
         d["results"] = [
             *d.get("results", []),
-            *(r for r in training_rows(p.parent) if (r["space"], r["metric"]) not in have),
+            *(r for r in training_rows(trained) if (r["space"], r["metric"]) not in have),
         ]
         d["results"] = [*d.get("results", []), *missing_baselines(d)]
         docs.append(d)
@@ -362,12 +373,10 @@ def pairing_table(
                  noise_word(a, b)]
             )  # fmt: skip
         if rows:
-            note = (
-                f"\n\n¹ {pa}<transformation> itself: nothing to mend (no head, or a head whose base view never "
-                "applies the transformation)"
-                if plain
-                else ""
+            why = (
+                "it has no head" if kind is None else "its head's base view never applies the transformation"
             )
+            note = f"\n\n¹ {pa}<transformation> itself: nothing to mend ({why})" if plain else ""
             tables.append(_md(["transformation", la, lb, "second − first", "second vs first"], rows) + note)
     return "\n\n".join(tables)
 
@@ -628,8 +637,8 @@ def write_report(
          "queries) and the online linear classifier (detached backbone features, test split)",
          monitor_table(agg, arms)),
         ("pretext heads: accuracy beside chance and the identifiability ceiling; \"loss at ln k\": seeds whose "
-         f"head loss (epoch mean) sat within {CHANCE_TOL:.0%} of ln k (a uniform guess) for its last {CHANCE_EPOCHS} "
-         "or more epochs; what the backbone knows of the classes",
+         f"head loss (epoch mean) stayed above ln k less {CHANCE_TOL:.0%} (no better than a uniform guess) for its "
+         f"last {CHANCE_EPOCHS} or more epochs; what the backbone knows of the classes",
          pretext_table(agg, arms) if any(head_of(agg[a]) for a in arms) else ""),
         ("one transformation two ways: linear-probe accuracy (backbone); \"noise\" = within twice the larger "
          "seed standard deviation", pairing_table(agg, arms)),

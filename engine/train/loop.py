@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from engine.core import distributed, io
@@ -42,7 +42,7 @@ from engine.train.config import (
     to_yaml,
 )
 from engine.train.data import RunData, autocast, knn_monitor, load_run_data, to_device
-from engine.train.metrics import METRICS_FILE, at_chance, read_metrics
+from engine.train.metrics import METRICS_FILE, at_chance, epoch_key, read_metrics
 from engine.train.online import OnlineLinear
 from engine.train.optim import build_optimizer, lr_at, set_lr
 
@@ -130,6 +130,7 @@ def train_one_epoch(
         raise ConfigError(f"method {getattr(model, 'name', '?')!r} needs class labels; this dataset has none")
     fwd.train()
     step, total, window_t, window_n = start_step, 0.0, time.perf_counter(), 0
+    part_sums: dict[str, Tensor] = {}  # every scalar part summed on its device (no extra sync per step)
     channels_last = device.type == "cuda" and cfg.train.channels_last
     for idx in batches:
         lr = lr_of(step)
@@ -158,6 +159,9 @@ def train_one_epoch(
         optimizer.step()
         if online is not None and y is not None:
             online.step(model, x, y, cfg.train.amp)
+        for k, v in out.items():
+            if k != "loss" and v.numel() == 1:
+                part_sums[k] = part_sums.get(k, 0.0) + v.detach().float()
         step, total, window_n = step + 1, total + loss, window_n + len(idx)
         img_s = window_n / max(time.perf_counter() - window_t, 1e-9)
         if step % cfg.train.log_every == 0:
@@ -166,7 +170,9 @@ def train_one_epoch(
             window_t, window_n = time.perf_counter(), 0
         if on_step is not None:
             on_step(StepEvent(epoch + 1, step, len(batches), loss, lr, img_s, model))
-    return {"loss": total / max(1, len(batches)), "steps": float(step - start_step)}
+    n = max(1, step - start_step)
+    means = {epoch_key(k): float(v) / n for k, v in part_sums.items()}
+    return {"loss": total / max(1, len(batches)), "steps": float(step - start_step), **means}
 
 
 def sync_batchnorm(model: nn.Module, world: int) -> nn.Module:
@@ -217,8 +223,14 @@ def method_options(cfg: Config, data: RunData) -> dict:
 
 
 def warn_at_chance(run: Path, metrics_path: Path, warned: set[tuple[str, int]]) -> None:
-    """Log once per stretch a pretext head whose loss sits at ln k (:func:`engine.train.metrics.at_chance`)."""
-    for f in at_chance(read_metrics(metrics_path)):
+    """Log once per stretch a pretext head whose loss is no better than ln k (:func:`engine.train.metrics.at_chance`);
+    called after the epoch's checkpoint is saved, and a metrics file it cannot read only skips the check."""
+    try:
+        df = read_metrics(metrics_path)
+    except OSError as e:
+        log.warning("%s: the head check could not read %s (%s)", run, metrics_path, e)
+        return
+    for f in at_chance(df):
         if (f.key, f.since) not in warned:
             warned.add((f.key, f.since))
             log.warning("%s: %s", run, f.sentence())
@@ -336,6 +348,7 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
             "epoch": epoch + 1,
             "step": step,
             "loss_epoch": stats["loss"],
+            **{k: v for k, v in stats.items() if k not in ("loss", "steps")},
             "epoch_time_s": time.perf_counter() - t0,
         }
         k = cfg.train.knn_every
@@ -345,9 +358,9 @@ def fit(cfg: Config, resume: bool = False, on_step: OnStep | None = None) -> Pat
             rec.update(online.end_epoch(model, data.query_images, data.query_labels, device))
         record(rec)
         log.info("epoch %d/%d %s", epoch + 1, epochs, {k: round(v, 4) for k, v in rec.items()})
+        save(epoch + 1, rec)
         if is_main:
             warn_at_chance(run, metrics_path, warned)
-        save(epoch + 1, rec)
         if world > 1:
             dist.barrier()
     if epochs == 0 and is_main:  # untrainable reference (none): save the seeded random init

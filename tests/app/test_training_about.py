@@ -74,8 +74,9 @@ def test_training_page_draws_ln_k_beside_a_head_loss_and_names_a_head_sitting_th
     assert not at.exception
     (warning,) = [w.value for w in at.main.warning]
     assert (
-        warning.startswith("essl-gray: loss/grayscale has sat at ln 2 = 0.693")
-        and "epoch 2 to epoch 3" in warning
+        warning.startswith("essl-gray: loss/grayscale has stayed at ln 2 = 0.693 or above")
+        and "from epoch 2 to epoch 3" in warning
+        and "no better than a uniform guess" in warning
     )
     loss = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert loss["layout"]["title"]["text"] == "loss"

@@ -180,6 +180,12 @@ def test_trainer_passes_labels_and_logs_the_online_linear_classifier(tmp_path):
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "acc/class" in recs[0] and "acc/rotation" in recs[0]
     epoch = recs[-1]
+    # the epoch record averages every step's parts (log_every 1: every step is logged too)
+    logged = [r["loss/rotation"] for r in recs if "loss/rotation" in r]
+    assert len(logged) == 2 and epoch["loss_epoch/rotation"] == pytest.approx(sum(logged) / 2, rel=1e-5)
+    assert epoch["acc_epoch/class"] == pytest.approx(
+        sum(r["acc/class"] for r in recs if "acc/class" in r) / 2
+    )
     assert 0.0 <= epoch["online_linear_acc"] <= 1.0 and 0.0 <= epoch["online_linear_train_acc"] <= 1.0
 
 
