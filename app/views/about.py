@@ -189,6 +189,12 @@ MEASURES: tuple[tuple[str, str], ...] = (
         "Such views get no prediction arrow; only the mean displacement of the family and strength is a guess.",
     ),
     (
+        "head loss at ln k",
+        "A k-way pretext head's loss beside ln k (0.693 for two labels), the cross-entropy of a uniform guess: a "
+        "head whose loss stays there or above has learned nothing its loss can see, whatever its accuracy curve "
+        "suggests. The training page draws the line and names such a head; study reports count its seeds.",
+    ),
+    (
         "linear CKA",
         "The similarity of two models' embeddings of the same items, 1 when they agree up to rotation, scale and "
         "shift. Few items beside many dimensions inflate it (independent embeddings score about D / (N + D)); the "

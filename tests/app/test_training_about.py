@@ -139,6 +139,7 @@ def test_about_defines_every_measure_with_its_baseline_and_claims_what_the_numbe
         "R²(Δ)",
         "not encoded",
         "linear CKA",
+        "head loss at ln k",
     ):
         assert f"**{name}" in text, name
     assert "baseline" in text and "between" in text
