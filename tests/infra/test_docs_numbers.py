@@ -27,7 +27,7 @@ STUDY = {
         "shapes", "shapes_upright", "cifar10_cpu", "transforms", "explaining_away", "clever_robustness",
         "rotation_backbones", "invariance_vs_equivariance", "colour", "colour_full", "head_vs_lr",
         "explaining_away_cifar10", "clever_robustness_cifar10", "paper_cifar10", "transforms_cifar10",
-        "grayscale_conflict", "grayscale_head_lr_cifar10",
+        "grayscale_conflict", "grayscale_head_lr_cifar10", "grayscale_head_lr_cifar10_rerun",
     )
 }  # fmt: skip
 SPACE = r"(backbone|projector|equivariant|invariant_part|equivariant_part)"
@@ -196,6 +196,7 @@ SECTIONS = [
             "head_vs_lr",
             "grayscale_conflict",
             "grayscale_head_lr_cifar10",
+            "grayscale_head_lr_cifar10_rerun",
             "explaining_away_cifar10",
             "transforms_cifar10",
             prose=("cifar10_cpu",),
