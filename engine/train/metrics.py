@@ -117,8 +117,11 @@ def at_chance(df: pd.DataFrame, tol: float = CHANCE_TOL, epochs: int = CHANCE_EP
     out = []
     for key, k in head_losses(df.columns).items():
         per = epoch_means(df, key)
-        near = (per >= (1 - tol) * chance_loss(k)).to_list()
-        trailing = len(near) - next((i + 1 for i in range(len(near) - 1, -1, -1) if not near[i]), 0)
+        trailing = 0  # the epochs at chance counted back from the last one
+        for at in reversed((per >= (1 - tol) * chance_loss(k)).to_list()):
+            if not at:
+                break
+            trailing += 1
         if trailing >= epochs:
             ep = per.index.to_list()
             out.append(AtChance(key, k, int(ep[-trailing]), int(ep[-1]), float(per.iloc[-1])))
